@@ -1,0 +1,1 @@
+"""Thin HELICS federates, one module per federate kind, over the pure cores."""

@@ -1,0 +1,1 @@
+"""Federation layer: scenario model, interface contract, config generation, results, CLI."""

@@ -1,0 +1,49 @@
+"""The ``smartnet`` command line: one entry point, one subcommand module each.
+
+Each subcommand lives next to the code it drives and exposes ``configure(parser)`` and
+``run(args) -> int``; this module only dispatches, so adding a subcommand touches one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: subcommand name -> (module path, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "scenario": ("federation.scenario_cli", "list, validate or describe embedded scenarios"),
+    "clear": ("market_core.cli", "clear one market document (JSON in, JSON out)"),
+    "bids": ("market_core.aggregation.cli", "print the bids every aggregator would submit"),
+    "flex": ("grid_core.flex.cli", "TSO/DSO interface flexibility (traffic light)"),
+    "build": ("federation.build", "generate federate configs, runner.json, docker-compose.yml"),
+    "run": ("federation.run", "run a scenario as a HELICS federation"),
+    "report": ("federation.report", "turn a results file into an HTML report"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smartnet", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_path, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_path)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(sub_parser)
+        sub_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""Market layer: bids, network-constrained clearing, prices, coordination schemes.
+
+Pure library: never imports ``helics``.
+"""
