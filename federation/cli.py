@@ -1,6 +1,6 @@
 """The ``smartnet`` command line: one entry point, one subcommand module each.
 
-Each subcommand lives next to the code it drives and exposes ``configure(parser)`` and
+Each subcommand module and exposes ``configure(parser)`` and
 ``run(args) -> int``; this module only dispatches, so adding a subcommand touches one line.
 """
 
@@ -15,8 +15,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "scenario": ("federation.scenario_cli", "list, validate or describe embedded scenarios"),
     "clear": ("market_core.cli", "clear one market document (JSON in, JSON out)"),
-    "bids": ("market_core.aggregation.cli", "print the bids every aggregator would submit"),
-    "flex": ("grid_core.flex.cli", "TSO/DSO interface flexibility (traffic light)"),
+    "bids": ("federation.bids_cli", "print the bids every aggregator would submit"),
+    "flex": ("federation.flex_cli", "TSO/DSO interface flexibility (traffic light)"),
     "build": ("federation.build", "generate federate configs, runner.json, docker-compose.yml"),
     "run": ("federation.run", "run a scenario as a HELICS federation"),
     "report": ("federation.report", "turn a results file into an HTML report"),
@@ -28,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_path, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_path)
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_path:
+                raise
+            continue  # subcommand not part of this installation
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.configure(sub_parser)
         sub_parser.set_defaults(_run=module.run)
