@@ -1,0 +1,323 @@
+"""Linear network models the market clearing takes as plain data.
+
+Two models, both linear around a forecast base state (SmartNet simulator paper, "Network
+constraints": DC approximation for transmission, DistFlow for radial distribution):
+
+- :class:`PtdfModel`: transmission DC model, line flows = base flows + PTDF x injection changes.
+- :class:`LinDistFlowModel`: linearised DistFlow (Baran & Wu 1989 without losses) of one radial
+  distribution network: squared voltages and branch flows are affine in the nodal P/Q
+  injection changes.
+
+They are built elsewhere (``grid_core.ptdf_model`` / ``grid_core.lindistflow_model`` from a
+pandapower net; the federation glue converts) or by hand in tests. ``market_core`` never imports
+``grid_core``. All injections follow ``docs/conventions.md`` (injection into the bus > 0).
+Arrays are copied and made read-only on construction, so a model can be shared safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: version of the network-model JSON layout
+SCHEMA_VERSION = "1.0"
+
+
+class NetworkModelError(ValueError):
+    """A network model is inconsistent (shapes, unknown bus, non-positive limit)."""
+
+
+def _frozen(a: Any, name: str, owner: str, ndim: tuple[int, ...]) -> np.ndarray:
+    arr = np.array(a, dtype=float)
+    if arr.ndim not in ndim:
+        raise NetworkModelError(f"{owner}: {name} has {arr.ndim} dimensions, expected {ndim}")
+    if not np.all(np.isfinite(arr)):
+        raise NetworkModelError(f"{owner}: {name} has non-finite entries")
+    arr.setflags(write=False)
+    return arr
+
+
+def per_period(values: np.ndarray, n_periods: int) -> np.ndarray:
+    """Broadcast a base-state array ``[element]`` or ``[element x period]`` to 2-D.
+
+    Parameters
+    ----------
+    values
+        Base quantity per element, optionally per period.
+    n_periods
+        Number of periods of the session [-].
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[element x period]`` array.
+    """
+    if values.ndim == 1:
+        return np.repeat(values[:, None], n_periods, axis=1)
+    if values.shape[1] != n_periods:
+        raise NetworkModelError(
+            f"base state has {values.shape[1]} periods, the session has {n_periods}"
+        )
+    return values
+
+
+@dataclass(frozen=True, eq=False)
+class PtdfModel:
+    """DC transmission model around a forecast base state.
+
+    Parameters
+    ----------
+    ptdf
+        ``[line x bus]`` power transfer distribution factors [MW/MW]: change of ``p_from_mw``
+        of each line per MW injected at each bus and withdrawn at the reference (slack) bus.
+    bus_ids
+        pandapower bus index of each PTDF column.
+    line_ids
+        Identifier of each PTDF row (e.g. ``"line_12"``, ``"trafo_3"``).
+    max_flow_mw
+        Thermal limit per line [MW] (|flow| <= limit).
+    base_flow_mw
+        Forecast ``p_from_mw`` per line [MW], shape ``[line]`` or ``[line x period]``. The
+        forecast imbalance is assumed picked up by the slack in this base state, so
+        activations change the flows by ``ptdf @ delta_p``.
+    network_id
+        ``"tso"``.
+    """
+
+    ptdf: np.ndarray
+    bus_ids: tuple[int, ...]
+    line_ids: tuple[str, ...]
+    max_flow_mw: np.ndarray
+    base_flow_mw: np.ndarray
+    network_id: str = "tso"
+
+    def __post_init__(self) -> None:
+        name = f"PTDF model {self.network_id!r}"
+        object.__setattr__(self, "ptdf", _frozen(self.ptdf, "ptdf", name, (2,)))
+        object.__setattr__(self, "bus_ids", tuple(int(b) for b in self.bus_ids))
+        object.__setattr__(self, "line_ids", tuple(str(x) for x in self.line_ids))
+        object.__setattr__(
+            self, "max_flow_mw", _frozen(self.max_flow_mw, "max_flow_mw", name, (1,))
+        )
+        object.__setattr__(
+            self, "base_flow_mw", _frozen(self.base_flow_mw, "base_flow_mw", name, (1, 2))
+        )
+        n_line, n_bus = self.ptdf.shape
+        if len(self.bus_ids) != n_bus:
+            raise NetworkModelError(f"{name}: {len(self.bus_ids)} bus ids for {n_bus} columns")
+        if len(set(self.bus_ids)) != n_bus:
+            raise NetworkModelError(f"{name}: duplicate bus ids")
+        if len(self.line_ids) != n_line:
+            raise NetworkModelError(f"{name}: {len(self.line_ids)} line ids for {n_line} rows")
+        if self.max_flow_mw.shape != (n_line,):
+            raise NetworkModelError(f"{name}: max_flow_mw must have one entry per line")
+        if self.base_flow_mw.shape[0] != n_line:
+            raise NetworkModelError(f"{name}: base_flow_mw must have one row per line")
+        bad = np.flatnonzero(self.max_flow_mw <= 0.0)
+        if bad.size:
+            raise NetworkModelError(
+                f"{name}: line {self.line_ids[bad[0]]!r} has a non-positive max_flow_mw"
+            )
+
+    def column(self, bus: int) -> int:
+        """PTDF column of a pandapower bus index (``NetworkModelError`` if unknown)."""
+        try:
+            return self.bus_ids.index(bus)
+        except ValueError:
+            raise NetworkModelError(f"bus {bus} is not in network {self.network_id!r}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class LinDistFlowModel:
+    """Linearised DistFlow model of one radial distribution network around its forecast state.
+
+    Squared voltage magnitudes and branch flows are affine in the nodal injection changes
+    ``dp`` [MW] and ``dq`` [Mvar] (Baran & Wu 1989, lossless linearisation)::
+
+        vm_pu**2      = base_vm_pu**2      + vm2_per_p @ dp + vm2_per_q @ dq
+        branch_p_mw   = base_branch_p_mw   + branch_p_per_p @ dp
+        branch_q_mvar = base_branch_q_mvar + branch_q_per_q @ dq
+
+    Branch apparent power is limited by ``max_branch_s_mva`` through an inscribed polygon of
+    the circle (see ``market_core.clearing``). The interface exchange (from transmission into
+    the network, ``docs/conventions.md``) changes by ``-sum(dp)`` in this lossless model.
+
+    Parameters
+    ----------
+    network_id
+        ``"dso_<k>"``.
+    bus_ids
+        pandapower bus indices (columns of the sensitivity matrices, rows of voltage maps).
+    branch_ids
+        Identifier of each branch row.
+    interface_bus
+        Distribution bus at the primary substation (voltage reference).
+    tso_bus
+        Transmission bus the primary substation connects to (where the interface exchange is a
+        load in the PTDF model).
+    vm2_per_p, vm2_per_q
+        ``[bus x bus]`` sensitivity of squared voltage [pu^2/MW], [pu^2/Mvar].
+    base_vm_pu
+        Forecast voltage magnitude [pu], ``[bus]`` or ``[bus x period]``.
+    min_vm_pu, max_vm_pu
+        Voltage limits [pu] per bus.
+    branch_p_per_p, branch_q_per_q
+        ``[branch x bus]`` sensitivity of branch sending-end flows [MW/MW], [Mvar/Mvar].
+    base_branch_p_mw, base_branch_q_mvar
+        Forecast branch flows [MW], [Mvar], ``[branch]`` or ``[branch x period]``.
+    max_branch_s_mva
+        Branch apparent-power limit [MVA].
+    """
+
+    network_id: str
+    bus_ids: tuple[int, ...]
+    branch_ids: tuple[str, ...]
+    interface_bus: int
+    tso_bus: int
+    vm2_per_p: np.ndarray
+    vm2_per_q: np.ndarray
+    base_vm_pu: np.ndarray
+    min_vm_pu: np.ndarray
+    max_vm_pu: np.ndarray
+    branch_p_per_p: np.ndarray
+    branch_q_per_q: np.ndarray
+    base_branch_p_mw: np.ndarray
+    base_branch_q_mvar: np.ndarray
+    max_branch_s_mva: np.ndarray
+
+    def __post_init__(self) -> None:
+        name = f"LinDistFlow model {self.network_id!r}"
+        object.__setattr__(self, "bus_ids", tuple(int(b) for b in self.bus_ids))
+        object.__setattr__(self, "branch_ids", tuple(str(x) for x in self.branch_ids))
+        for attr, nd in (
+            ("vm2_per_p", (2,)),
+            ("vm2_per_q", (2,)),
+            ("base_vm_pu", (1, 2)),
+            ("min_vm_pu", (1,)),
+            ("max_vm_pu", (1,)),
+            ("branch_p_per_p", (2,)),
+            ("branch_q_per_q", (2,)),
+            ("base_branch_p_mw", (1, 2)),
+            ("base_branch_q_mvar", (1, 2)),
+            ("max_branch_s_mva", (1,)),
+        ):
+            object.__setattr__(self, attr, _frozen(getattr(self, attr), attr, name, nd))
+        n_bus, n_br = len(self.bus_ids), len(self.branch_ids)
+        if not self.network_id.startswith("dso_"):
+            raise NetworkModelError(f"{name}: network id must be 'dso_<k>'")
+        if len(set(self.bus_ids)) != n_bus:
+            raise NetworkModelError(f"{name}: duplicate bus ids")
+        if self.interface_bus not in self.bus_ids:
+            raise NetworkModelError(f"{name}: interface bus {self.interface_bus} unknown")
+        shapes = {
+            "vm2_per_p": (n_bus, n_bus),
+            "vm2_per_q": (n_bus, n_bus),
+            "min_vm_pu": (n_bus,),
+            "max_vm_pu": (n_bus,),
+            "branch_p_per_p": (n_br, n_bus),
+            "branch_q_per_q": (n_br, n_bus),
+            "max_branch_s_mva": (n_br,),
+        }
+        for attr, shape in shapes.items():
+            if getattr(self, attr).shape != shape:
+                raise NetworkModelError(
+                    f"{name}: {attr} has shape {getattr(self, attr).shape}, expected {shape}"
+                )
+        for attr, n in (
+            ("base_vm_pu", n_bus),
+            ("base_branch_p_mw", n_br),
+            ("base_branch_q_mvar", n_br),
+        ):
+            if getattr(self, attr).shape[0] != n:
+                raise NetworkModelError(f"{name}: {attr} must have {n} rows")
+        bad = np.flatnonzero(self.max_branch_s_mva <= 0.0)
+        if bad.size:
+            raise NetworkModelError(
+                f"{name}: branch {self.branch_ids[bad[0]]!r} has a non-positive max_branch_s_mva"
+            )
+        if np.any(self.min_vm_pu > self.max_vm_pu):
+            raise NetworkModelError(f"{name}: min_vm_pu exceeds max_vm_pu")
+
+    def column(self, bus: int) -> int:
+        """Column of a pandapower bus index (``NetworkModelError`` if unknown)."""
+        try:
+            return self.bus_ids.index(bus)
+        except ValueError:
+            raise NetworkModelError(f"bus {bus} is not in network {self.network_id!r}") from None
+
+
+# --------------------------------------------------------------------------- JSON
+
+_PTDF_ARRAYS = ("ptdf", "max_flow_mw", "base_flow_mw")
+_LDF_ARRAYS = (
+    "vm2_per_p",
+    "vm2_per_q",
+    "base_vm_pu",
+    "min_vm_pu",
+    "max_vm_pu",
+    "branch_p_per_p",
+    "branch_q_per_q",
+    "base_branch_p_mw",
+    "base_branch_q_mvar",
+    "max_branch_s_mva",
+)
+
+
+def ptdf_to_dict(model: PtdfModel) -> dict[str, Any]:
+    """JSON-ready dict of a :class:`PtdfModel`."""
+    out: dict[str, Any] = {
+        "network_id": model.network_id,
+        "bus_ids": list(model.bus_ids),
+        "line_ids": list(model.line_ids),
+    }
+    out.update({k: getattr(model, k).tolist() for k in _PTDF_ARRAYS})
+    return out
+
+
+def lindistflow_to_dict(model: LinDistFlowModel) -> dict[str, Any]:
+    """JSON-ready dict of a :class:`LinDistFlowModel`."""
+    out: dict[str, Any] = {
+        "network_id": model.network_id,
+        "bus_ids": list(model.bus_ids),
+        "branch_ids": list(model.branch_ids),
+        "interface_bus": model.interface_bus,
+        "tso_bus": model.tso_bus,
+    }
+    out.update({k: getattr(model, k).tolist() for k in _LDF_ARRAYS})
+    return out
+
+
+def _need(data: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise NetworkModelError(f"{where}: expected an object")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise NetworkModelError(f"{where}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(data) - set(keys))
+    if unknown:
+        raise NetworkModelError(f"{where}: unknown field(s) {', '.join(unknown)}")
+
+
+def ptdf_from_dict(data: Mapping[str, Any], where: str = "transmission") -> PtdfModel:
+    """Read a :class:`PtdfModel` from :func:`ptdf_to_dict` output (errors name the field)."""
+    _need(data, ("network_id", "bus_ids", "line_ids", *_PTDF_ARRAYS), where)
+    try:
+        return PtdfModel(**{k: data[k] for k in data})
+    except (TypeError, ValueError) as exc:
+        raise NetworkModelError(f"{where}: {exc}") from None
+
+
+def lindistflow_from_dict(data: Mapping[str, Any], where: str = "distribution") -> LinDistFlowModel:
+    """Read a :class:`LinDistFlowModel` from :func:`lindistflow_to_dict` output."""
+    _need(
+        data,
+        ("network_id", "bus_ids", "branch_ids", "interface_bus", "tso_bus", *_LDF_ARRAYS),
+        where,
+    )
+    try:
+        return LinDistFlowModel(**{k: data[k] for k in data})
+    except (TypeError, ValueError) as exc:
+        raise NetworkModelError(f"{where}: {exc}") from None
