@@ -1,0 +1,328 @@
+"""Baseline profiles at 1-min resolution, generated deterministically from a seed.
+
+Every generator takes the minute-of-day clock ``clock_h`` (local solar time in hours, one
+entry per simulated minute) and a ``numpy.random.Generator`` and returns a new array. The
+models, each documented at its function:
+
+- ``ambient``: daily temperature cycle (cosine, minimum before sunrise, maximum at 15:00)
+  plus AR(1) weather noise.
+- ``pv``: physical PV model: solar geometry (Cooper declination, hour angle), Haurwitz
+  clear-sky global horizontal irradiance, Kasten-Czeplak cloud attenuation driven by an
+  AR(1) cloud-cover process, minute-scale cloud-edge fluctuation, and cell-temperature
+  derating (NOCT model).
+- ``wind``: hub-height wind speed with a Weibull marginal obtained from an AR(1) Gaussian
+  process (Gaussian copula), times a generic turbine power curve.
+- ``hydro``: run-of-river flow: a slowly varying AR(1) inflow around a seasonal mean.
+- ``load``: standard load shapes (residential, commercial, industrial) built as sums of
+  smooth daily components, with aggregation noise.
+- ``heat``: CHP heat demand (space heating proportional to degree-hours below a base
+  temperature plus domestic hot water peaks), per MW of electrical capacity.
+
+Profiles are per unit unless the name says otherwise (``ambient_temp_degc``).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+
+#: Profile models known to :func:`generate_profile` and their accepted parameters (defaults).
+PROFILE_MODELS: dict[str, dict[str, float | str]] = {
+    "ambient": {"noise_degc": 0.4},
+    "pv": {"cloudiness": 0.3, "noct_degc": 45.0, "temp_coeff_per_degc": -0.004},
+    "wind": {"mean_speed_m_per_s": 7.5, "weibull_k": 2.0, "correlation_h": 4.0},
+    "hydro": {"mean_pu": 0.65, "std_pu": 0.04, "correlation_h": 12.0},
+    "load": {"shape": "residential", "noise_pu": 0.015},
+    "heat": {"base_temp_degc": 16.0, "heating_pu_per_degc": 0.035, "dhw_pu": 0.12},
+}
+
+LOAD_SHAPES: tuple[str, ...] = ("residential", "commercial", "industrial")
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """Independent, reproducible random stream for one named quantity.
+
+    The stream depends on the scenario seed and a CRC32 of ``name`` only, so adding a
+    profile or a device group never changes the numbers of the others.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
+
+
+def ar1(rng: np.random.Generator, n: int, correlation_min: float) -> np.ndarray:
+    """Stationary AR(1) series with unit variance and e-folding time ``correlation_min``.
+
+    x[k] = a x[k-1] + sqrt(1 - a^2) e[k], a = exp(-1 / correlation_min), e ~ N(0, 1);
+    run by scipy's ``lfilter``.
+    """
+    from scipy.signal import lfilter
+
+    a = math.exp(-1.0 / max(correlation_min, 1e-9))
+    e = rng.standard_normal(n)
+    e[1:] *= math.sqrt(1.0 - a * a)
+    return lfilter([1.0], [1.0, -a], e)
+
+
+def ambient_temp_degc(
+    clock_h: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    t_mean_degc: float,
+    t_amplitude_degc: float,
+    noise_degc: float = 0.4,
+) -> np.ndarray:
+    """Ambient temperature [degC].
+
+    T(h) = T_mean - A cos(2 pi (h - 3) / 24): minimum at 03:00, maximum at 15:00, plus
+    AR(1) weather noise (std ``noise_degc``, 2 h correlation).
+    """
+    base = t_mean_degc - t_amplitude_degc * np.cos(2 * np.pi * (clock_h - 3.0) / 24.0)
+    return base + noise_degc * ar1(rng, len(clock_h), 120.0)
+
+
+def solar_cos_zenith(clock_h: np.ndarray, *, day_of_year: int, latitude_deg: float) -> np.ndarray:
+    """Cosine of the solar zenith angle [-] at local solar time ``clock_h`` [h].
+
+    Declination after Cooper (1969): delta = 23.45 deg sin(360 (284 + n) / 365);
+    hour angle 15 deg per hour from solar noon (Duffie & Beckman, Solar Engineering of
+    Thermal Processes, eqs. 1.6.1 and 1.6.5).
+    """
+    delta = math.radians(23.45) * math.sin(2 * math.pi * (284 + day_of_year) / 365.0)
+    phi = math.radians(latitude_deg)
+    omega = np.radians(15.0 * (clock_h - 12.0))
+    return math.sin(phi) * math.sin(delta) + math.cos(phi) * math.cos(delta) * np.cos(omega)
+
+
+def pv_per_unit(
+    clock_h: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    day_of_year: int,
+    latitude_deg: float,
+    ambient_degc: np.ndarray,
+    cloudiness: float = 0.3,
+    noct_degc: float = 45.0,
+    temp_coeff_per_degc: float = -0.004,
+) -> np.ndarray:
+    """PV output per unit of rated (STC, 1000 W/m^2) power [-].
+
+    - Clear-sky GHI, Haurwitz (1945): G_cs = 1098 cos(z) exp(-0.057 / cos(z)) [W/m^2].
+    - Cloud cover c in [0, 1]: logistic transform of an AR(1) process (45 min correlation)
+      whose mean is set by ``cloudiness``; attenuation after Kasten & Czeplak (1980):
+      G = G_cs (1 - 0.75 c^3.4).
+    - Cloud edges: multiplicative minute-scale fluctuation (5 min correlation) whose
+      amplitude grows with c (1 - c) (broken clouds flicker, clear and overcast skies do not).
+    - Cell temperature, NOCT model: T_c = T_a + (NOCT - 20) G / 800; power derated by
+      ``temp_coeff_per_degc`` per degC above 25 degC.
+    Horizontal modules; the array is clipped to [0, 1].
+    """
+    n = len(clock_h)
+    cosz = solar_cos_zenith(clock_h, day_of_year=day_of_year, latitude_deg=latitude_deg)
+    cosz = np.clip(cosz, 0.0, None)
+    with np.errstate(divide="ignore"):
+        g_cs = np.where(cosz > 0.01, 1098.0 * cosz * np.exp(-0.057 / np.maximum(cosz, 0.01)), 0.0)
+    logit_mean = math.log(max(cloudiness, 1e-3) / max(1.0 - cloudiness, 1e-3))
+    c = 1.0 / (1.0 + np.exp(-(logit_mean + 1.5 * ar1(rng, n, 45.0))))
+    flicker = 1.0 + 0.6 * c * (1.0 - c) * ar1(rng, n, 5.0)
+    g = g_cs * (1.0 - 0.75 * c**3.4) * np.clip(flicker, 0.2, 1.3)
+    t_cell = ambient_degc + (noct_degc - 20.0) * g / 800.0
+    p = g / 1000.0 * (1.0 + temp_coeff_per_degc * (t_cell - 25.0))
+    return np.clip(p, 0.0, 1.0)
+
+
+def wind_per_unit(
+    clock_h: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    mean_speed_m_per_s: float = 7.5,
+    weibull_k: float = 2.0,
+    correlation_h: float = 4.0,
+) -> np.ndarray:
+    """Wind farm output per unit of rated power [-].
+
+    Hub wind speed u has a Weibull(k, c) marginal, c = mean / Gamma(1 + 1/k), obtained from
+    a unit AR(1) Gaussian process z (correlation ``correlation_h``) by the Gaussian copula
+    u = F_W^-1(Phi(z)). Generic power curve: 0 below 3 m/s cut-in, cubic in u between
+    cut-in and 12 m/s rated, 1 up to 25 m/s cut-out, 0 above.
+    """
+    from scipy.special import ndtr
+
+    n = len(clock_h)
+    z = ar1(rng, n, 60.0 * correlation_h)
+    u01 = np.clip(ndtr(z), 1e-9, 1 - 1e-9)
+    scale = mean_speed_m_per_s / math.gamma(1.0 + 1.0 / weibull_k)
+    u = scale * (-np.log1p(-u01)) ** (1.0 / weibull_k)
+    cut_in, rated, cut_out = 3.0, 12.0, 25.0
+    p = np.where(u < cut_in, 0.0, (u**3 - cut_in**3) / (rated**3 - cut_in**3))
+    p = np.where(u >= rated, 1.0, p)
+    return np.where(u >= cut_out, 0.0, np.clip(p, 0.0, 1.0))
+
+
+def hydro_per_unit(
+    clock_h: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    mean_pu: float = 0.65,
+    std_pu: float = 0.04,
+    correlation_h: float = 12.0,
+) -> np.ndarray:
+    """Run-of-river output per unit [-]: inflow = mean + std * AR(1) (slow, 12 h), clipped."""
+    z = ar1(rng, len(clock_h), 60.0 * correlation_h)
+    return np.clip(mean_pu + std_pu * z, 0.05, 1.0)
+
+
+def _bump(clock_h: np.ndarray, centre_h: float, width_h: float) -> np.ndarray:
+    d = (clock_h - centre_h + 12.0) % 24.0 - 12.0  # periodic distance in hours
+    return np.exp(-0.5 * (d / width_h) ** 2)
+
+
+def _smooth_step(clock_h: np.ndarray, on_h: float, off_h: float, ramp_h: float) -> np.ndarray:
+    up = 1.0 / (1.0 + np.exp(-(clock_h - on_h) / ramp_h))
+    down = 1.0 / (1.0 + np.exp((clock_h - off_h) / ramp_h))
+    return up * down
+
+
+def load_shape(clock_h: np.ndarray, shape: str) -> np.ndarray:
+    """Smooth standard daily load shape, per unit of its daily maximum [-] (see _raw_shape)."""
+    peak = float(np.max(_raw_shape(np.linspace(0.0, 24.0, 1441), shape)))
+    return _raw_shape(clock_h, shape) / peak
+
+
+def _raw_shape(clock_h: np.ndarray, shape: str) -> np.ndarray:
+    """Working-day shapes in the spirit of the German BDEW standard load profiles (H0
+    household, G0 commercial, L/industrial two-shift), built from analytic components so
+    no third-party data is redistributed:
+
+    - residential: night base 0.35, morning peak (07:30, 0.35), midday plateau, dominant
+      evening peak (19:30, 0.65);
+    - commercial: base 0.3, opening hours 08:00-18:00 plateau (+0.65), lunch bump;
+    - industrial: base 0.55, two-shift plateau 06:00-22:00 (+0.4), shift-change dips.
+    """
+    h = clock_h % 24.0
+    if shape == "residential":
+        s = (
+            0.35
+            + 0.35 * _bump(h, 7.5, 1.0)
+            + 0.2 * _bump(h, 12.5, 2.0)
+            + 0.65 * _bump(h, 19.5, 2.0)
+        )
+    elif shape == "commercial":
+        s = 0.3 + 0.65 * _smooth_step(h, 8.0, 18.0, 0.5) + 0.08 * _bump(h, 12.5, 1.0)
+    elif shape == "industrial":
+        s = (
+            0.55
+            + 0.4 * _smooth_step(h, 6.0, 22.0, 0.4)
+            - 0.08 * _bump(h, 14.0, 0.3)
+            - 0.06 * _bump(h, 12.0, 0.4)
+        )
+    else:
+        raise ValueError(f"unknown load shape {shape!r}; known: {', '.join(LOAD_SHAPES)}")
+    return s
+
+
+def load_per_unit(
+    clock_h: np.ndarray, rng: np.random.Generator, *, shape: str, noise_pu: float = 0.015
+) -> np.ndarray:
+    """Aggregate load per unit of its nominal (peak) value [-].
+
+    ``load_shape`` times (1 + aggregation noise), the noise an AR(1) with 15 min correlation
+    and std ``noise_pu`` (the residual diversity of a few hundred customers).
+    """
+    return load_shape(clock_h, shape) * (1.0 + noise_pu * ar1(rng, len(clock_h), 15.0))
+
+
+def heat_per_unit(
+    clock_h: np.ndarray,
+    ambient_degc: np.ndarray,
+    *,
+    base_temp_degc: float = 16.0,
+    heating_pu_per_degc: float = 0.035,
+    dhw_pu: float = 0.12,
+) -> np.ndarray:
+    """CHP heat demand [MW_th per MW of electrical capacity].
+
+    Space heating proportional to the heating degrees below ``base_temp_degc`` (degree-day
+    method), plus domestic hot water with morning (07:00) and evening (20:00) peaks on a
+    0.3 base, scaled by ``dhw_pu``. Deterministic given the ambient temperature.
+    """
+    space = heating_pu_per_degc * np.clip(base_temp_degc - ambient_degc, 0.0, None)
+    h = clock_h % 24.0
+    dhw = dhw_pu * (0.3 + 0.7 * _bump(h, 7.0, 1.0) + 0.6 * _bump(h, 20.0, 1.5))
+    return space + dhw
+
+
+def generate_profile(
+    name: str,
+    model: str,
+    params: Mapping[str, float | str],
+    *,
+    clock_h: np.ndarray,
+    seed: int,
+    day_of_year: int,
+    latitude_deg: float,
+    t_mean_degc: float,
+    t_amplitude_degc: float,
+    ambient_degc: np.ndarray | None,
+) -> np.ndarray:
+    """Generate one named profile with ``model`` and ``params`` (see ``PROFILE_MODELS``).
+
+    The random stream is :func:`stream` (seed, name), so a profile only depends on the seed,
+    its name and its parameters.
+    """
+    p = {**PROFILE_MODELS[model], **params}
+    rng = stream(seed, "profile/" + name)
+    if model == "ambient":
+        return ambient_temp_degc(
+            clock_h,
+            rng,
+            t_mean_degc=t_mean_degc,
+            t_amplitude_degc=t_amplitude_degc,
+            noise_degc=float(p["noise_degc"]),
+        )
+    if ambient_degc is None:
+        ambient_degc = ambient_temp_degc(
+            clock_h,
+            stream(seed, "profile/ambient_temp_degc"),
+            t_mean_degc=t_mean_degc,
+            t_amplitude_degc=t_amplitude_degc,
+        )
+    if model == "pv":
+        return pv_per_unit(
+            clock_h,
+            rng,
+            day_of_year=day_of_year,
+            latitude_deg=latitude_deg,
+            ambient_degc=ambient_degc,
+            cloudiness=float(p["cloudiness"]),
+            noct_degc=float(p["noct_degc"]),
+            temp_coeff_per_degc=float(p["temp_coeff_per_degc"]),
+        )
+    if model == "wind":
+        return wind_per_unit(
+            clock_h,
+            rng,
+            mean_speed_m_per_s=float(p["mean_speed_m_per_s"]),
+            weibull_k=float(p["weibull_k"]),
+            correlation_h=float(p["correlation_h"]),
+        )
+    if model == "hydro":
+        return hydro_per_unit(
+            clock_h,
+            rng,
+            mean_pu=float(p["mean_pu"]),
+            std_pu=float(p["std_pu"]),
+            correlation_h=float(p["correlation_h"]),
+        )
+    if model == "load":
+        return load_per_unit(clock_h, rng, shape=str(p["shape"]), noise_pu=float(p["noise_pu"]))
+    if model == "heat":
+        return heat_per_unit(
+            clock_h,
+            ambient_degc,
+            base_temp_degc=float(p["base_temp_degc"]),
+            heating_pu_per_degc=float(p["heating_pu_per_degc"]),
+            dhw_pu=float(p["dhw_pu"]),
+        )
+    raise ValueError(f"unknown profile model {model!r}")

@@ -1,0 +1,1664 @@
+"""The scenario model: one TOML file describes a full run (see docs/scenario.md).
+
+``load_scenario(name_or_path)`` reads an embedded scenario by name (``"tiny"``,
+``"default"``, ...; files in ``scenarios/``) or any ``.toml`` path, validates it, expands
+device groups (seeded placement rules) and generates the 1-min baseline profiles from the
+seed, and returns a frozen :class:`Scenario`. Every problem found is reported at once in a
+:class:`ScenarioError` naming the file, the field and the problem.
+
+Nothing here talks to HELICS; federates and ``smartnet build/run`` use the returned object
+directly (it never re-reads files).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import fnmatch
+import functools
+import logging
+import math
+import pathlib
+import re
+import tomllib
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from federation import profiles as prof
+from grid_core import networks as nets
+
+log = logging.getLogger(__name__)
+
+#: Directory of the embedded scenarios (repository root / scenarios).
+SCENARIO_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parents[1] / "scenarios"
+#: Embedded scenario names, each ``scenarios/<name>.toml``.
+EMBEDDED_SCENARIOS: tuple[str, ...] = (
+    "tiny",
+    "default",
+    "congested",
+    "intermediate",
+    "uncongested",
+)
+
+
+class Scheme(enum.StrEnum):
+    """TSO-DSO coordination schemes (DESIGN.md section 5)."""
+
+    A = "A"  # centralised
+    B = "B"  # local market
+    C = "C"  # shared balancing responsibility
+    D = "D"  # common market
+    E = "E"  # integrated
+
+
+class Pricing(enum.StrEnum):
+    """Settlement rule of the market."""
+
+    PAY_AS_CLEAR = "pay_as_clear"
+    PAY_AS_BID = "pay_as_bid"
+
+
+#: Per category: params key -> type (float, int or str), the agreed device schema.
+CATEGORY_PARAMS: dict[str, dict[str, type]] = {
+    "conventional_generator": {
+        "p_min_mw": float,
+        "p_max_mw": float,
+        "ramp_mw_per_min": float,
+        "marginal_cost_eur_per_mwh": float,
+    },
+    "atomic_load": {
+        "p_mw": float,
+        "duration_min": int,
+        "earliest_start_min": int,
+        "latest_end_min": int,
+        "scheduled_start_min": int,
+        "shift_cost_eur_per_mwh": float,
+    },
+    "chp": {
+        "p_min_mw": float,
+        "p_max_mw": float,
+        "heat_to_power_ratio": float,
+        "ramp_mw_per_min": float,
+        "fuel_cost_eur_per_mwh": float,
+        "heat_storage_mwh": float,
+        "heat_profile": str,
+    },
+    "tcl": {
+        "kind": str,
+        "p_rated_mw": float,
+        "cop": float,
+        "r_degc_per_kw": float,
+        "c_kwh_per_degc": float,
+        "setpoint_degc": float,
+        "deadband_degc": float,
+        "discomfort_cost_eur_per_degc_h": float,
+        "ambient_profile": str,
+    },
+    "storage": {
+        "e_max_mwh": float,
+        "p_max_mw": float,
+        "efficiency": float,
+        "soc_init": float,
+        "soc_min": float,
+        "soc_max": float,
+    },
+    "ev": {
+        "e_max_mwh": float,
+        "p_max_mw": float,
+        "efficiency": float,
+        "arrival_min": int,
+        "departure_min": int,
+        "soc_arrival": float,
+        "soc_departure": float,
+    },
+    "curtailable_generation": {
+        "kind": str,
+        "p_rated_mw": float,
+        "profile": str,
+        "derating": float,
+    },
+    "curtailable_load": {
+        "p_mw": float,
+        "profile": str,
+        "max_curtail_share": float,
+        "curtail_cost_eur_per_mwh": float,
+    },
+}
+#: Optional params and their defaults (everything else in CATEGORY_PARAMS is required).
+PARAM_DEFAULTS: dict[str, dict[str, float | int | str]] = {
+    "curtailable_generation": {"derating": 0.0},
+}
+#: Aggregation model of each category; one aggregator runs one model (DESIGN.md 6).
+AGGREGATION_MODEL: dict[str, str] = {
+    "conventional_generator": "conventional",
+    "atomic_load": "atomic",
+    "chp": "chp",
+    "tcl": "tcl",
+    "storage": "storage",
+    "ev": "storage",
+    "curtailable_generation": "curtailable",
+    "curtailable_load": "curtailable",
+}
+CATEGORIES: tuple[str, ...] = tuple(CATEGORY_PARAMS)
+TCL_KINDS = ("heat_pump", "air_conditioner", "water_heater")
+GENERATION_KINDS = ("pv", "wind", "hydro")
+#: Forecast quantities with a relative error (ambient temperature has an absolute one).
+FORECAST_QUANTITIES = ("load", "pv", "wind", "hydro", "heat")
+#: Profile model -> forecast quantity.
+_MODEL_QUANTITY = {
+    "load": "load",
+    "pv": "pv",
+    "wind": "wind",
+    "hydro": "hydro",
+    "heat": "heat",
+    "ambient": "ambient",
+}
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid.
+
+    Attributes
+    ----------
+    file : the scenario file (or name) concerned
+    problems : list of ``(field, problem)``, every problem found
+    """
+
+    def __init__(self, file: str | pathlib.Path, problems: list[tuple[str, str]]) -> None:
+        self.file = str(file)
+        self.problems = list(problems)
+        lines = [f"{self.file}: {fld}: {msg}" for fld, msg in self.problems]
+        head = f"invalid scenario ({len(lines)} problem{'s' if len(lines) != 1 else ''})"
+        super().__init__(head + ":\n  " + "\n  ".join(lines))
+
+
+# --------------------------------------------------------------------------------------
+# the model
+
+
+def _frozen_map(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where and when the scenario happens (drives the weather-dependent profiles).
+
+    ``start_hour`` is the local solar clock at ``t_s = 0`` [h]; ``t_s`` always counts from
+    the scenario start.
+    """
+
+    latitude_deg: float = 45.0
+    day_of_year: int = 110
+    start_hour: float = 0.0
+    t_mean_degc: float = 13.0
+    t_amplitude_degc: float = 6.0
+
+
+@dataclass(frozen=True)
+class TransmissionSpec:
+    """Transmission network: a pandapower built-in ``case`` or a network ``file``.
+
+    ``line_max_i_ka`` overrides the case's thermal limits line by line (pandapower line
+    order); ``load_profile`` scales every transmission load (per unit of its nominal).
+    """
+
+    case: str | None
+    file: pathlib.Path | None
+    load_profile: str
+    line_max_i_ka: tuple[float, ...] | None = None
+    max_loading_percent: float = 100.0
+    vm_min_pu: float = 0.94
+    vm_max_pu: float = 1.06
+    n_bus: int = 0
+    bus_ids: tuple[int, ...] = ()
+    load_buses: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class OltcSpec:
+    """On-load tap changer of the primary substation transformer (trafo 0 of the net)."""
+
+    tap_min: int = -9
+    tap_max: int = 9
+    tap_step_percent: float = 1.5
+    tap_pos_init: int = 0
+    vm_set_pu: float = 1.02
+    deadband_pu: float = 0.01
+    sn_mva: float = 25.0
+
+
+@dataclass(frozen=True)
+class DistributionSpec:
+    """One DSO network, radial, hanging from ``interface_bus`` of the transmission net."""
+
+    id: str
+    feeder: str | None
+    case: str | None
+    file: pathlib.Path | None
+    interface_bus: int
+    load_scale: float
+    load_profile: str
+    oltc: OltcSpec
+    vm_min_pu: float = 0.95
+    vm_max_pu: float = 1.05
+    max_loading_percent: float = 100.0
+    nominal_load_mw: float = 0.0
+    n_bus: int = 0
+    load_buses: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One flexible device (agreed schema: ids, placement and category params)."""
+
+    id: str
+    category: str
+    aggregator: str
+    network: str
+    bus: int
+    params: Mapping[str, float | int | str]
+
+
+@dataclass(frozen=True)
+class MarketTiming:
+    """Market timing [s]: a session every ``session_period_s`` covering ``horizon_s`` of
+    ``product_s`` products, closing ``gate_closure_s`` before the first delivery."""
+
+    session_period_s: int = 3600
+    horizon_s: int = 3600
+    product_s: int = 900
+    gate_closure_s: int = 900
+
+
+@dataclass(frozen=True)
+class CostParams:
+    """Cost parameters of the KPIs.
+
+    afrr_price_factor : aFRR energy price = factor x mFRR clearing price [-]
+    unwanted_measure_cost_eur_per_mwh : cost of re-dispatch outside the market [EUR/MWh]
+    ict_cost_eur_per_day : ICT cost of running each scheme [EUR/day]
+    """
+
+    afrr_price_factor: float = 1.5
+    unwanted_measure_cost_eur_per_mwh: float = 250.0
+    ict_cost_eur_per_day: Mapping[str, float] = field(
+        default_factory=lambda: _frozen_map({"A": 0.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 0.0})
+    )
+
+
+@dataclass(frozen=True)
+class ForecastParams:
+    """Forecast-error parameters.
+
+    The error of quantity ``q`` at lead time ``L`` has relative standard deviation
+    ``rel_sigma_1h[q] * sqrt(L / 3600 s)`` (``growth = "sqrt"``); ambient temperature has an
+    absolute one, ``ambient_sigma_1h_degc * sqrt(L / 3600 s)``. Errors are drawn from
+    streams seeded by ``Scenario.seed``. The day-ahead schedule is built from a forecast
+    with lead ``day_ahead_lead_s``.
+    """
+
+    rel_sigma_1h: Mapping[str, float]
+    ambient_sigma_1h_degc: float = 0.5
+    growth: str = "sqrt"
+    day_ahead_lead_s: int = 43200
+    correlation_min: float = 120.0
+
+    def sigma(self, quantity: str, lead_s: float) -> float:
+        """Standard deviation of the forecast error of ``quantity`` at ``lead_s`` [s]."""
+        base = self.ambient_sigma_1h_degc if quantity == "ambient" else self.rel_sigma_1h[quantity]
+        return base * math.sqrt(max(lead_s, 0.0) / 3600.0)
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """How a named profile was made: a model from ``federation.profiles`` or a data file."""
+
+    name: str
+    model: str | None
+    params: Mapping[str, float | str]
+    file: pathlib.Path | None
+    quantity: str
+
+
+@dataclass(frozen=True)
+class DayAheadSchedule:
+    """Day-ahead schedule implied by the seeded day-ahead forecast of the baseline.
+
+    bus_p_inj_mw : network id -> array (n_products, n_bus) of 15-min mean net injection per
+        bus (pandapower bus order of ``build_networks``) [MW, injection]
+    interface_p_mw : dso id -> array (n_products,) of the scheduled exchange, transmission
+        into distribution, network losses neglected [MW]
+    product_s : product length [s]
+    """
+
+    bus_p_inj_mw: Mapping[str, np.ndarray]
+    interface_p_mw: Mapping[str, np.ndarray]
+    product_s: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated, fully expanded scenario (read-only)."""
+
+    name: str
+    description: str
+    source_path: pathlib.Path
+    seed: int
+    duration_s: int
+    physical_step_s: int
+    scheme: Scheme
+    pricing: Pricing
+    afrr_share: float
+    site: Site
+    transmission: TransmissionSpec
+    distribution: tuple[DistributionSpec, ...]
+    devices: tuple[DeviceSpec, ...]
+    profiles: Mapping[str, np.ndarray]
+    profile_specs: Mapping[str, ProfileSpec]
+    timing: MarketTiming
+    costs: CostParams
+    forecast: ForecastParams
+
+    # ---- convenience ------------------------------------------------------------------
+    @property
+    def n_minutes(self) -> int:
+        """Number of simulated minutes (length of every profile)."""
+        return self.duration_s // 60
+
+    @property
+    def aggregators(self) -> tuple[str, ...]:
+        """Aggregator ids, sorted."""
+        return tuple(sorted({d.aggregator for d in self.devices}))
+
+    @property
+    def network_ids(self) -> tuple[str, ...]:
+        """``("tso", "dso_1", ...)``."""
+        return ("tso", *(d.id for d in self.distribution))
+
+    def dso(self, dso_id: str) -> DistributionSpec:
+        """The distribution spec with id ``dso_id`` (KeyError if absent)."""
+        for d in self.distribution:
+            if d.id == dso_id:
+                return d
+        raise KeyError(dso_id)
+
+    def devices_of(
+        self, *, network: str | None = None, aggregator: str | None = None
+    ) -> tuple[DeviceSpec, ...]:
+        """Devices filtered by network and/or aggregator."""
+        return tuple(
+            d
+            for d in self.devices
+            if (network is None or d.network == network)
+            and (aggregator is None or d.aggregator == aggregator)
+        )
+
+    # ---- networks ---------------------------------------------------------------------
+    def build_networks(self, at_min: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """Fresh pandapower nets: ``(transmission, {dso_id: distribution})``.
+
+        With ``at_min=None`` loads are at their nominal values and no device is in the
+        tables (the grid federates add device injections themselves). The transmission
+        net holds no element for the DSOs: at each interface bus its load is reduced by the
+        DSO's nominal load (the DSO is part of that bus's load in the original case), and
+        the T/D split adds the DSO exchange.
+
+        With ``at_min = k`` the nets are the baseline operating point of minute ``k``: every
+        load scaled by its network's load profile, each bus's summed device baseline
+        injection added as one ``sgen`` named ``baseline_devices`` (it may be negative), the
+        DSO exchanges (their net baseline, losses neglected) added as transmission loads
+        named ``<dso_id>_interface``, and the transmission generators scaled in proportion
+        to the residual load (the slack closes the balance and the losses).
+        """
+        tnet = self._transmission_net()
+        dnets = {d.id: self._distribution_net(d) for d in self.distribution}
+        if at_min is None:
+            return tnet, dnets
+        if not 0 <= at_min < self.n_minutes:
+            raise ValueError(f"at_min {at_min} outside [0, {self.n_minutes})")
+        inj = self._bus_device_injection_at(at_min)
+        exch = {}
+        for d in self.distribution:
+            net = dnets[d.id]
+            scale = float(self.profiles[d.load_profile][at_min])
+            net.load["p_mw"] *= scale
+            net.load["q_mvar"] *= scale
+            _add_baseline_sgens(net, inj.get(d.id, {}))
+            exch[d.id] = float(net.load.p_mw.sum()) - sum(inj.get(d.id, {}).values())
+        scale = float(self.profiles[self.transmission.load_profile][at_min])
+        nominal_gen = float(tnet.gen.p_mw.sum())
+        tnet.load["p_mw"] *= scale
+        tnet.load["q_mvar"] *= scale
+        _add_baseline_sgens(tnet, inj.get("tso", {}))
+        import pandapower as pp
+
+        for d in self.distribution:
+            q = exch[d.id] * 0.3  # cos(phi) ~ 0.96 lagging for the aggregate exchange
+            pp.create_load(
+                tnet, d.interface_bus, p_mw=exch[d.id], q_mvar=q, name=f"{d.id}_interface"
+            )
+        residual = float(tnet.load.p_mw.sum()) - sum(inj.get("tso", {}).values())
+        if nominal_gen > 0:
+            # nominal case: gens + slack cover the nominal load; keep that split
+            share = nominal_gen / max(self._transmission_nominal_total_load_mw(), 1e-9)
+            tnet.gen["p_mw"] *= max(residual * share, 0.0) / nominal_gen
+        return tnet, dnets
+
+    def _transmission_nominal_total_load_mw(self) -> float:
+        base = _transmission_base(self.transmission)
+        return float(base.load.p_mw.sum())
+
+    def _transmission_net(self) -> Any:
+        net = copy.deepcopy(_transmission_base(self.transmission))
+        if self.transmission.line_max_i_ka is not None:
+            net.line["max_i_ka"] = np.asarray(self.transmission.line_max_i_ka)
+        for d in self.distribution:
+            rows = net.load.index[net.load.bus == d.interface_bus]
+            total = float(net.load.p_mw[rows].sum())
+            factor = (total - d.nominal_load_mw) / total
+            net.load.loc[rows, "p_mw"] *= factor
+            net.load.loc[rows, "q_mvar"] *= factor
+        return net
+
+    def _distribution_net(self, d: DistributionSpec) -> Any:
+        vn = float(_transmission_base(self.transmission).bus.vn_kv.at[d.interface_bus])
+        if d.feeder is not None:
+            return nets.build_feeder(
+                d.feeder,
+                vn_hv_kv=vn,
+                load_scale=d.load_scale,
+                trafo_sn_mva=d.oltc.sn_mva,
+                tap_min=d.oltc.tap_min,
+                tap_max=d.oltc.tap_max,
+                tap_step_percent=d.oltc.tap_step_percent,
+                tap_pos=d.oltc.tap_pos_init,
+            )
+        net = nets.load_case(d.case) if d.case else nets.load_file(d.file)  # type: ignore[arg-type]
+        net.load["p_mw"] *= d.load_scale
+        net.load["q_mvar"] *= d.load_scale
+        return net
+
+    # ---- baseline and day-ahead -------------------------------------------------------
+    def device_baseline_p_mw(self, profiles: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Baseline (pre-market) injection of every device, shape (n_devices, n_minutes) [MW].
+
+        Rules (docs/scenario.md): conventional generators at the middle of their range;
+        atomic loads at their scheduled start; CHP heat-led within its limits; TCLs at the
+        mean electric power that holds the setpoint against the ambient; storage idle; EVs
+        charging at full power from arrival until the departure SOC is reached;
+        curtailable generation at available power times (1 - derating); curtailable loads
+        at their profile.
+        """
+        return _device_baseline(self, self.profiles if profiles is None else profiles)
+
+    @functools.cached_property
+    def day_ahead(self) -> DayAheadSchedule:
+        """The day-ahead schedule (15-min means of a seeded day-ahead forecast)."""
+        return _day_ahead(self)
+
+    def _bus_device_injection_at(self, minute: int) -> dict[str, dict[int, float]]:
+        base = self._baseline_cache[:, minute]
+        out: dict[str, dict[int, float]] = {}
+        for dev, p in zip(self.devices, base, strict=True):
+            out.setdefault(dev.network, {}).setdefault(dev.bus, 0.0)
+            out[dev.network][dev.bus] += float(p)
+        return out
+
+    @functools.cached_property
+    def _baseline_cache(self) -> np.ndarray:
+        return self.device_baseline_p_mw()
+
+
+def _add_baseline_sgens(net: Any, bus_p: Mapping[int, float]) -> None:
+    import pandapower as pp
+
+    if bus_p:
+        buses = sorted(bus_p)
+        pp.create_sgens(
+            net, buses, p_mw=[bus_p[b] for b in buses], q_mvar=0.0, name="baseline_devices"
+        )
+
+
+@functools.cache
+def _transmission_base_cached(case: str | None, file: str | None) -> Any:
+    if case is not None:
+        return nets.load_case(case)
+    return nets.load_file(file)  # type: ignore[arg-type]
+
+
+def _transmission_base(t: TransmissionSpec) -> Any:
+    return _transmission_base_cached(t.case, str(t.file) if t.file else None)
+
+
+# --------------------------------------------------------------------------------------
+# baseline rules
+
+
+def _device_baseline(sc: Scenario, profiles: Mapping[str, np.ndarray]) -> np.ndarray:
+    n = sc.n_minutes
+    minutes = np.arange(n)
+    out = np.zeros((len(sc.devices), n))
+    for i, d in enumerate(sc.devices):
+        p = d.params
+        c = d.category
+        if c == "conventional_generator":
+            out[i] = 0.5 * (float(p["p_min_mw"]) + float(p["p_max_mw"]))
+        elif c == "atomic_load":
+            s = int(p["scheduled_start_min"])
+            on = (minutes >= s) & (minutes < s + int(p["duration_min"]))
+            out[i] = -float(p["p_mw"]) * on
+        elif c == "chp":
+            heat_mw = profiles[str(p["heat_profile"])] * float(p["p_max_mw"])
+            out[i] = np.clip(
+                heat_mw / float(p["heat_to_power_ratio"]),
+                float(p["p_min_mw"]),
+                float(p["p_max_mw"]),
+            )
+        elif c == "tcl":
+            amb = profiles[str(p["ambient_profile"])]
+            dt = float(p["setpoint_degc"]) - amb
+            if p["kind"] == "air_conditioner":
+                dt = -dt
+            q_kw = np.clip(dt, 0.0, None) / float(p["r_degc_per_kw"])
+            out[i] = -np.minimum(q_kw / float(p["cop"]) / 1000.0, float(p["p_rated_mw"]))
+        elif c == "storage":
+            pass
+        elif c == "ev":
+            need_mwh = (
+                (float(p["soc_departure"]) - float(p["soc_arrival"])) * float(p["e_max_mwh"])
+            ) / float(p["efficiency"])
+            minutes_needed = need_mwh / float(p["p_max_mw"]) * 60.0
+            a = int(p["arrival_min"])
+            full = math.floor(minutes_needed)
+            row = np.zeros(n)
+            row[a : a + full] = -float(p["p_max_mw"])
+            if a + full < n:
+                row[a + full] = -float(p["p_max_mw"]) * (minutes_needed - full)
+            out[i] = row
+        elif c == "curtailable_generation":
+            out[i] = (
+                float(p["p_rated_mw"]) * profiles[str(p["profile"])] * (1 - float(p["derating"]))
+            )
+        elif c == "curtailable_load":
+            out[i] = -float(p["p_mw"]) * profiles[str(p["profile"])]
+    return out
+
+
+def forecast_profiles(sc: Scenario, lead_s: float, tag: str) -> dict[str, np.ndarray]:
+    """Seeded forecast of every profile at a fixed lead time ``lead_s`` [s].
+
+    Each profile gets a multiplicative error ``1 + sigma(q, lead) * z`` (``z`` a unit AR(1)
+    with ``forecast.correlation_min``), ambient temperature an additive one. Per-unit
+    profiles stay >= 0 and PV/wind/hydro <= 1. ``tag`` separates independent forecasts.
+    """
+    out = {}
+    for name, arr in sc.profiles.items():
+        q = sc.profile_specs[name].quantity
+        rng = prof.stream(sc.seed, f"forecast/{tag}/{name}")
+        z = prof.ar1(rng, len(arr), sc.forecast.correlation_min)
+        sigma = sc.forecast.sigma(q, lead_s)
+        if q == "ambient":
+            out[name] = arr + sigma * z
+        else:
+            f = np.clip(arr * (1.0 + sigma * z), 0.0, None)
+            out[name] = np.minimum(f, 1.0) if q in GENERATION_KINDS else f
+    return out
+
+
+def _day_ahead(sc: Scenario) -> DayAheadSchedule:
+    fc = forecast_profiles(sc, sc.forecast.day_ahead_lead_s, "day_ahead")
+    dev = _device_baseline(sc, fc)
+    per_product = sc.timing.product_s // 60
+    n_prod = sc.n_minutes // per_product
+    tnet, dnets = sc.build_networks()
+
+    def bus_matrix(network: str, net: Any, load_profile: str) -> np.ndarray:
+        idx = {int(b): k for k, b in enumerate(net.bus.index)}
+        m = np.zeros((sc.n_minutes, len(idx)))
+        loads = net.load.groupby("bus")["p_mw"].sum()
+        shape = fc[load_profile]
+        for b, p in loads.items():
+            m[:, idx[int(b)]] -= float(p) * shape
+        for k, d in enumerate(sc.devices):
+            if d.network == network:
+                m[:, idx[d.bus]] += dev[k]
+        return m.reshape(n_prod, per_product, -1).mean(axis=1)
+
+    bus = {d.id: bus_matrix(d.id, dnets[d.id], d.load_profile) for d in sc.distribution}
+    iface = {k: -v.sum(axis=1) for k, v in bus.items()}
+    tm = bus_matrix("tso", tnet, sc.transmission.load_profile)
+    tidx = {int(b): k for k, b in enumerate(tnet.bus.index)}
+    for d in sc.distribution:
+        tm[:, tidx[d.interface_bus]] -= iface[d.id]
+    bus["tso"] = tm
+    for a in list(bus.values()) + list(iface.values()):
+        a.setflags(write=False)
+    return DayAheadSchedule(_frozen_map(bus), _frozen_map(iface), sc.timing.product_s)
+
+
+# --------------------------------------------------------------------------------------
+# loading and validation
+
+
+class _Reader:
+    """Typed access to a TOML table that records every problem instead of stopping."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+
+    def bad(self, fld: str, msg: str) -> None:
+        self.problems.append((fld, msg))
+
+    def get(
+        self,
+        table: Mapping[str, Any],
+        path: str,
+        key: str,
+        typ: type | tuple[type, ...],
+        default: Any = ...,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        fld = f"{path}.{key}" if path else key
+        if key not in table:
+            if default is ...:
+                self.bad(fld, "missing")
+                return None
+            return default
+        v = table[key]
+        ok_types = typ if isinstance(typ, tuple) else (typ,)
+        if float in ok_types and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if (isinstance(v, bool) and bool not in ok_types) or not isinstance(v, ok_types):
+            names = "/".join(t.__name__ for t in ok_types)
+            self.bad(fld, f"expected {names}, got {type(v).__name__} {v!r}")
+            return None if default is ... else default
+        if check is not None:
+            msg = check(v)
+            if msg:
+                self.bad(fld, msg)
+        return v
+
+    def unknown_keys(self, table: Mapping[str, Any], path: str, allowed: Iterable[str]) -> None:
+        allowed = set(allowed)
+        for k in table:
+            if k not in allowed:
+                self.bad(f"{path}.{k}" if path else k, f"unknown key (allowed: {sorted(allowed)})")
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else f"must be >= 0, got {v}"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v <= 1 else f"must be within [0, 1], got {v}"
+
+
+def resolve_scenario_path(name_or_path: str | pathlib.Path) -> pathlib.Path:
+    """Embedded name -> ``scenarios/<name>.toml``; anything else is taken as a path.
+
+    Raises
+    ------
+    ScenarioError
+        If neither an embedded name nor an existing file.
+    """
+    s = str(name_or_path)
+    if s in EMBEDDED_SCENARIOS:
+        return SCENARIO_DIR / f"{s}.toml"
+    p = pathlib.Path(s)
+    if p.is_file():
+        return p
+    raise ScenarioError(
+        s,
+        [
+            (
+                "scenario",
+                "neither an embedded scenario "
+                f"({', '.join(EMBEDDED_SCENARIOS)}) nor an existing .toml file",
+            )
+        ],
+    )
+
+
+def load_scenario(name_or_path: str | pathlib.Path) -> Scenario:
+    """Load, validate and expand a scenario.
+
+    Parameters
+    ----------
+    name_or_path : an embedded scenario name (``EMBEDDED_SCENARIOS``) or a ``.toml`` path
+
+    Raises
+    ------
+    ScenarioError
+        Naming the file, each offending field and the problem, for every problem found.
+    """
+    path = resolve_scenario_path(name_or_path)
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(path, [("(syntax)", str(exc))]) from exc
+    return scenario_from_dict(doc, path)
+
+
+def scenario_from_dict(doc: Mapping[str, Any], path: pathlib.Path) -> Scenario:
+    """Validate and expand an already-parsed scenario document (``path`` for messages and
+    relative data files)."""
+    problems: list[tuple[str, str]] = []
+    r = _Reader(problems)
+    r.unknown_keys(
+        doc,
+        "",
+        (
+            "scenario",
+            "site",
+            "timing",
+            "costs",
+            "forecast",
+            "transmission",
+            "distribution",
+            "profiles",
+            "devices",
+            "device_groups",
+        ),
+    )
+    head = _table(r, doc, "scenario")
+    r.unknown_keys(
+        head,
+        "scenario",
+        (
+            "name",
+            "description",
+            "seed",
+            "duration_h",
+            "physical_step_s",
+            "scheme",
+            "pricing",
+            "afrr_share",
+        ),
+    )
+    name = r.get(head, "scenario", "name", str, path.stem)
+    description = r.get(head, "scenario", "description", str, "")
+    seed = r.get(head, "scenario", "seed", int, check=_non_negative)
+    duration_h = r.get(head, "scenario", "duration_h", float, check=_positive)
+    step_s = r.get(head, "scenario", "physical_step_s", int, 60, check=_positive)
+    scheme_s = r.get(head, "scenario", "scheme", str, "A")
+    pricing_s = r.get(head, "scenario", "pricing", str, "pay_as_clear")
+    afrr_share = r.get(head, "scenario", "afrr_share", float, 0.1, check=_fraction)
+    scheme = _enum(r, Scheme, scheme_s, "scenario.scheme")
+    pricing = _enum(r, Pricing, pricing_s, "scenario.pricing")
+
+    duration_s = 0
+    if duration_h is not None:
+        duration_s = round(duration_h * 3600)
+        if duration_s % 3600 != 0:
+            r.bad("scenario.duration_h", f"must be a whole number of hours, got {duration_h}")
+    if step_s and 60 % step_s != 0 and step_s % 60 != 0:
+        r.bad("scenario.physical_step_s", f"must divide or be a multiple of 60 s, got {step_s}")
+
+    site = _site(r, _table(r, doc, "site", required=False))
+    timing = _timing(r, _table(r, doc, "timing", required=False), duration_s, step_s)
+    costs = _costs(r, _table(r, doc, "costs", required=False))
+    forecast = _forecast(r, _table(r, doc, "forecast", required=False))
+    n_min = duration_s // 60
+
+    # profiles first: every other section refers to them by name
+    profile_specs, profile_arrays = _profiles(
+        r, _table(r, doc, "profiles"), path, site, seed if seed is not None else 0, n_min
+    )
+    trans = _transmission(r, _table(r, doc, "transmission"), path, profile_arrays)
+    dist = _distribution(r, doc.get("distribution", []), path, trans, profile_arrays)
+    devices = _devices(r, doc, trans, dist, profile_arrays, seed if seed is not None else 0)
+
+    if problems:
+        raise ScenarioError(path, problems)
+    for a in profile_arrays.values():
+        a.setflags(write=False)
+    sc = Scenario(
+        name=name,
+        description=description,
+        source_path=path.resolve(),
+        seed=seed,
+        duration_s=duration_s,
+        physical_step_s=step_s,
+        scheme=scheme,
+        pricing=pricing,
+        afrr_share=afrr_share,
+        site=site,
+        transmission=trans,
+        distribution=tuple(dist),
+        devices=tuple(devices),
+        profiles=_frozen_map(profile_arrays),
+        profile_specs=_frozen_map(profile_specs),
+        timing=timing,
+        costs=costs,
+        forecast=forecast,
+    )
+    log.debug("scenario %s: %d DSOs, %d devices", sc.name, len(sc.distribution), len(sc.devices))
+    return sc
+
+
+def _table(r: _Reader, doc: Mapping[str, Any], key: str, required: bool = True) -> dict:
+    v = doc.get(key)
+    if v is None:
+        if required:
+            r.bad(key, "missing table")
+        return {}
+    if not isinstance(v, dict):
+        r.bad(key, f"expected a table, got {type(v).__name__}")
+        return {}
+    return v
+
+
+def _enum(r: _Reader, cls: type[enum.StrEnum], value: str | None, fld: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return cls(value)
+    except ValueError:
+        known = ", ".join(m.value for m in cls)
+        r.bad(fld, f"unknown value {value!r} (known: {known})")
+        return None
+
+
+def _site(r: _Reader, t: Mapping[str, Any]) -> Site:
+    r.unknown_keys(t, "site", [f.name for f in dataclasses.fields(Site)])
+    d = Site()
+    return Site(
+        latitude_deg=r.get(
+            t,
+            "site",
+            "latitude_deg",
+            float,
+            d.latitude_deg,
+            lambda v: None if -90 <= v <= 90 else "must be within [-90, 90]",
+        ),
+        day_of_year=r.get(
+            t,
+            "site",
+            "day_of_year",
+            int,
+            d.day_of_year,
+            lambda v: None if 1 <= v <= 366 else "must be within [1, 366]",
+        ),
+        start_hour=r.get(
+            t,
+            "site",
+            "start_hour",
+            float,
+            d.start_hour,
+            lambda v: None if 0 <= v < 24 else "must be within [0, 24)",
+        ),
+        t_mean_degc=r.get(t, "site", "t_mean_degc", float, d.t_mean_degc),
+        t_amplitude_degc=r.get(t, "site", "t_amplitude_degc", float, d.t_amplitude_degc),
+    )
+
+
+def _timing(r: _Reader, t: Mapping[str, Any], duration_s: int, step_s: int | None) -> MarketTiming:
+    r.unknown_keys(t, "timing", [f.name for f in dataclasses.fields(MarketTiming)])
+    d = MarketTiming()
+    vals = {
+        f.name: r.get(t, "timing", f.name, int, getattr(d, f.name), _positive)
+        for f in dataclasses.fields(MarketTiming)
+    }
+    if all(isinstance(v, int) and v > 0 for v in vals.values()):
+        if vals["horizon_s"] % vals["product_s"]:
+            r.bad("timing.horizon_s", "must be a multiple of timing.product_s")
+        if vals["session_period_s"] % vals["product_s"]:
+            r.bad("timing.session_period_s", "must be a multiple of timing.product_s")
+        if vals["product_s"] % 60:
+            r.bad("timing.product_s", "must be a whole number of minutes")
+        if step_s and vals["product_s"] % step_s:
+            r.bad("timing.product_s", "must be a multiple of scenario.physical_step_s")
+        if duration_s and duration_s % vals["session_period_s"]:
+            r.bad("scenario.duration_h", "must be a multiple of timing.session_period_s")
+    return MarketTiming(**vals)
+
+
+def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
+    r.unknown_keys(t, "costs", [f.name for f in dataclasses.fields(CostParams)])
+    d = CostParams()
+    ict_t = t.get("ict_cost_eur_per_day", {})
+    ict = dict(d.ict_cost_eur_per_day)
+    if not isinstance(ict_t, dict):
+        r.bad("costs.ict_cost_eur_per_day", "expected a table scheme -> EUR/day")
+    else:
+        r.unknown_keys(ict_t, "costs.ict_cost_eur_per_day", [s.value for s in Scheme])
+        for s in Scheme:
+            ict[s.value] = r.get(
+                ict_t, "costs.ict_cost_eur_per_day", s.value, float, ict[s.value], _non_negative
+            )
+    return CostParams(
+        afrr_price_factor=r.get(
+            t, "costs", "afrr_price_factor", float, d.afrr_price_factor, _non_negative
+        ),
+        unwanted_measure_cost_eur_per_mwh=r.get(
+            t,
+            "costs",
+            "unwanted_measure_cost_eur_per_mwh",
+            float,
+            d.unwanted_measure_cost_eur_per_mwh,
+            _non_negative,
+        ),
+        ict_cost_eur_per_day=_frozen_map(ict),
+    )
+
+
+def _forecast(r: _Reader, t: Mapping[str, Any]) -> ForecastParams:
+    r.unknown_keys(
+        t,
+        "forecast",
+        ("rel_sigma_1h", "ambient_sigma_1h_degc", "growth", "day_ahead_lead_s", "correlation_min"),
+    )
+    defaults = {"load": 0.02, "pv": 0.08, "wind": 0.1, "hydro": 0.03, "heat": 0.04}
+    rel_t = t.get("rel_sigma_1h", {})
+    rel = dict(defaults)
+    if isinstance(rel_t, dict):
+        r.unknown_keys(rel_t, "forecast.rel_sigma_1h", FORECAST_QUANTITIES)
+        for q in FORECAST_QUANTITIES:
+            rel[q] = r.get(rel_t, "forecast.rel_sigma_1h", q, float, rel[q], _non_negative)
+    else:
+        r.bad("forecast.rel_sigma_1h", "expected a table quantity -> relative sigma")
+    growth = r.get(t, "forecast", "growth", str, "sqrt")
+    if growth != "sqrt":
+        r.bad("forecast.growth", f"unknown growth rule {growth!r} (known: sqrt)")
+    return ForecastParams(
+        rel_sigma_1h=_frozen_map(rel),
+        ambient_sigma_1h_degc=r.get(
+            t, "forecast", "ambient_sigma_1h_degc", float, 0.5, _non_negative
+        ),
+        growth="sqrt",
+        day_ahead_lead_s=r.get(t, "forecast", "day_ahead_lead_s", int, 43200, _non_negative),
+        correlation_min=r.get(t, "forecast", "correlation_min", float, 120.0, _positive),
+    )
+
+
+def _profiles(
+    r: _Reader,
+    t: Mapping[str, Any],
+    path: pathlib.Path,
+    site: Site,
+    seed: int,
+    n_min: int,
+) -> tuple[dict[str, ProfileSpec], dict[str, np.ndarray]]:
+    specs: dict[str, ProfileSpec] = {}
+    arrays: dict[str, np.ndarray] = {}
+    if n_min <= 0:
+        return specs, arrays
+    clock_h = (site.start_hour + np.arange(n_min) / 60.0) % 24.0
+    common = dict(
+        clock_h=clock_h,
+        seed=seed,
+        day_of_year=site.day_of_year,
+        latitude_deg=site.latitude_deg,
+        t_mean_degc=site.t_mean_degc,
+        t_amplitude_degc=site.t_amplitude_degc,
+    )
+    # ambient profiles first: PV cell temperature and heat demand depend on them
+    order = sorted(
+        t, key=lambda k: 0 if isinstance(t[k], dict) and t[k].get("model") == "ambient" else 1
+    )
+    ambient: np.ndarray | None = None
+    for name in order:
+        spec = t[name]
+        fld = f"profiles.{name}"
+        if not isinstance(spec, dict):
+            r.bad(fld, "expected a table with `model` or `file`")
+            continue
+        if ("model" in spec) == ("file" in spec):
+            r.bad(fld, "give exactly one of `model` (generated) or `file` (data)")
+            continue
+        if "model" in spec:
+            model = spec["model"]
+            if model not in prof.PROFILE_MODELS:
+                r.bad(
+                    f"{fld}.model",
+                    f"unknown model {model!r} (known: {sorted(prof.PROFILE_MODELS)})",
+                )
+                continue
+            params = {k: v for k, v in spec.items() if k != "model"}
+            r.unknown_keys(params, fld, prof.PROFILE_MODELS[model])
+            if model == "load" and params.get("shape", "residential") not in prof.LOAD_SHAPES:
+                r.bad(
+                    f"{fld}.shape",
+                    f"unknown load shape {params['shape']!r} (known: {prof.LOAD_SHAPES})",
+                )
+                continue
+            arr = prof.generate_profile(name, model, params, ambient_degc=ambient, **common)
+            if model == "ambient" and ambient is None:
+                ambient = arr
+            specs[name] = ProfileSpec(
+                name, model, _frozen_map(params), None, _MODEL_QUANTITY[model]
+            )
+        else:
+            quantity = spec.get("quantity", "load")
+            if quantity not in (*FORECAST_QUANTITIES, "ambient"):
+                r.bad(f"{fld}.quantity", f"unknown quantity {quantity!r}")
+                continue
+            fpath = (path.parent / str(spec["file"])).resolve()
+            arr = _read_profile_file(r, fld, fpath, spec.get("column"))
+            if arr is None:
+                continue
+            if len(arr) != n_min:
+                r.bad(
+                    f"{fld}.file",
+                    f"profile has {len(arr)} values, expected {n_min} "
+                    "(one per minute of the scenario)",
+                )
+                continue
+            specs[name] = ProfileSpec(name, None, _frozen_map({}), fpath, quantity)
+        if not np.all(np.isfinite(arr)):
+            r.bad(fld, "contains non-finite values")
+            continue
+        arrays[name] = np.asarray(arr, dtype=float)
+    return specs, arrays
+
+
+def _read_profile_file(
+    r: _Reader, fld: str, fpath: pathlib.Path, column: str | None
+) -> np.ndarray | None:
+    if not fpath.is_file():
+        r.bad(f"{fld}.file", f"file {str(fpath)!r} does not exist")
+        return None
+    try:
+        if fpath.suffix == ".npz":
+            with np.load(fpath) as z:
+                key = column or z.files[0]
+                return np.asarray(z[key], dtype=float)
+        if fpath.suffix == ".csv":
+            import pandas as pd
+
+            df = pd.read_csv(fpath)
+            return df[column or df.columns[-1]].to_numpy(dtype=float)
+    except Exception as exc:
+        r.bad(f"{fld}.file", f"cannot read {str(fpath)!r}: {exc}")
+        return None
+    r.bad(f"{fld}.file", f"unsupported suffix {fpath.suffix!r} (use .csv or .npz)")
+    return None
+
+
+def _check_profile(r: _Reader, fld: str, name: Any, profiles: Mapping[str, np.ndarray]) -> None:
+    if isinstance(name, str) and name not in profiles:
+        r.bad(fld, f"unknown profile {name!r} (defined: {sorted(profiles)})")
+
+
+def _transmission(
+    r: _Reader, t: Mapping[str, Any], path: pathlib.Path, profiles: Mapping[str, np.ndarray]
+) -> TransmissionSpec:
+    r.unknown_keys(
+        t,
+        "transmission",
+        (
+            "case",
+            "file",
+            "load_profile",
+            "line_max_i_ka",
+            "max_loading_percent",
+            "vm_min_pu",
+            "vm_max_pu",
+        ),
+    )
+    case = r.get(t, "transmission", "case", str, None)
+    file_s = r.get(t, "transmission", "file", str, None)
+    load_profile = r.get(t, "transmission", "load_profile", str)
+    _check_profile(r, "transmission.load_profile", load_profile, profiles)
+    fpath = (path.parent / file_s).resolve() if file_s else None
+    spec = TransmissionSpec(
+        case=case,
+        file=fpath,
+        load_profile=load_profile,
+        max_loading_percent=r.get(
+            t, "transmission", "max_loading_percent", float, 100.0, _positive
+        ),
+        vm_min_pu=r.get(t, "transmission", "vm_min_pu", float, 0.94, _positive),
+        vm_max_pu=r.get(t, "transmission", "vm_max_pu", float, 1.06, _positive),
+    )
+    if (case is None) == (file_s is None):
+        r.bad("transmission", "give exactly one of `case` (built-in name) or `file`")
+        return spec
+    try:
+        base = _transmission_base(spec)
+    except nets.NetworkError as exc:
+        r.bad("transmission.case" if case else "transmission.file", str(exc))
+        return spec
+    limits = t.get("line_max_i_ka")
+    lim_tuple = None
+    if limits is not None:
+        if not isinstance(limits, list) or not all(isinstance(x, int | float) for x in limits):
+            r.bad("transmission.line_max_i_ka", "expected a list of numbers [kA]")
+        elif len(limits) != len(base.line):
+            r.bad(
+                "transmission.line_max_i_ka",
+                f"has {len(limits)} values, the network has {len(base.line)} lines",
+            )
+        elif min(limits) <= 0:
+            r.bad("transmission.line_max_i_ka", "every limit must be > 0")
+        else:
+            lim_tuple = tuple(float(x) for x in limits)
+    return dataclasses.replace(
+        spec,
+        line_max_i_ka=lim_tuple,
+        n_bus=len(base.bus),
+        bus_ids=tuple(int(b) for b in base.bus.index),
+        load_buses=tuple(sorted({int(b) for b in base.load.bus[base.load.p_mw > 0]})),
+    )
+
+
+def _distribution(
+    r: _Reader,
+    items: Any,
+    path: pathlib.Path,
+    trans: TransmissionSpec,
+    profiles: Mapping[str, np.ndarray],
+) -> list[DistributionSpec]:
+    if not isinstance(items, list):
+        r.bad("distribution", "expected an array of tables [[distribution]]")
+        return []
+    out: list[DistributionSpec] = []
+    base_t = _transmission_base(trans) if trans.n_bus else None
+    used: dict[int, float] = {}
+    for k, t in enumerate(items):
+        fld = f"distribution[{k}]"
+        if not isinstance(t, dict):
+            r.bad(fld, "expected a table")
+            continue
+        r.unknown_keys(
+            t,
+            fld,
+            (
+                "id",
+                "feeder",
+                "case",
+                "file",
+                "interface_bus",
+                "load_scale",
+                "load_profile",
+                "oltc",
+                "vm_min_pu",
+                "vm_max_pu",
+                "max_loading_percent",
+            ),
+        )
+        expected_id = f"dso_{k + 1}"
+        dso_id = r.get(t, fld, "id", str, expected_id)
+        if dso_id != expected_id:
+            r.bad(f"{fld}.id", f"must be {expected_id!r} (DSOs are numbered from 1 in file order)")
+        fld = f"distribution[{dso_id}]"
+        feeder = r.get(t, fld, "feeder", str, None)
+        case = r.get(t, fld, "case", str, None)
+        file_s = r.get(t, fld, "file", str, None)
+        iface = r.get(t, fld, "interface_bus", int)
+        load_scale = r.get(t, fld, "load_scale", float, 1.0, _non_negative)
+        load_profile = r.get(t, fld, "load_profile", str)
+        _check_profile(r, f"{fld}.load_profile", load_profile, profiles)
+        vmin = r.get(t, fld, "vm_min_pu", float, 0.95, _positive)
+        vmax = r.get(t, fld, "vm_max_pu", float, 1.05, _positive)
+        if vmin and vmax and vmin >= vmax:
+            r.bad(f"{fld}.vm_min_pu", f"must be < vm_max_pu ({vmin} >= {vmax})")
+        oltc = _oltc(r, t.get("oltc", {}), f"{fld}.oltc")
+        n_given = sum(x is not None for x in (feeder, case, file_s))
+        if n_given != 1:
+            r.bad(fld, "give exactly one of `feeder` (builder), `case` (built-in) or `file`")
+            continue
+        n_bus = 0
+        load_buses: tuple[int, ...] = ()
+        nominal = 0.0
+        fpath = (path.parent / file_s).resolve() if file_s else None
+        try:
+            if feeder is not None:
+                n_bus = nets.feeder_bus_count(feeder)
+                load_buses = nets.feeder_load_buses(feeder)
+                nominal = nets.feeder_nominal_load_mw(feeder) * (load_scale or 0.0)
+            else:
+                net = nets.load_case(case) if case else nets.load_file(fpath)  # type: ignore[arg-type]
+                if list(net.bus.index) != list(range(len(net.bus))):
+                    r.bad(fld, "bus indices must be 0..n-1")
+                n_bus = len(net.bus)
+                load_buses = tuple(sorted({int(b) for b in net.load.bus}))
+                nominal = float(net.load.p_mw.sum()) * (load_scale or 0.0)
+        except nets.NetworkError as exc:
+            key = "feeder" if feeder else ("case" if case else "file")
+            r.bad(f"{fld}.{key}", str(exc))
+            continue
+        if iface is not None and base_t is not None:
+            if iface not in trans.bus_ids:
+                r.bad(f"{fld}.interface_bus", f"transmission bus {iface} does not exist")
+            else:
+                bus_load = float(base_t.load.p_mw[base_t.load.bus == iface].sum())
+                used[iface] = used.get(iface, 0.0) + nominal
+                if bus_load <= 0:
+                    r.bad(
+                        f"{fld}.interface_bus",
+                        f"transmission bus {iface} carries no load; a DSO must hang from a "
+                        "load bus (its load is part of that bus's load)",
+                    )
+                elif used[iface] > bus_load:
+                    r.bad(
+                        f"{fld}.load_scale",
+                        f"DSO nominal load {used[iface]:.2f} MW exceeds the {bus_load:.2f} MW "
+                        f"load of transmission bus {iface}",
+                    )
+        out.append(
+            DistributionSpec(
+                id=dso_id,
+                feeder=feeder,
+                case=case,
+                file=fpath,
+                interface_bus=iface if iface is not None else -1,
+                load_scale=load_scale if load_scale is not None else 1.0,
+                load_profile=load_profile,
+                oltc=oltc,
+                vm_min_pu=vmin or 0.95,
+                vm_max_pu=vmax or 1.05,
+                max_loading_percent=r.get(t, fld, "max_loading_percent", float, 100.0, _positive),
+                nominal_load_mw=nominal,
+                n_bus=n_bus,
+                load_buses=load_buses,
+            )
+        )
+    return out
+
+
+def _oltc(r: _Reader, t: Any, fld: str) -> OltcSpec:
+    if not isinstance(t, dict):
+        r.bad(fld, "expected a table")
+        return OltcSpec()
+    r.unknown_keys(t, fld, [f.name for f in dataclasses.fields(OltcSpec)])
+    d = OltcSpec()
+    o = OltcSpec(
+        tap_min=r.get(t, fld, "tap_min", int, d.tap_min),
+        tap_max=r.get(t, fld, "tap_max", int, d.tap_max),
+        tap_step_percent=r.get(t, fld, "tap_step_percent", float, d.tap_step_percent, _positive),
+        tap_pos_init=r.get(t, fld, "tap_pos_init", int, d.tap_pos_init),
+        vm_set_pu=r.get(t, fld, "vm_set_pu", float, d.vm_set_pu, _positive),
+        deadband_pu=r.get(t, fld, "deadband_pu", float, d.deadband_pu, _non_negative),
+        sn_mva=r.get(t, fld, "sn_mva", float, d.sn_mva, _positive),
+    )
+    if None not in (o.tap_min, o.tap_max, o.tap_pos_init) and not (
+        o.tap_min <= o.tap_pos_init <= o.tap_max
+    ):
+        r.bad(
+            f"{fld}.tap_pos_init", f"must be within [tap_min, tap_max] = [{o.tap_min}, {o.tap_max}]"
+        )
+    return o
+
+
+# ---- devices ---------------------------------------------------------------------------
+
+
+def _devices(
+    r: _Reader,
+    doc: Mapping[str, Any],
+    trans: TransmissionSpec,
+    dist: list[DistributionSpec],
+    profiles: Mapping[str, np.ndarray],
+    seed: int,
+) -> list[DeviceSpec]:
+    networks: dict[str, tuple[set[int], tuple[int, ...]]] = {}
+    if trans.n_bus:
+        networks["tso"] = (set(trans.bus_ids), trans.load_buses)
+    for d in dist:
+        networks[d.id] = (set(range(d.n_bus)), d.load_buses)
+    n_min = next(iter(profiles.values())).shape[0] if profiles else 0
+    counters: dict[str, int] = {}
+    out: list[DeviceSpec] = []
+    seen_ids: set[str] = set()
+
+    def next_id(cat: str) -> str:
+        counters[cat] = counters.get(cat, 0) + 1
+        return f"{cat}_{counters[cat]}"
+
+    explicit = doc.get("devices", [])
+    if not isinstance(explicit, list):
+        r.bad("devices", "expected an array of tables [[devices]]")
+        explicit = []
+    for k, t in enumerate(explicit):
+        fld = f"devices[{k}]"
+        if not isinstance(t, dict):
+            r.bad(fld, "expected a table")
+            continue
+        r.unknown_keys(t, fld, ("id", "category", "aggregator", "network", "bus", "params"))
+        cat = r.get(t, fld, "category", str)
+        if cat is not None and cat not in CATEGORY_PARAMS:
+            r.bad(f"{fld}.category", f"unknown category {cat!r} (known: {', '.join(CATEGORIES)})")
+            continue
+        if cat is None:
+            continue
+        dev_id = r.get(t, fld, "id", str, None) or next_id(cat)
+        if "id" in t:
+            fld = f"devices[{dev_id}]"
+        agg = r.get(t, fld, "aggregator", str)
+        network = r.get(t, fld, "network", str)
+        bus = r.get(t, fld, "bus", int)
+        params = t.get("params", {})
+        if not isinstance(params, dict):
+            r.bad(f"{fld}.params", "expected a table")
+            continue
+        dev = _make_device(
+            r, fld, dev_id, cat, agg, network, bus, params, networks, profiles, n_min
+        )
+        if dev is not None:
+            if dev.id in seen_ids:
+                r.bad(f"{fld}.id", f"duplicate device id {dev.id!r}")
+            seen_ids.add(dev.id)
+            out.append(dev)
+
+    groups = doc.get("device_groups", [])
+    if not isinstance(groups, list):
+        r.bad("device_groups", "expected an array of tables [[device_groups]]")
+        groups = []
+    for g, t in enumerate(groups):
+        fld = f"device_groups[{g}]"
+        if not isinstance(t, dict):
+            r.bad(fld, "expected a table")
+            continue
+        r.unknown_keys(t, fld, ("category", "count", "aggregator", "placement", "params", "name"))
+        cat = r.get(t, fld, "category", str)
+        if cat is not None and cat not in CATEGORY_PARAMS:
+            r.bad(f"{fld}.category", f"unknown category {cat!r} (known: {', '.join(CATEGORIES)})")
+            continue
+        count = r.get(t, fld, "count", int, check=_non_negative)
+        agg = r.get(t, fld, "aggregator", str)
+        placement = t.get("placement")
+        params = t.get("params", {})
+        if cat is None or count is None or agg is None:
+            continue
+        if not isinstance(placement, dict):
+            r.bad(f"{fld}.placement", "missing table (networks, rule)")
+            continue
+        if not isinstance(params, dict):
+            r.bad(f"{fld}.params", "expected a table")
+            continue
+        rng = prof.stream(seed, f"device_group/{g}/{t.get('name', cat)}")
+        sites = _place(r, f"{fld}.placement", placement, count, networks, rng)
+        for network, bus in sites:
+            drawn = _draw_params(r, f"{fld}.params", params, cat, rng)
+            if drawn is None:
+                break
+            dev_id = next_id(cat)
+            dev = _make_device(
+                r,
+                f"{fld}->{dev_id}",
+                dev_id,
+                cat,
+                agg,
+                network,
+                bus,
+                drawn,
+                networks,
+                profiles,
+                n_min,
+            )
+            if dev is None:
+                break
+            out.append(dev)
+
+    # one aggregator runs one aggregation model
+    models: dict[str, set[str]] = {}
+    for d in out:
+        models.setdefault(d.aggregator, set()).add(AGGREGATION_MODEL[d.category])
+    for agg, ms in sorted(models.items()):
+        if len(ms) > 1:
+            r.bad(
+                f"aggregator {agg}",
+                f"mixes aggregation models {sorted(ms)}; one aggregator runs one model",
+            )
+    return out
+
+
+def _place(
+    r: _Reader,
+    fld: str,
+    t: Mapping[str, Any],
+    count: int,
+    networks: Mapping[str, tuple[set[int], tuple[int, ...]]],
+    rng: np.random.Generator,
+) -> list[tuple[str, int]]:
+    """Expand a placement rule into ``count`` (network, bus) sites, deterministically.
+
+    ``networks``: glob patterns over network ids (``"dso_*"``, ``"tso"``); devices are split
+    evenly over the matched networks in id order (the first ``count % n`` get one more).
+    ``rule``: ``"load_buses"`` (uniform over buses carrying a base load) or ``"all_buses"``
+    (uniform over every bus but the slack/HV bus 0 of a distribution net); optional
+    ``buses`` restricts the candidates (and must exist in every matched network).
+    """
+    r.unknown_keys(t, fld, ("networks", "rule", "buses"))
+    pats = t.get("networks")
+    if isinstance(pats, str):
+        pats = [pats]
+    if not isinstance(pats, list) or not pats:
+        r.bad(f"{fld}.networks", "expected a network id pattern or a list of them")
+        return []
+    matched = [n for n in networks if any(fnmatch.fnmatchcase(n, str(p)) for p in pats)]
+    matched.sort(key=lambda n: (n != "tso", int(n.split("_")[1]) if "_" in n else 0))
+    if not matched:
+        r.bad(f"{fld}.networks", f"{pats} matches no network (have: {sorted(networks)})")
+        return []
+    rule = t.get("rule", "load_buses")
+    if rule not in ("load_buses", "all_buses"):
+        r.bad(f"{fld}.rule", f"unknown placement rule {rule!r} (known: load_buses, all_buses)")
+        return []
+    sites: list[tuple[str, int]] = []
+    n = len(matched)
+    for i, net_id in enumerate(matched):
+        k = count // n + (1 if i < count % n else 0)
+        all_b, load_b = networks[net_id]
+        if rule == "load_buses":
+            cand = list(load_b)
+        else:
+            cand = sorted(all_b - ({0} if net_id != "tso" else set()))
+        if "buses" in t:
+            req = t["buses"]
+            if not isinstance(req, list) or not all(isinstance(b, int) for b in req):
+                r.bad(f"{fld}.buses", "expected a list of bus indices")
+                return []
+            missing = [b for b in req if b not in all_b]
+            if missing:
+                r.bad(f"{fld}.buses", f"buses {missing} do not exist in network {net_id}")
+                return []
+            cand = sorted(req)
+        if not cand:
+            r.bad(fld, f"no candidate bus in network {net_id}")
+            return []
+        picks = rng.choice(np.asarray(cand), size=k, replace=True)
+        sites.extend((net_id, int(b)) for b in picks)
+    return sites
+
+
+def _draw_params(
+    r: _Reader, fld: str, spec: Mapping[str, Any], cat: str, rng: np.random.Generator
+) -> dict[str, Any] | None:
+    """Draw one device's params from a group spec.
+
+    Per key: a scalar is a constant; ``[lo, hi]`` (numbers) a uniform draw (integers for
+    integer params, inclusive); a list of strings a uniform choice; ``{after = "key", plus =
+    [lo, hi]}`` the value of another (earlier) key plus a uniform draw.
+    """
+    types_ = CATEGORY_PARAMS[cat]
+    out: dict[str, Any] = {}
+    for key, v in spec.items():
+        typ = types_.get(key, float)
+        if isinstance(v, dict):
+            if set(v) != {"after", "plus"} or v["after"] not in out:
+                r.bad(f"{fld}.{key}", "expected {after = <earlier key>, plus = [lo, hi]}")
+                return None
+            lo, hi = v["plus"]
+            base = out[v["after"]]
+            out[key] = base + (
+                int(rng.integers(lo, hi + 1)) if typ is int else float(rng.uniform(lo, hi))
+            )
+        elif isinstance(v, list):
+            if v and all(isinstance(x, str) for x in v):
+                out[key] = str(v[int(rng.integers(len(v)))])
+            elif len(v) == 2 and all(isinstance(x, int | float) for x in v) and v[0] <= v[1]:
+                out[key] = (
+                    int(rng.integers(v[0], v[1] + 1))
+                    if typ is int
+                    else float(rng.uniform(v[0], v[1]))
+                )
+            else:
+                r.bad(f"{fld}.{key}", f"a range must be [lo, hi] with lo <= hi, got {v!r}")
+                return None
+        else:
+            out[key] = v
+    return out
+
+
+def _make_device(
+    r: _Reader,
+    fld: str,
+    dev_id: str,
+    cat: str,
+    agg: str | None,
+    network: str | None,
+    bus: int | None,
+    params: Mapping[str, Any],
+    networks: Mapping[str, tuple[set[int], tuple[int, ...]]],
+    profiles: Mapping[str, np.ndarray],
+    n_min: int,
+) -> DeviceSpec | None:
+    n_before = len(r.problems)
+    if not _ID_RE.match(dev_id):
+        r.bad(f"{fld}.id", f"invalid id {dev_id!r} (lower case letters, digits, _)")
+    if agg is not None and not _ID_RE.match(agg):
+        r.bad(f"{fld}.aggregator", f"invalid aggregator id {agg!r}")
+    if network is not None:
+        if network not in networks:
+            r.bad(f"{fld}.network", f"unknown network {network!r} (have: {sorted(networks)})")
+        elif bus is not None and bus not in networks[network][0]:
+            r.bad(f"{fld}.bus", f"bus {bus} does not exist in network {network}")
+    types_ = CATEGORY_PARAMS[cat]
+    p: dict[str, Any] = dict(PARAM_DEFAULTS.get(cat, {}))
+    for key, v in params.items():
+        if key not in types_:
+            r.bad(f"{fld}.params.{key}", f"unknown parameter for {cat} (known: {sorted(types_)})")
+            continue
+        typ = types_[key]
+        if typ is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if isinstance(v, bool) or not isinstance(v, typ):
+            r.bad(f"{fld}.params.{key}", f"expected {typ.__name__}, got {v!r}")
+            continue
+        p[key] = v
+    for key in types_:
+        if key not in p:
+            r.bad(f"{fld}.params.{key}", "missing")
+    if len(r.problems) == n_before:
+        _check_params(r, f"{fld}.params", cat, p, profiles, n_min)
+    if len(r.problems) != n_before:
+        return None
+    return DeviceSpec(dev_id, cat, agg, network, bus, _frozen_map(p))  # type: ignore[arg-type]
+
+
+def _check_params(
+    r: _Reader,
+    fld: str,
+    cat: str,
+    p: Mapping[str, Any],
+    profiles: Mapping[str, np.ndarray],
+    n_min: int,
+) -> None:
+    def need(cond: bool, key: str, msg: str) -> None:
+        if not cond:
+            r.bad(f"{fld}.{key}", f"{msg} (got {p[key]!r})")
+
+    positive = {
+        "p_max_mw",
+        "p_rated_mw",
+        "p_mw",
+        "e_max_mwh",
+        "cop",
+        "r_degc_per_kw",
+        "c_kwh_per_degc",
+        "heat_to_power_ratio",
+        "ramp_mw_per_min",
+        "duration_min",
+    }
+    non_negative = {
+        "p_min_mw",
+        "heat_storage_mwh",
+        "deadband_degc",
+        "discomfort_cost_eur_per_degc_h",
+        "shift_cost_eur_per_mwh",
+        "curtail_cost_eur_per_mwh",
+        "fuel_cost_eur_per_mwh",
+        "earliest_start_min",
+        "arrival_min",
+        "scheduled_start_min",
+    }
+    fractions = {
+        "efficiency",
+        "soc_init",
+        "soc_min",
+        "soc_max",
+        "soc_arrival",
+        "soc_departure",
+        "derating",
+        "max_curtail_share",
+    }
+    for k, v in p.items():
+        if k in positive:
+            need(v > 0, k, "must be > 0")
+        elif k in non_negative:
+            need(v >= 0, k, "must be >= 0")
+        elif k in fractions:
+            need(0 <= v <= 1, k, "must be within [0, 1]")
+    if "efficiency" in p:
+        need(p["efficiency"] > 0, "efficiency", "must be > 0")
+    for key in ("heat_profile", "ambient_profile", "profile"):
+        if key in p:
+            _check_profile(r, f"{fld}.{key}", p[key], profiles)
+    if cat in ("conventional_generator", "chp"):
+        need(p["p_min_mw"] <= p["p_max_mw"], "p_min_mw", "must be <= p_max_mw")
+    if cat == "atomic_load":
+        s, d = p["scheduled_start_min"], p["duration_min"]
+        need(p["earliest_start_min"] <= s, "scheduled_start_min", "must be >= earliest_start_min")
+        need(
+            s + d <= p["latest_end_min"],
+            "latest_end_min",
+            "must be >= scheduled_start_min + duration_min",
+        )
+        need(
+            p["latest_end_min"] <= n_min,
+            "latest_end_min",
+            f"must be <= scenario length {n_min} min",
+        )
+    if cat == "tcl":
+        need(p["kind"] in TCL_KINDS, "kind", f"must be one of {TCL_KINDS}")
+    if cat == "storage":
+        need(
+            p["soc_min"] <= p["soc_init"] <= p["soc_max"],
+            "soc_init",
+            "must be within [soc_min, soc_max]",
+        )
+    if cat == "ev":
+        need(p["arrival_min"] < p["departure_min"], "departure_min", "must be > arrival_min")
+        need(
+            p["departure_min"] <= n_min, "departure_min", f"must be <= scenario length {n_min} min"
+        )
+        need(p["soc_arrival"] <= p["soc_departure"], "soc_departure", "must be >= soc_arrival")
+        if p["efficiency"] > 0 and p["p_max_mw"] > 0:
+            need_h = (
+                (p["soc_departure"] - p["soc_arrival"])
+                * p["e_max_mwh"]
+                / p["efficiency"]
+                / p["p_max_mw"]
+            )
+            need(
+                need_h * 60 <= p["departure_min"] - p["arrival_min"],
+                "soc_departure",
+                f"unreachable: needs {need_h * 60:.0f} min at full power, the car stays "
+                f"{p['departure_min'] - p['arrival_min']} min",
+            )
+    if cat == "curtailable_generation":
+        need(p["kind"] in GENERATION_KINDS, "kind", f"must be one of {GENERATION_KINDS}")

@@ -1,0 +1,326 @@
+"""Network loading and radial distribution feeder builders (pure, pandapower tables).
+
+Every function returns a NEW pandapower net; cached base cases are deep-copied, so callers
+may mutate what they get. Nothing here runs a power flow.
+
+Distribution feeders
+--------------------
+A distribution network is a primary substation: one HV bus (index 0, the slack, at the
+transmission interface bus voltage), an HV/MV transformer with an on-load tap changer (OLTC),
+an MV busbar and one or more radial MV feeders. The feeders are derived from the 33-bus
+radial distribution system of Baran & Wu (1989), "Network reconfiguration in distribution
+systems for loss reduction and load balancing", IEEE Trans. Power Delivery 4(2), as shipped
+by pandapower (``pandapower.networks.case33bw``), with these documented modifications:
+
+- the five normally-open tie lines of the original are removed (the feeder is radial);
+- pandapower's line table has no thermal limits (``max_i_ka = 99999``); each segment gets an
+  ampacity from a standard MV cable ladder (``AMPACITY_LADDER_KA``): the smallest rating of at
+  least ``RATING_MARGIN`` times the current the segment carries at the nominal Baran-Wu
+  loads, estimated from the downstream apparent power at nominal voltage (no power flow);
+- feeder variants scale impedances and loads (see ``FEEDER_TYPES``).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandapower as pp
+import pandapower.networks as pn
+
+#: Standard MV cable/overhead ampacities [kA] used to rate feeder segments.
+AMPACITY_LADDER_KA: tuple[float, ...] = (0.07, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+#: Segment rating = smallest ladder value >= RATING_MARGIN x nominal-load current [-].
+RATING_MARGIN: float = 1.3
+
+#: Built-in transmission cases accepted by name (pandapower.networks functions).
+BUILTIN_CASES: tuple[str, ...] = (
+    "case4gs",
+    "case5",
+    "case6ww",
+    "case9",
+    "case14",
+    "case24_ieee_rts",
+    "case30",
+    "case33bw",
+    "case39",
+    "case57",
+    "case118",
+    "case300",
+)
+
+
+class NetworkError(ValueError):
+    """A network could not be loaded or built; the message names the case/file and reason."""
+
+
+@dataclass(frozen=True)
+class FeederType:
+    """A radial MV feeder variant derived from Baran-Wu 33-bus.
+
+    Attributes
+    ----------
+    n_feeders : number of Baran-Wu feeders on the MV busbar [-]
+    impedance_scale : multiplier on series R and X (longer, rural lines) [-]
+    description : one line for the docs
+    """
+
+    n_feeders: int
+    impedance_scale: float
+    description: str
+
+
+#: Feeder builders available by name in scenario files.
+FEEDER_TYPES: dict[str, FeederType] = {
+    "bw33": FeederType(1, 1.0, "one Baran-Wu feeder (34 buses incl. HV bus)"),
+    "bw33_rural": FeederType(
+        1, 1.4, "one Baran-Wu feeder with 1.4x line impedance (longer rural lines, 34 buses)"
+    ),
+    "bw33x2": FeederType(2, 1.0, "two Baran-Wu feeders on one MV busbar (66 buses, urban)"),
+}
+
+
+@functools.cache
+def _builtin_case(name: str) -> pp.pandapowerNet:
+    return getattr(pn, name)()
+
+
+def load_case(name: str) -> pp.pandapowerNet:
+    """Return a fresh copy of a pandapower built-in case.
+
+    Parameters
+    ----------
+    name : one of ``BUILTIN_CASES`` (e.g. ``"case118"``)
+
+    Raises
+    ------
+    NetworkError
+        If the name is not a known built-in case.
+    """
+    if name not in BUILTIN_CASES:
+        raise NetworkError(
+            f"unknown built-in case {name!r}; known cases: {', '.join(BUILTIN_CASES)}"
+        )
+    return copy.deepcopy(_builtin_case(name))
+
+
+def load_file(path: str | pathlib.Path) -> pp.pandapowerNet:
+    """Load a pandapower JSON (``.json``) or MATPOWER (``.m`` / ``.mat``) network file.
+
+    Raises
+    ------
+    NetworkError
+        If the file does not exist, has an unsupported suffix or cannot be parsed.
+    """
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise NetworkError(f"network file {str(p)!r} does not exist")
+    try:
+        if p.suffix == ".json":
+            return pp.from_json(str(p))
+        if p.suffix in (".m", ".mat"):
+            from pandapower.converter import from_mpc
+
+            return from_mpc(str(p))
+    except Exception as exc:  # pandapower raises many types; wrap with context
+        raise NetworkError(f"cannot read network file {str(p)!r}: {exc}") from exc
+    raise NetworkError(f"network file {str(p)!r}: unsupported suffix {p.suffix!r}")
+
+
+def _segment_downstream_s_mva(net: pp.pandapowerNet, root_bus: int) -> np.ndarray:
+    """Apparent power [MVA] downstream of every in-service line of a radial net."""
+    lines = net.line[net.line.in_service]
+    children: dict[int, list[tuple[int, int]]] = {}
+    for idx, fb, tb in zip(lines.index, lines.from_bus, lines.to_bus, strict=True):
+        children.setdefault(int(fb), []).append((int(idx), int(tb)))
+        children.setdefault(int(tb), []).append((int(idx), int(fb)))
+    bus_s = net.load.assign(s=np.hypot(net.load.p_mw, net.load.q_mvar)).groupby("bus")["s"].sum()
+    down = {}
+
+    def visit(bus: int, parent_line: int | None) -> float:
+        total = float(bus_s.get(bus, 0.0))
+        for line, other in children.get(bus, []):
+            if line != parent_line:
+                s = visit(other, line)
+                down[line] = s
+                total += s
+        return total
+
+    visit(root_bus, None)
+    return np.array([down[i] for i in lines.index])
+
+
+@functools.cache
+def _baran_wu_radial() -> pp.pandapowerNet:
+    net = pn.case33bw()
+    net.line = net.line[net.line.in_service].copy()  # drop the 5 normally-open ties
+    s_mva = _segment_downstream_s_mva(net, 0)
+    i_ka = s_mva / (math.sqrt(3) * 12.66) * RATING_MARGIN
+    ladder = np.array(AMPACITY_LADDER_KA)
+    idx = np.searchsorted(ladder, i_ka)
+    net.line["max_i_ka"] = ladder[np.minimum(idx, len(ladder) - 1)]
+    return net
+
+
+def feeder_nominal_load_mw(feeder: str) -> float:
+    """Total nominal active load [MW] of a feeder type at ``load_scale = 1``."""
+    ftype = _feeder_type(feeder)
+    return float(_baran_wu_radial().load.p_mw.sum()) * ftype.n_feeders
+
+
+def _feeder_type(feeder: str) -> FeederType:
+    if feeder not in FEEDER_TYPES:
+        raise NetworkError(
+            f"unknown distribution feeder {feeder!r}; known feeders: {', '.join(FEEDER_TYPES)}"
+        )
+    return FEEDER_TYPES[feeder]
+
+
+def build_feeder(
+    feeder: str,
+    *,
+    vn_hv_kv: float,
+    load_scale: float = 1.0,
+    trafo_sn_mva: float = 25.0,
+    tap_min: int = -9,
+    tap_max: int = 9,
+    tap_step_percent: float = 1.5,
+    tap_pos: int = 0,
+    vm_slack_pu: float = 1.0,
+) -> pp.pandapowerNet:
+    """Build a primary substation with radial MV feeders (see module docstring).
+
+    Bus 0 is the HV bus (slack, ``vn_hv_kv``), bus 1 the MV busbar (12.66 kV); Baran-Wu bus
+    ``k`` (k >= 1) of feeder ``f`` (from 0) is bus ``1 + 32 f + k``.
+    Transformer 0 is the OLTC (tap on the HV side, ``tap_changer_type="Ratio"``).
+
+    Parameters
+    ----------
+    feeder : key of ``FEEDER_TYPES``
+    vn_hv_kv : nominal voltage of the transmission interface bus [kV]
+    load_scale : multiplier on the Baran-Wu nominal loads (P and Q) [-]
+    trafo_sn_mva : OLTC transformer rating [MVA]
+    tap_min, tap_max, tap_pos : tap range and initial position [-]
+    tap_step_percent : voltage change per tap [%]
+    vm_slack_pu : HV slack voltage magnitude [pu]
+
+    Raises
+    ------
+    NetworkError
+        For an unknown feeder name.
+    """
+    _feeder_type(feeder)
+    net = copy.deepcopy(
+        _feeder_template(feeder, vn_hv_kv, trafo_sn_mva, tap_min, tap_max, tap_step_percent)
+    )
+    net.trafo["tap_pos"] = tap_pos
+    net.ext_grid["vm_pu"] = vm_slack_pu
+    net.load["p_mw"] *= load_scale
+    net.load["q_mvar"] *= load_scale
+    return net
+
+
+def feeder_load_buses(feeder: str) -> tuple[int, ...]:
+    """Bus indices that carry a Baran-Wu load in a feeder network (sorted) [-]."""
+    ftype = _feeder_type(feeder)
+    n_fb = len(_baran_wu_radial().bus) - 1
+    bw = sorted(int(b) for b in _baran_wu_radial().load.bus)
+    return tuple(1 + f * n_fb + b for f in range(ftype.n_feeders) for b in bw)
+
+
+def feeder_bus_count(feeder: str) -> int:
+    """Number of buses of a feeder network, HV and MV busbars included [-]."""
+    return 2 + (len(_baran_wu_radial().bus) - 1) * _feeder_type(feeder).n_feeders
+
+
+@functools.cache
+def _feeder_template(
+    feeder: str,
+    vn_hv_kv: float,
+    trafo_sn_mva: float,
+    tap_min: int,
+    tap_max: int,
+    tap_step_percent: float,
+) -> pp.pandapowerNet:
+    ftype = _feeder_type(feeder)
+    base = _baran_wu_radial()
+    net = pp.create_empty_network(name=feeder, f_hz=50.0, sn_mva=1.0)
+    hv = pp.create_bus(net, vn_kv=vn_hv_kv, name="hv", type="b")
+    mv = pp.create_bus(net, vn_kv=12.66, name="mv_busbar", type="b")
+    pp.create_ext_grid(net, hv, vm_pu=1.0, va_degree=0.0, name="interface")
+    pp.create_transformer_from_parameters(
+        net,
+        hv_bus=hv,
+        lv_bus=mv,
+        sn_mva=trafo_sn_mva,
+        vn_hv_kv=vn_hv_kv,
+        vn_lv_kv=12.66,
+        vkr_percent=0.5,
+        vk_percent=10.0,
+        pfe_kw=0.0,
+        i0_percent=0.0,
+        tap_side="hv",
+        tap_neutral=0,
+        tap_min=tap_min,
+        tap_max=tap_max,
+        tap_step_percent=tap_step_percent,
+        tap_pos=0,
+        tap_changer_type="Ratio",
+        name="oltc",
+    )
+    n_fb = len(base.bus) - 1  # Baran-Wu buses below its slack bus 0
+    fb = base.line.from_bus.to_numpy()
+    tb = base.line.to_bus.to_numpy()
+    for f in range(ftype.n_feeders):
+        offset = 1 + f * n_fb  # Baran-Wu bus k>=1 -> offset + k ; bus 0 -> MV busbar
+        pp.create_buses(
+            net,
+            n_fb,
+            vn_kv=12.66,
+            name=[f"f{f + 1}_b{k}" for k in range(1, n_fb + 1)],
+            type="b",
+        )
+        pp.create_lines_from_parameters(
+            net,
+            from_buses=np.where(fb == 0, mv, fb + offset),
+            to_buses=np.where(tb == 0, mv, tb + offset),
+            length_km=base.line.length_km.to_numpy(),
+            r_ohm_per_km=base.line.r_ohm_per_km.to_numpy() * ftype.impedance_scale,
+            x_ohm_per_km=base.line.x_ohm_per_km.to_numpy() * ftype.impedance_scale,
+            c_nf_per_km=np.zeros(len(base.line)),
+            max_i_ka=base.line.max_i_ka.to_numpy(),
+            name=[f"f{f + 1}_l{i}" for i in range(len(base.line))],
+        )
+        pp.create_loads(
+            net,
+            buses=base.load.bus.to_numpy() + offset,
+            p_mw=base.load.p_mw.to_numpy(),
+            q_mvar=base.load.q_mvar.to_numpy(),
+            name=[f"f{f + 1}_load{i}" for i in range(len(base.load))],
+        )
+    return net
+
+
+def known_network_names() -> tuple[str, ...]:
+    """All names accepted by :func:`load_case` and :func:`build_feeder`."""
+    return BUILTIN_CASES + tuple(FEEDER_TYPES)
+
+
+__all__: list[str] = [
+    "AMPACITY_LADDER_KA",
+    "BUILTIN_CASES",
+    "FEEDER_TYPES",
+    "FeederType",
+    "NetworkError",
+    "build_feeder",
+    "feeder_bus_count",
+    "feeder_load_buses",
+    "feeder_nominal_load_mw",
+    "known_network_names",
+    "load_case",
+    "load_file",
+]
