@@ -100,6 +100,23 @@ class BalancingRequirement:
 
 
 @dataclass(frozen=True)
+class InterfaceProposal:
+    """A feasible schedule of one distribution network, proposed to the central market.
+
+    Parameters
+    ----------
+    p_mw
+        Net injection change of the network into transmission per period [MW] (minus the
+        interface exchange change, ``docs/conventions.md``).
+    cost_eur
+        Local activation cost of the proposal [EUR].
+    """
+
+    p_mw: tuple[float, ...]
+    cost_eur: float
+
+
+@dataclass(frozen=True)
 class ClearingInput:
     """Everything one clearing needs, as plain data.
 
@@ -130,6 +147,13 @@ class ClearingInput:
         Sides of the polygon that approximates branch apparent-power circles (>= 4).
     market_id
         Name used in logs and the result.
+    injection_value_eur_per_mwh
+        Per network, per period value of the network's net injection change [EUR/MWh]; it
+        enters the objective as ``-value * injection`` (a DSO pricing its interface in the
+        decentralised common market, scheme D).
+    interface_proposals
+        Per distribution network, feasible interface schedules proposed by its local market;
+        the clearing picks a convex combination of them (Dantzig-Wolfe master, scheme D).
     """
 
     bids: tuple[Bid, ...]
@@ -144,6 +168,8 @@ class ClearingInput:
     network_penalty_eur_per_mwh: float = DEFAULT_NETWORK_PENALTY_EUR_PER_MWH
     polygon_sides: int = 8
     market_id: str = "central"
+    injection_value_eur_per_mwh: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    interface_proposals: Mapping[str, tuple[InterfaceProposal, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bids", tuple(self.bids))
@@ -263,6 +289,8 @@ class _Context:
     dist_rows: list[tuple[int, str, str, int, int, float, float]] = field(default_factory=list)
     # (row, network_id, kind "vm"/"branch", element index, period, p weight, q weight)
     network_slack: list[tuple[int, int, str]] = field(default_factory=list)  # col, row, what
+    convexity_rows: dict[str, int] = field(default_factory=dict)
+    proposal_cols: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -304,6 +332,9 @@ def declare_var_award(asm: Assembly, ctx: _Context) -> None:
 def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
     """Nodal injection-change columns and the rows tying them to the awards.
 
+    Interface proposals (scheme D, decentralised) enter here too: a convex combination of the
+    proposed schedules of a distribution network is its injection ``p(dso_k, -1, t)``.
+
     ``p(n, t) = sum over bids at n of sign * award + rebound * fraction`` [MW]; for nodes of
     included distribution networks also ``q(n, t) = sum of q_mvar_per_mw * p_bid`` [Mvar]. On
     top, one column per transmission bus aggregates what the PTDF sees (transmission bids plus
@@ -332,7 +363,9 @@ def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
             arr[:, 2],
             arr[:, 3],
         )
-        pcols = asm.add_cols("p_node", n_t, -np.inf, np.inf, 0.0)
+        value = inp.injection_value_eur_per_mwh.get(key[0])
+        cost = 0.0 if value is None else -np.asarray(value, float) * inp.dt_h
+        pcols = asm.add_cols("p_node", n_t, -np.inf, np.inf, cost)
         rows = asm.add_rows("def_p_node", n_t, 0.0, 0.0)
         asm.add_entries(rows, pcols, 1.0)
         asm.add_entries(rows[t_idx], cols, -coef)
@@ -345,6 +378,22 @@ def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
             asm.add_entries(qrows[t_idx], cols, -coef * ratio)
             ctx.node_q[key] = qcols
             ctx.node_q_max[key] = np.bincount(t_idx, np.abs(coef * ratio), minlength=n_t)
+    for nid, proposals in inp.interface_proposals.items():
+        if not proposals:
+            continue
+        prof = np.array([pr.p_mw for pr in proposals], float)  # [proposal x period]
+        lam = asm.add_cols("proposal", len(proposals), 0.0, 1.0, [pr.cost_eur for pr in proposals])
+        conv = asm.add_rows("convexity", 1, 1.0, 1.0)
+        asm.add_entries(np.repeat(conv, lam.size), lam, 1.0)
+        pcols = asm.add_cols("p_node", n_t, -np.inf, np.inf, 0.0)
+        rows = asm.add_rows("def_p_node", n_t, 0.0, 0.0)
+        asm.add_entries(rows, pcols, 1.0)
+        tt, jj = np.meshgrid(np.arange(n_t), np.arange(len(proposals)), indexing="ij")
+        asm.add_entries(rows[tt.ravel()], lam[jj.ravel()], -prof.T.ravel())
+        ctx.node_p[(nid, -1)] = pcols
+        ctx.node_p_max[(nid, -1)] = np.abs(prof).max(axis=0)
+        ctx.convexity_rows[nid] = int(conv[0])
+        ctx.proposal_cols[nid] = lam
     if inp.transmission is None:
         return
     by_tx: dict[int, list[tuple[str, int]]] = {}

@@ -321,3 +321,121 @@ def lindistflow_from_dict(data: Mapping[str, Any], where: str = "distribution") 
         return LinDistFlowModel(**{k: data[k] for k in data})
     except (TypeError, ValueError) as exc:
         raise NetworkModelError(f"{where}: {exc}") from None
+
+
+def radial_lindistflow(
+    network_id: str,
+    bus_ids: Sequence[int],
+    branches: Sequence[tuple[int, int, float, float, float]],
+    *,
+    vn_kv: float,
+    interface_bus: int,
+    tso_bus: int,
+    base_p_inj_mw: Any = None,
+    base_q_inj_mvar: Any = None,
+    v0_pu: float = 1.0,
+    min_vm_pu: float = 0.95,
+    max_vm_pu: float = 1.05,
+) -> LinDistFlowModel:
+    """Build a :class:`LinDistFlowModel` of a radial feeder from its branch list.
+
+    Lossless LinDistFlow (Baran & Wu 1989, eqs. 5-7 without loss terms): a branch carries the
+    sum of the injections downstream of it, and ``vm_j**2 = v0**2 - 2 sum_{path} (r P + x Q)``
+    in per unit, so ``d vm_j**2 / d p_k = 2 R_shared(j, k) / z_base`` with the resistance
+    shared by the paths of j and k to the interface bus. Base voltages and flows are evaluated
+    with the same linear model from the base injections.
+
+    Parameters
+    ----------
+    network_id
+        ``"dso_<k>"``.
+    bus_ids
+        pandapower bus indices.
+    branches
+        ``(from_bus, to_bus, r_ohm, x_ohm, max_s_mva)`` per branch, oriented away from the
+        interface bus.
+    vn_kv
+        Nominal voltage [kV] (impedance base ``vn_kv**2 / 1 MVA``).
+    interface_bus, tso_bus
+        Primary-substation bus of the feeder, and the transmission bus it connects to.
+    base_p_inj_mw, base_q_inj_mvar
+        Forecast net injection per bus [MW], [Mvar] (``[bus]`` or ``[bus x period]``);
+        default 0.
+    v0_pu
+        Voltage at the interface bus [pu].
+    min_vm_pu, max_vm_pu
+        Voltage limits [pu], the same for every bus.
+
+    Returns
+    -------
+    LinDistFlowModel
+    """
+    bus_ids = [int(b) for b in bus_ids]
+    n, m = len(bus_ids), len(branches)
+    parent_branch: dict[int, int] = {}
+    for k, (_f, t, *_rest) in enumerate(branches):
+        if t in parent_branch:
+            raise NetworkModelError(f"{network_id}: bus {t} has two parent branches (not radial)")
+        parent_branch[t] = k
+    # downstream[k, j] = 1 when bus j lies below branch k
+    down = np.zeros((m, n))
+    for j, b in enumerate(bus_ids):
+        seen = 0
+        while b != interface_bus:
+            if b not in parent_branch or seen > n:
+                raise NetworkModelError(f"{network_id}: bus {bus_ids[j]} not connected")
+            k = parent_branch[b]
+            down[k, j] = 1.0
+            b = branches[k][0]
+            seen += 1
+    z_base = vn_kv**2  # [ohm] on a 1 MVA base
+    r_pu = np.array([br[2] for br in branches]) / z_base
+    x_pu = np.array([br[3] for br in branches]) / z_base
+    vm2_per_p = 2.0 * (down.T * r_pu) @ down  # [bus x bus] pu^2 per MW (1 MVA base)
+    vm2_per_q = 2.0 * (down.T * x_pu) @ down
+    branch_sens = -down  # sending-end flow = minus the injections downstream
+    p0 = np.zeros(n) if base_p_inj_mw is None else np.asarray(base_p_inj_mw, float)
+    q0 = np.zeros(n) if base_q_inj_mvar is None else np.asarray(base_q_inj_mvar, float)
+    vm2 = v0_pu**2 + vm2_per_p @ p0 + vm2_per_q @ q0
+    return LinDistFlowModel(
+        network_id=network_id,
+        bus_ids=tuple(bus_ids),
+        branch_ids=tuple(f"branch_{f}_{t}" for f, t, *_ in branches),
+        interface_bus=interface_bus,
+        tso_bus=tso_bus,
+        vm2_per_p=vm2_per_p,
+        vm2_per_q=vm2_per_q,
+        base_vm_pu=np.sqrt(np.maximum(vm2, 0.0)),
+        min_vm_pu=np.full(n, min_vm_pu),
+        max_vm_pu=np.full(n, max_vm_pu),
+        branch_p_per_p=branch_sens,
+        branch_q_per_q=branch_sens,
+        base_branch_p_mw=branch_sens @ p0,
+        base_branch_q_mvar=branch_sens @ q0,
+        max_branch_s_mva=np.array([br[4] for br in branches], float),
+    )
+
+
+def evaluate_lindistflow(
+    model: LinDistFlowModel, dp_mw: np.ndarray, dq_mvar: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Squared voltages and branch flows after injection changes (the model's linear maps).
+
+    Parameters
+    ----------
+    model
+        The distribution model.
+    dp_mw, dq_mvar
+        ``[bus x period]`` injection changes [MW], [Mvar].
+
+    Returns
+    -------
+    (vm2_pu2, branch_p_mw, branch_q_mvar)
+        ``[bus x period]`` squared voltage [pu^2], ``[branch x period]`` flows [MW], [Mvar].
+    """
+    n_t = dp_mw.shape[1]
+    vm2 = per_period(model.base_vm_pu, n_t) ** 2 + model.vm2_per_p @ dp_mw
+    vm2 = vm2 + model.vm2_per_q @ dq_mvar
+    bp = per_period(model.base_branch_p_mw, n_t) + model.branch_p_per_p @ dp_mw
+    bq = per_period(model.base_branch_q_mvar, n_t) + model.branch_q_per_q @ dq_mvar
+    return vm2, bp, bq
