@@ -11,6 +11,12 @@ from grid_core.errors import (
     PowerFlowNotConverged,
     RedispatchError,
 )
+from grid_core.linear import (
+    LinDistFlowNetworkModel,
+    PtdfNetworkModel,
+    lindistflow_model,
+    ptdf_model,
+)
 from grid_core.powerflow import (
     ACPowerFlowSolver,
     PowerFlowResult,
@@ -21,10 +27,14 @@ from grid_core.powerflow import (
 __all__ = [
     "ACPowerFlowSolver",
     "GridCoreError",
+    "LinDistFlowNetworkModel",
     "NetworkModelError",
     "PowerFlowNotConverged",
     "PowerFlowResult",
+    "PtdfNetworkModel",
     "RedispatchError",
     "ac_power_flow",
     "bus_injections_from_net",
+    "lindistflow_model",
+    "ptdf_model",
 ]

@@ -60,14 +60,12 @@ from typing import Any, Literal
 import numpy as np
 import pandapower as pp
 import scipy.sparse as sp
-from pandapower.auxiliary import _add_auxiliary_elements, _init_runpp_options
-from pandapower.pd2ppc import _pd2ppc
-from pandapower.pf.ppci_variables import _get_pf_variables_from_ppci
 from pandapower.pypower.idx_brch import F_BUS, T_BUS
-from pandapower.pypower.idx_bus import BASE_KV, BUS_TYPE, REF
+from pandapower.pypower.idx_bus import BASE_KV
 from pandapower.pypower.makeYbus import makeYbus
 from scipy.sparse.linalg import splu
 
+from grid_core._compile import add_missing_tap_dependency_flag, compile_net
 from grid_core.errors import NetworkModelError, PowerFlowNotConverged
 
 logger = logging.getLogger(__name__)
@@ -240,15 +238,6 @@ def bus_injections_from_net(net: pp.pandapowerNet) -> tuple[np.ndarray, np.ndarr
     return p, q
 
 
-def _add_missing_tap_dependency_flag(net: pp.pandapowerNet) -> None:
-    """Give nets stored before pandapower 3.0 (e.g. ``case118``) the ``tap_dependency_table``
-    column (all ``False``: no tap-dependent impedance), which pandapower otherwise replaces by
-    a deprecated fall-back with a ``DeprecationWarning``. Applied to private copies only."""
-    for kind in ("trafo", "trafo3w"):
-        if kind in net and "tap_dependency_table" not in net[kind].columns:
-            net[kind]["tap_dependency_table"] = False
-
-
 def _bus_positions(net: pp.pandapowerNet):
     """Function mapping pandapower bus indices to positions in ``net.bus``."""
     bus_index = net.bus.index.to_numpy(np.int64)
@@ -371,7 +360,7 @@ class ACPowerFlowSolver:
         self.tolerance_mva = float(tolerance_mva)
         self.max_iteration = int(max_iteration)
         self._net = copy.deepcopy(net)
-        _add_missing_tap_dependency_flag(self._net)
+        add_missing_tap_dependency_flag(self._net)
         # Checks the element tables once and gives the base-case injections.
         self._p_base, self._q_base = bus_injections_from_net(self._net)
         self._ls = _LsNewton() if engine == "lightsim2grid" else None
@@ -383,80 +372,35 @@ class ACPowerFlowSolver:
 
     # ------------------------------------------------------------------ compile
     def _compile(self) -> None:
-        net = self._net
-        _init_runpp_options(
-            net,
-            algorithm="nr",
-            calculate_voltage_angles=True,
-            init="flat",
-            max_iteration=self.max_iteration,
-            tolerance_mva=self.tolerance_mva,
-            trafo_model="t",
-            trafo_loading="current",
-            enforce_p_lims=False,
-            enforce_q_lims=False,
-            check_connectivity=True,
-            voltage_depend_loads=False,
-            numba=False,
-        )
-        _add_auxiliary_elements(net)
-        net._pd2ppc_lookups = {
-            key: np.array([], dtype=np.int64)
-            for key in ("bus", "bus_dc", "ext_grid", "gen", "branch", "branch_dc")
-        }
-        _ppc, ppci = _pd2ppc(net)
-        pf_vars = _get_pf_variables_from_ppci(ppci, True)
-        baseMVA, bus, _gen, branch = pf_vars[:4]
-        ref, pv, pq = pf_vars[8:11]
-        V0 = pf_vars[13]
-        Ybus, Yf, Yt = makeYbus(baseMVA, bus, branch)
-        n_int = bus.shape[0]
-        self._base_mva = float(baseMVA)
+        c = compile_net(self._net, ac=True, copy_net=False)
+        net = c.net
+        n_int = c.n_int
+        Ybus, Yf, Yt = makeYbus(c.base_mva, c.bus, c.branch)
+        self._base_mva = c.base_mva
         self._Ybus = sp.csr_matrix(Ybus)
         self._Ybus_csc = sp.csc_matrix(Ybus)
         self._Yf = sp.csr_matrix(Yf)
         self._Yt = sp.csr_matrix(Yt)
-        self._ref = np.asarray(ref, dtype=np.int64)
-        self._pv = np.asarray(pv, dtype=np.int64)
-        self._pq = np.asarray(pq, dtype=np.int64)
+        self._ref, self._pv, self._pq = c.ref, c.pv, c.pq
         self._n_int = n_int
         self._slack_weights = np.zeros(n_int)
-        self._slack_weights[self._ref] = 1.0 / max(len(self._ref), 1)
+        self._slack_weights[self._ref] = 1.0 / len(self._ref)
         self._non_ref = np.setdiff1d(np.arange(n_int), self._ref)
-        self._V_flat = self._no_load_start(V0)
-        self._V1 = np.where(self._pv_mask(n_int), np.abs(V0), 1.0).astype(complex)
-
-        # pandapower bus (net.bus order) -> internal bus; unsupplied -> -1
+        self._V_flat = self._no_load_start(c.V0)
+        self._V1 = np.where(self._pv_mask(n_int), np.abs(c.V0), 1.0).astype(complex)
+        # pandapower bus (net.bus order) -> internal bus; unsupplied -> -1 (injection dropped)
+        self._bus_index = c.bus_index
+        self._bus_int = c.bus_int
+        self._bus_live = c.bus_live
+        self._base_kv = c.bus[:, BASE_KV].real
+        self._f_bus = c.branch[:, F_BUS].real.astype(np.int64)
+        self._t_bus = c.branch[:, T_BUS].real.astype(np.int64)
+        self._line_rows = c.line_rows
+        self._trafo_rows = c.trafo_rows
         lookup = net._pd2ppc_lookups["bus"]
-        bus_index = net.bus.index.to_numpy(np.int64)
-        internal = lookup[bus_index].astype(np.int64)
-        live = (internal >= 0) & (internal < n_int) & net.bus["in_service"].to_numpy(bool)
-        self._bus_index = bus_index
-        self._bus_int = np.where(live, internal, -1)
-        self._bus_live = live
-        # internal buses not in ppci (unsupplied) are beyond n_int: their injection is dropped
-        self._base_kv = bus[:, BASE_KV].real
-        if (bus[self._ref, BUS_TYPE] != REF).any():  # pragma: no cover - pandapower invariant
-            raise NetworkModelError(f"network {self.name!r}: inconsistent slack bus types")
-
-        # branches: ppc ranges, ppci rows are the in-service subset
-        branch_is = ppci["internal"]["branch_is"]
-        ppc_to_ppci = np.full(branch_is.size, -1, dtype=np.int64)
-        ppc_to_ppci[branch_is] = np.arange(int(branch_is.sum()))
-        ranges = net._pd2ppc_lookups["branch"]
-        self._f_bus = branch[:, F_BUS].real.astype(np.int64)
-        self._t_bus = branch[:, T_BUS].real.astype(np.int64)
-
-        def rows(kind: str, n_el: int) -> np.ndarray:
-            if kind not in ranges:
-                return np.full(n_el, -1, dtype=np.int64)
-            f, t = ranges[kind]
-            return ppc_to_ppci[f:t]
 
         self._line_index = net.line.index.to_numpy(np.int64)
         self._trafo_index = net.trafo.index.to_numpy(np.int64)
-        self._line_rows = rows("line", len(net.line))
-        self._trafo_rows = rows("trafo", len(net.trafo))
         line = net.line
         self._line_imax_ka = (
             line["max_i_ka"].to_numpy(float)

@@ -1,0 +1,582 @@
+"""Linear network models for the market: DC transmission (PTDF) and LinDistFlow distribution.
+
+Both are built from a pandapower net (via pandapower's own converter, so switches, parallel
+lines, transformer ratios and out-of-service elements are handled as in ``runpp``) and hold
+plain, read-only numpy data only. Their attribute names match ``market_core.network``'s
+``PtdfModel`` / ``LinDistFlowModel`` field by field, and ``as_market_dict()`` returns exactly
+the JSON layout ``market_core.network.ptdf_from_dict`` / ``lindistflow_from_dict`` read, so
+the market consumes them without importing ``grid_core``.
+
+Injections follow ``docs/conventions.md``: ``p_inj_mw`` / ``q_inj_mvar`` are bus net
+injections (generation minus load), one entry per bus of ``bus_ids``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandapower as pp
+import scipy.sparse as sp
+from pandapower.pypower.idx_brch import BR_B, BR_G, BR_R, BR_X, F_BUS, SHIFT, T_BUS, TAP
+from pandapower.pypower.idx_bus import BS, GS
+from pandapower.pypower.makeBdc import makeBdc
+from scipy.sparse.linalg import splu
+
+from grid_core._compile import compile_net, line_max_s_mva, trafo_max_s_mva
+from grid_core.errors import NetworkModelError
+from grid_core.powerflow import PowerFlowResult, bus_injections_from_net
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LinDistFlowNetworkModel", "PtdfNetworkModel", "lindistflow_model", "ptdf_model"]
+
+#: Default distribution voltage band [pu] where ``net.bus`` has no ``min_vm_pu``/``max_vm_pu``.
+DEFAULT_MIN_VM_PU = 0.95
+DEFAULT_MAX_VM_PU = 1.05
+
+
+def _ro(a: Any) -> np.ndarray:
+    arr = np.array(a, dtype=float)
+    arr.setflags(write=False)
+    return arr
+
+
+def _branch_ids(net: pp.pandapowerNet) -> tuple[str, ...]:
+    return tuple(f"line_{i}" for i in net.line.index) + tuple(f"trafo_{i}" for i in net.trafo.index)
+
+
+def _bus_limits(
+    net: pp.pandapowerNet, buses: np.ndarray, default_min: float, default_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.full(buses.size, default_min)
+    hi = np.full(buses.size, default_max)
+    for col, out in (("min_vm_pu", lo), ("max_vm_pu", hi)):
+        if col in net.bus.columns:
+            vals = net.bus.loc[buses, col].to_numpy(float)
+            ok = np.isfinite(vals)
+            out[ok] = vals[ok]
+    return lo, hi
+
+
+def _injections_2d(x: np.ndarray | None, default: np.ndarray, n_bus: int, what: str) -> np.ndarray:
+    arr = default if x is None else np.asarray(x, dtype=float)
+    if arr.shape[0] != n_bus or arr.ndim not in (1, 2):
+        raise ValueError(f"{what} must have {n_bus} rows (one per bus), got shape {arr.shape}")
+    return arr
+
+
+# =========================================================================== PTDF
+
+
+@dataclass(frozen=True, eq=False)
+class PtdfNetworkModel:
+    """DC (PTDF) model of a transmission network (read-only numpy data).
+
+    Attributes
+    ----------
+    network_id : str
+        ``"tso"`` by default.
+    bus_ids : tuple[int, ...]
+        pandapower bus index of each PTDF column (supplied, in-service buses, ``net.bus`` order).
+    line_ids : tuple[str, ...]
+        ``"line_<idx>"`` for every line, then ``"trafo_<idx>"`` for every transformer.
+    ptdf : ndarray [line x bus]
+        Change of ``p_from_mw`` (transformers: HV side) per MW injected at a bus and withdrawn
+        at the slack bus [MW/MW]; out-of-service branches have zero rows, the slack column is 0.
+    flow_offset_mw : ndarray [line]
+        Flow independent of the injections (phase-shifting transformers, shunt conductance)
+        [MW]; zero for most networks.
+    max_flow_mw : ndarray [line]
+        Thermal limit at 1 pu voltage [MW]: lines ``sqrt(3) vn_kv max_i_ka df parallel``,
+        transformers ``sn_mva parallel df`` (x ``max_loading_percent``/100 where set).
+    base_p_inj_mw : ndarray [bus] or [bus x period]
+        Forecast injections the base flows were computed for [MW].
+    base_flow_mw : ndarray [line] or [line x period]
+        ``flows(base_p_inj_mw)`` [MW].
+    slack_bus : int
+        pandapower bus of the DC reference.
+
+    Notes
+    -----
+    Standard DC power flow (lossless, flat voltage, series reactance and tap ratio only, as in
+    pandapower ``rundcpp``): ``P = B theta``, ``p_from = B_f theta``, hence
+    ``PTDF = B_f[:, n] B[n, n]^-1`` with ``n`` the non-slack buses (Wood & Wollenberg, *Power
+    Generation, Operation and Control*, ch. on linear sensitivity factors).
+    """
+
+    network_id: str
+    bus_ids: tuple[int, ...]
+    line_ids: tuple[str, ...]
+    ptdf: np.ndarray
+    flow_offset_mw: np.ndarray
+    max_flow_mw: np.ndarray
+    base_p_inj_mw: np.ndarray
+    base_flow_mw: np.ndarray
+    slack_bus: int
+
+    def flows(self, p_inj_mw: np.ndarray) -> np.ndarray:
+        """Branch flows ``p_from_mw`` [MW] for bus injections [MW] (``[bus]`` or ``[bus x k]``)."""
+        p = np.asarray(p_inj_mw, dtype=float)
+        if p.shape[0] != len(self.bus_ids):
+            raise ValueError(f"expected {len(self.bus_ids)} bus injections, got {p.shape}")
+        off = self.flow_offset_mw if p.ndim == 1 else self.flow_offset_mw[:, None]
+        return self.ptdf @ p + off
+
+    def loading_percent(self, p_inj_mw: np.ndarray) -> np.ndarray:
+        """``|flows| / max_flow_mw`` [%]."""
+        f = self.flows(p_inj_mw)
+        lim = self.max_flow_mw if f.ndim == 1 else self.max_flow_mw[:, None]
+        return np.abs(f) / lim * 100.0
+
+    def as_market_dict(self) -> dict[str, Any]:
+        """JSON-ready dict in ``market_core.network.ptdf_to_dict`` layout."""
+        return {
+            "network_id": self.network_id,
+            "bus_ids": list(self.bus_ids),
+            "line_ids": list(self.line_ids),
+            "ptdf": self.ptdf.tolist(),
+            "max_flow_mw": self.max_flow_mw.tolist(),
+            "base_flow_mw": self.base_flow_mw.tolist(),
+        }
+
+
+def ptdf_model(
+    net: pp.pandapowerNet,
+    network_id: str = "tso",
+    *,
+    base_p_inj_mw: np.ndarray | None = None,
+    unlimited_flow_mw: float = 1e6,
+) -> PtdfNetworkModel:
+    """Build the PTDF model of a (transmission) network.
+
+    Parameters
+    ----------
+    net : pandapowerNet
+        Network with exactly one in-service ``ext_grid`` (the DC reference); not modified.
+    network_id : str
+        Id written into the model.
+    base_p_inj_mw : ndarray, optional
+        Forecast bus injections ``[bus]`` or ``[bus x period]`` [MW] in the order of the
+        model's ``bus_ids``; default: the net's own tables (:func:`bus_injections_from_net`).
+    unlimited_flow_mw : float
+        Limit used for branches without a finite rating [MW].
+
+    Returns
+    -------
+    PtdfNetworkModel
+    """
+    c = compile_net(net, ac=False)
+    if c.ref.size != 1:
+        raise NetworkModelError(
+            f"network {network_id!r}: PTDF needs exactly one slack bus, found {c.ref.size}"
+        )
+    bus, branch, base = c.bus, c.branch, c.base_mva
+    B, Bf, Pbusinj, Pfinj, _cft = makeBdc(bus, branch)
+    B = sp.csc_matrix(B)
+    Bf = sp.csr_matrix(Bf)
+    ref = int(c.ref[0])
+    n_int = c.n_int
+    nonref = np.setdiff1d(np.arange(n_int), [ref])
+    # PTDF_int[:, nonref] = Bf[:, nonref] @ inv(B[nonref, nonref]); solve with the transpose
+    lu = splu(sp.csc_matrix(B[nonref][:, nonref]))
+    Bf_n = Bf[:, nonref].toarray()
+    ptdf_int = np.zeros((branch.shape[0], n_int))
+    if nonref.size:
+        ptdf_int[:, nonref] = lu.solve(Bf_n.T, trans="T").T
+    # constant parts (pu): P_bus = B theta + Pbusinj + GS  ->  theta = B^-1 (P - Pbusinj - GS)
+    shunt_p = -bus[:, GS].real / base  # shunt conductance consumes at 1 pu
+    offset_int = (Pfinj - ptdf_int @ (Pbusinj - shunt_p)) * base
+
+    live = c.bus_live
+    cols = c.bus_int[live]
+    bus_ids = c.bus_index[live]
+    rows = np.r_[c.line_rows, c.trafo_rows]
+    n_rows = rows.size
+    ptdf = np.zeros((n_rows, bus_ids.size))
+    offset = np.zeros(n_rows)
+    on = rows >= 0
+    ptdf[on] = ptdf_int[rows[on]][:, cols]
+    offset[on] = offset_int[rows[on]]
+    limit = np.r_[line_max_s_mva(c.net), trafo_max_s_mva(c.net)]
+    limit = np.where(np.isfinite(limit) & (limit > 0), limit, unlimited_flow_mw)
+
+    p_all, _q = bus_injections_from_net(c.net)
+    p_base = _injections_2d(base_p_inj_mw, p_all[live], bus_ids.size, "base_p_inj_mw")
+    slack_pp = c.bus_index[c.bus_int == ref]
+    model = PtdfNetworkModel(
+        network_id=network_id,
+        bus_ids=tuple(int(b) for b in bus_ids),
+        line_ids=_branch_ids(c.net),
+        ptdf=_ro(ptdf),
+        flow_offset_mw=_ro(offset),
+        max_flow_mw=_ro(limit),
+        base_p_inj_mw=_ro(p_base),
+        base_flow_mw=_ro(np.zeros((n_rows, *p_base.shape[1:]))),
+        slack_bus=int(slack_pp[0]) if slack_pp.size else -1,
+    )
+    object.__setattr__(model, "base_flow_mw", _ro(model.flows(p_base)))
+    return model
+
+
+# =========================================================================== LinDistFlow
+
+
+@dataclass(frozen=True, eq=False)
+class LinDistFlowNetworkModel:
+    """Linearised DistFlow model of a radial network (read-only numpy data).
+
+    The absolute model (lossless DistFlow, Baran & Wu 1989 eqs. (1)-(3) with the loss terms
+    dropped, as in their "simplified DistFlow" (eq. (4)); shunts as constant injections at
+    1 pu) is affine in the bus injections::
+
+        vm_pu**2      = vm2_const_pu2    + vm2_per_p @ p_inj_mw + vm2_per_q @ q_inj_mvar
+        branch_p_mw   = branch_p_const_mw   + branch_p_per_p @ p_inj_mw
+        branch_q_mvar = branch_q_const_mvar + branch_q_per_q @ q_inj_mvar
+
+    and the market uses it around the forecast base state (``base_*``), i.e. with the
+    injection changes only (``market_core.network.LinDistFlowModel``).
+
+    Attributes
+    ----------
+    network_id : str
+        ``"dso_<k>"``.
+    bus_ids : tuple[int, ...]
+        Supplied in-service pandapower buses (matrix columns, voltage rows).
+    branch_ids : tuple[str, ...]
+        ``"line_<idx>"`` then ``"trafo_<idx>"`` (all, out-of-service rows are zero).
+    interface_bus : int
+        The slack (primary-substation) bus of the network.
+    tso_bus : int
+        Transmission bus the network hangs from (``-1`` if not given).
+    vm2_per_p, vm2_per_q : ndarray [bus x bus]
+        [pu^2/MW], [pu^2/Mvar].
+    vm2_const_pu2 : ndarray [bus]
+        Squared voltage at zero injection [pu^2] (slack voltage, ratios, shunts).
+    branch_p_per_p, branch_q_per_q : ndarray [branch x bus]
+        Flow from ``from_bus`` (``hv_bus``) to ``to_bus`` per injection [MW/MW], [Mvar/Mvar].
+    branch_p_const_mw, branch_q_const_mvar : ndarray [branch]
+        Flows at zero injection (shunts) [MW], [Mvar].
+    min_vm_pu, max_vm_pu : ndarray [bus]
+        Voltage limits [pu] (``net.bus`` columns where set, else the defaults).
+    max_branch_s_mva : ndarray [branch]
+        Thermal limits at 1 pu [MVA].
+    base_vm_pu : ndarray [bus] or [bus x period]
+        Forecast voltages [pu] (AC result when one was given, else this model's own).
+    base_branch_p_mw, base_branch_q_mvar : ndarray [branch] or [branch x period]
+        Forecast flows [MW], [Mvar].
+    """
+
+    network_id: str
+    bus_ids: tuple[int, ...]
+    branch_ids: tuple[str, ...]
+    interface_bus: int
+    tso_bus: int
+    vm2_per_p: np.ndarray
+    vm2_per_q: np.ndarray
+    vm2_const_pu2: np.ndarray
+    branch_p_per_p: np.ndarray
+    branch_q_per_q: np.ndarray
+    branch_p_const_mw: np.ndarray
+    branch_q_const_mvar: np.ndarray
+    min_vm_pu: np.ndarray
+    max_vm_pu: np.ndarray
+    max_branch_s_mva: np.ndarray
+    base_vm_pu: np.ndarray
+    base_branch_p_mw: np.ndarray
+    base_branch_q_mvar: np.ndarray
+
+    def _check(self, x: np.ndarray, what: str) -> np.ndarray:
+        arr = np.asarray(x, dtype=float)
+        if arr.shape[0] != len(self.bus_ids):
+            raise ValueError(f"{what}: expected {len(self.bus_ids)} rows, got {arr.shape}")
+        return arr
+
+    def vm_pu(self, p_inj_mw: np.ndarray, q_inj_mvar: np.ndarray) -> np.ndarray:
+        """Voltage magnitudes [pu] for absolute bus injections [MW], [Mvar]."""
+        p = self._check(p_inj_mw, "p_inj_mw")
+        q = self._check(q_inj_mvar, "q_inj_mvar")
+        const = self.vm2_const_pu2 if p.ndim == 1 else self.vm2_const_pu2[:, None]
+        return np.sqrt(np.maximum(const + self.vm2_per_p @ p + self.vm2_per_q @ q, 0.0))
+
+    def branch_flows(
+        self, p_inj_mw: np.ndarray, q_inj_mvar: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Branch flows ``(p_mw, q_mvar)`` for absolute bus injections."""
+        p = self._check(p_inj_mw, "p_inj_mw")
+        q = self._check(q_inj_mvar, "q_inj_mvar")
+        cp, cq = self.branch_p_const_mw, self.branch_q_const_mvar
+        if p.ndim == 2:
+            cp, cq = cp[:, None], cq[:, None]
+        return cp + self.branch_p_per_p @ p, cq + self.branch_q_per_q @ q
+
+    def vm_pu_around_base(self, dp_mw: np.ndarray, dq_mvar: np.ndarray) -> np.ndarray:
+        """Voltages [pu] for injection changes from the base state (the market's view)."""
+        dp = self._check(dp_mw, "dp_mw")
+        dq = self._check(dq_mvar, "dq_mvar")
+        base = (
+            self.base_vm_pu
+            if (dp.ndim == 1 or self.base_vm_pu.ndim == 2)
+            else (self.base_vm_pu[:, None])
+        )
+        return np.sqrt(np.maximum(base**2 + self.vm2_per_p @ dp + self.vm2_per_q @ dq, 0.0))
+
+    def as_market_dict(self) -> dict[str, Any]:
+        """JSON-ready dict in ``market_core.network.lindistflow_to_dict`` layout."""
+        out: dict[str, Any] = {
+            "network_id": self.network_id,
+            "bus_ids": list(self.bus_ids),
+            "branch_ids": list(self.branch_ids),
+            "interface_bus": self.interface_bus,
+            "tso_bus": self.tso_bus,
+        }
+        for key in (
+            "vm2_per_p",
+            "vm2_per_q",
+            "base_vm_pu",
+            "min_vm_pu",
+            "max_vm_pu",
+            "branch_p_per_p",
+            "branch_q_per_q",
+            "base_branch_p_mw",
+            "base_branch_q_mvar",
+            "max_branch_s_mva",
+        ):
+            out[key] = getattr(self, key).tolist()
+        return out
+
+
+def _element_of_row(c, row: int) -> str:
+    """Name of the pandapower element behind internal branch row ``row``."""
+    for kind, rows, index in (
+        ("line", c.line_rows, c.net.line.index),
+        ("trafo", c.trafo_rows, c.net.trafo.index),
+    ):
+        hit = np.flatnonzero(rows == row)
+        if hit.size:
+            return f"{kind} {index[hit[0]]}"
+    return f"internal branch {row}"
+
+
+def lindistflow_model(
+    net: pp.pandapowerNet,
+    network_id: str = "dso_1",
+    *,
+    tso_bus: int = -1,
+    base_p_inj_mw: np.ndarray | None = None,
+    base_q_inj_mvar: np.ndarray | None = None,
+    base_result: PowerFlowResult | None = None,
+    min_vm_pu: float = DEFAULT_MIN_VM_PU,
+    max_vm_pu: float = DEFAULT_MAX_VM_PU,
+    unlimited_s_mva: float = 1e6,
+) -> LinDistFlowNetworkModel:
+    """Build the LinDistFlow model of a radial network.
+
+    Parameters
+    ----------
+    net : pandapowerNet
+        Radial network with one in-service ``ext_grid``; open switches define the topology
+        (pandapower's converter drops or dangles the switched-off branches). Not modified.
+    network_id : str
+        ``"dso_<k>"``.
+    tso_bus : int
+        Transmission interface bus (only carried along for the market).
+    base_p_inj_mw, base_q_inj_mvar : ndarray, optional
+        Forecast bus injections (``[bus]`` or ``[bus x period]``, model ``bus_ids`` order)
+        [MW], [Mvar]; default: the net's tables.
+    base_result : PowerFlowResult, optional
+        AC solution of the base state; if given, ``base_vm_pu`` and base flows are taken from
+        it (AC-anchored linearisation), otherwise from this model at the base injections.
+    min_vm_pu, max_vm_pu : float
+        Voltage band [pu] for buses without ``min_vm_pu`` / ``max_vm_pu`` columns.
+    unlimited_s_mva : float
+        Limit used for branches without a finite rating [MVA].
+
+    Returns
+    -------
+    LinDistFlowNetworkModel
+
+    Raises
+    ------
+    NetworkModelError
+        If the in-service topology is meshed (names a loop-closing branch) or has several
+        slack buses.
+
+    Notes
+    -----
+    Accuracy (measured, ``tests/grid_core/test_linear.py``): on ``case33bw`` at nominal load
+    the largest voltage error against the AC power flow is 0.0028 pu (LinDistFlow 0.9159 vs
+    AC 0.9131 pu at bus 18, 1-based); at 150 % load it grows to 0.0074 pu, because the
+    neglected losses grow with the square of the load. On the heavily loaded CIGRE MV network
+    (45 MW) it is 0.014 pu. The model is optimistic: voltages too high and head flows too low
+    by the losses; keep a margin on the voltage limits or use ``base_result`` (AC-anchored
+    base state) when the network is close to its limits.
+    """
+    c = compile_net(net, ac=True)
+    if c.ref.size != 1:
+        raise NetworkModelError(
+            f"network {network_id!r}: LinDistFlow needs exactly one slack bus, found {c.ref.size}"
+        )
+    base = c.base_mva
+    br = c.branch
+    n_int = c.n_int
+    n_br = br.shape[0]
+    f = br[:, F_BUS].real.astype(np.int64)
+    t = br[:, T_BUS].real.astype(np.int64)
+
+    # radiality: union-find over in-service branches (ppci holds only those)
+    parent_uf = np.arange(n_int)
+
+    def find(a: int) -> int:
+        while parent_uf[a] != a:
+            parent_uf[a] = parent_uf[parent_uf[a]]
+            a = parent_uf[a]
+        return a
+
+    for k in range(n_br):
+        ra, rb = find(f[k]), find(t[k])
+        if ra == rb:
+            raise NetworkModelError(
+                f"network {network_id!r} is meshed: {_element_of_row(c, k)} closes a loop; "
+                "LinDistFlow needs a radial topology (open a switch or take the line out)"
+            )
+        parent_uf[ra] = rb
+
+    # orient the tree from the slack: BFS
+    adj: list[list[int]] = [[] for _ in range(n_int)]
+    for k in range(n_br):
+        adj[f[k]].append(k)
+        adj[t[k]].append(k)
+    ref = int(c.ref[0])
+    order = [ref]
+    up_branch = np.full(n_int, -1)
+    parent = np.full(n_int, -1)
+    seen = np.zeros(n_int, dtype=bool)
+    seen[ref] = True
+    queue = deque([ref])
+    while queue:
+        u = queue.popleft()
+        for k in adj[u]:
+            w = t[k] if f[k] == u else f[k]
+            if not seen[w]:
+                seen[w] = True
+                parent[w] = u
+                up_branch[w] = k
+                order.append(w)
+                queue.append(w)
+
+    # subtree indicator: sub[w, j] = 1 if bus j is in the subtree rooted at w
+    sub = np.eye(n_int)
+    for w in reversed(order[1:]):
+        sub[parent[w]] += sub[w]
+
+    r = br[:, BR_R].real
+    x = br[:, BR_X].real
+    tap = br[:, TAP].real
+    tap = np.where(tap == 0, 1.0, tap)
+    # squared voltages, pu: v_w^2 = a v_u^2 + c (r P_sub + x Q_sub), P_sub = sum of downstream
+    # injections [pu] (flow u->w is minus that)
+    Mp = np.zeros((n_int, n_int))
+    Mq = np.zeros((n_int, n_int))
+    v2c = np.zeros(n_int)
+    v2c[ref] = abs(c.V0[ref]) ** 2
+    for w in order[1:]:
+        k, u = up_branch[w], parent[w]
+        if f[k] == u:  # ideal transformer on the parent side: v_w^2 = v_u^2/tap^2 - 2(rP+xQ)
+            a, cc = 1.0 / tap[k] ** 2, 2.0
+        else:  # child on the tapped side: v_w^2 = tap^2 (v_u^2 - 2(rP+xQ))
+            a, cc = tap[k] ** 2, 2.0 * tap[k] ** 2
+        Mp[w] = a * Mp[u] + cc * r[k] * sub[w] / base
+        Mq[w] = a * Mq[u] + cc * x[k] * sub[w] / base
+        v2c[w] = a * v2c[u]
+    # branch flows from_bus -> to_bus: +(- downstream injection) if from is the parent side
+    sign = np.zeros(n_br)
+    child = np.full(n_br, -1)
+    for w in order[1:]:
+        k = up_branch[w]
+        child[k] = w
+        sign[k] = 1.0 if f[k] == parent[w] else -1.0
+    Fp = np.zeros((n_br, n_int))
+    for k in range(n_br):
+        if child[k] >= 0:
+            Fp[k] = -sign[k] * sub[child[k]]
+    # shunts (bus GS/BS and half the branch charging at each end) at 1 pu: constant injection
+    sh_p = -c.bus[:, GS].real.copy()
+    sh_q = c.bus[:, BS].real.copy()
+    half_g = br[:, BR_G].real / 2.0 * base if br.shape[1] > BR_G else np.zeros(n_br)
+    half_b = br[:, BR_B].real / 2.0 * base
+    np.add.at(sh_p, f, -half_g)
+    np.add.at(sh_p, t, -half_g)
+    np.add.at(sh_q, f, half_b)
+    np.add.at(sh_q, t, half_b)
+    _ = SHIFT  # phase shifts do not change magnitudes in this model
+    v2c = v2c + Mp @ sh_p + Mq @ sh_q
+    fpc = Fp @ sh_p
+    fqc = Fp @ sh_q
+
+    live = c.bus_live
+    cols = c.bus_int[live]
+    bus_ids = c.bus_index[live]
+    rows = np.r_[c.line_rows, c.trafo_rows]
+    on = rows >= 0
+    n_rows = rows.size
+
+    def take_rows(mat: np.ndarray) -> np.ndarray:
+        out = np.zeros((n_rows, *mat.shape[1:]))
+        out[on] = mat[rows[on]]
+        return out
+
+    vm2_per_p = Mp[cols][:, cols]
+    vm2_per_q = Mq[cols][:, cols]
+    vm2_const = v2c[cols]
+    br_p = take_rows(Fp[:, cols])
+    br_q = br_p.copy()
+    br_pc = take_rows(fpc)
+    br_qc = take_rows(fqc)
+    lo, hi = _bus_limits(c.net, bus_ids, min_vm_pu, max_vm_pu)
+    smax = np.r_[line_max_s_mva(c.net), trafo_max_s_mva(c.net)]
+    smax = np.where(np.isfinite(smax) & (smax > 0), smax, unlimited_s_mva)
+
+    p_all, q_all = bus_injections_from_net(c.net)
+    p_base = _injections_2d(base_p_inj_mw, p_all[live], bus_ids.size, "base_p_inj_mw")
+    q_base = _injections_2d(base_q_inj_mvar, q_all[live], bus_ids.size, "base_q_inj_mvar")
+    if p_base.shape != q_base.shape:
+        raise ValueError("base_p_inj_mw and base_q_inj_mvar must have the same shape")
+    slack_pp = c.bus_index[c.bus_int == ref]
+    model = LinDistFlowNetworkModel(
+        network_id=network_id,
+        bus_ids=tuple(int(b) for b in bus_ids),
+        branch_ids=_branch_ids(c.net),
+        interface_bus=int(slack_pp[0]),
+        tso_bus=int(tso_bus),
+        vm2_per_p=_ro(vm2_per_p),
+        vm2_per_q=_ro(vm2_per_q),
+        vm2_const_pu2=_ro(vm2_const),
+        branch_p_per_p=_ro(br_p),
+        branch_q_per_q=_ro(br_q),
+        branch_p_const_mw=_ro(br_pc),
+        branch_q_const_mvar=_ro(br_qc),
+        min_vm_pu=_ro(lo),
+        max_vm_pu=_ro(hi),
+        max_branch_s_mva=_ro(smax),
+        base_vm_pu=_ro(np.zeros(p_base.shape)),
+        base_branch_p_mw=_ro(np.zeros((n_rows, *p_base.shape[1:]))),
+        base_branch_q_mvar=_ro(np.zeros((n_rows, *p_base.shape[1:]))),
+    )
+    if base_result is not None:
+        pos = {int(b): i for i, b in enumerate(base_result.bus_index)}
+        vm = np.array([base_result.vm_pu[pos[b]] for b in bus_ids])
+        bp = np.r_[base_result.line_p_from_mw, base_result.trafo_p_hv_mw]
+        bq = np.r_[base_result.line_q_from_mvar, base_result.trafo_q_hv_mvar]
+        if bp.size != n_rows:
+            raise ValueError("base_result does not belong to this network (branch count)")
+    else:
+        vm = model.vm_pu(p_base, q_base)
+        bp, bq = model.branch_flows(p_base, q_base)
+    object.__setattr__(model, "base_vm_pu", _ro(vm))
+    object.__setattr__(model, "base_branch_p_mw", _ro(bp))
+    object.__setattr__(model, "base_branch_q_mvar", _ro(bq))
+    return model
