@@ -1099,6 +1099,10 @@ def _node_prices(
         for req in inp.requirements:
             if req.covers(network_id):
                 return area_price[req.area_id]
+        if network_id in inp.injection_value_eur_per_mwh:
+            # a network priced from outside (scheme D, decentralised): that value is its
+            # energy component
+            return np.asarray(inp.injection_value_eur_per_mwh[network_id], float)
         return np.zeros(n_t)
 
     tx_comp: dict[int, np.ndarray] = {}
