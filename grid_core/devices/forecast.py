@@ -3,7 +3,7 @@
 The aggregator sees forecasts, the physical layer the truth. A forecast issued at ``t0`` of a
 1-min profile ``x`` is, for a lead time ``h = t - t0 > 0``::
 
-    relative quantities:  x_hat(t) = x(t) * (1 + sigma_1h * W(h / 1 h))
+    relative quantities:  x_hat(t) = max(0, x(t) * (1 + sigma_1h * W(h / 1 h)))
     absolute quantities:  x_hat(t) = x(t) + sigma_1h * W(h / 1 h)     (temperatures, degC)
 
 with ``W`` a standard Brownian motion (independent increments per minute). The error is
@@ -43,18 +43,26 @@ class ForecastErrorModel:
         Relative sigma [-] for profiles not in ``sigma_1h``.
     default_absolute_sigma_1h_degc
         Absolute sigma [degC] for temperature profiles not in ``sigma_1h``.
+    absolute_profiles
+        Names of profiles with an additive error in their own unit (besides every name ending
+        in ``_degc``).
     """
 
     seed: int
     sigma_1h: Mapping[str, float] = field(default_factory=dict)
     default_relative_sigma_1h: float = 0.05
     default_absolute_sigma_1h_degc: float = 0.5
+    absolute_profiles: frozenset[str] = frozenset()
+
+    def is_absolute(self, name: str) -> bool:
+        """True when profile ``name`` gets an additive (not relative) error."""
+        return name in self.absolute_profiles or is_absolute(name)
 
     def sigma_of(self, name: str) -> float:
         """sigma at 1 h ahead for profile ``name`` (relative [-] or [degC])."""
         if name in self.sigma_1h:
             return float(self.sigma_1h[name])
-        if is_absolute(name):
+        if self.is_absolute(name):
             return self.default_absolute_sigma_1h_degc
         return self.default_relative_sigma_1h
 
@@ -89,10 +97,11 @@ class ForecastErrorModel:
         n = len(truth) - first
         if n > 0:
             w = self.sigma_of(name) * self.error_path(name, issue_t_s, n)
-            if is_absolute(name):
+            if self.is_absolute(name):
                 out[first:] = truth[first:] + w
             else:
-                out[first:] = truth[first:] * (1.0 + w)
+                # relative error on a non-negative quantity stays non-negative
+                out[first:] = np.maximum(truth[first:] * (1.0 + w), 0.0)
         return frozen_array(out)
 
     def forecast_profiles(
