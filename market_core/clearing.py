@@ -457,7 +457,7 @@ def _network_rows(
     element indices and their row indices.
     """
     keep = np.flatnonzero((base + reach > upper - _TOL) | (base - reach < lower + _TOL))
-    if keep.size == 0 or cols.size == 0:
+    if keep.size == 0:
         return keep[:0], keep[:0]
     rows = asm.add_rows(name, keep.size, lower[keep] - base[keep], upper[keep] - base[keep])
     block = coef[keep]
@@ -483,14 +483,12 @@ def declare_ineq_ptdf_flow(asm: Assembly, ctx: _Context, model: PtdfModel) -> No
     """DC line limits ``|base_flow + PTDF @ p_tx| <= max_flow`` per line and period [MW]."""
     n_t = ctx.inp.n_periods
     buses = sorted(ctx.tx_p)
-    if not buses:
-        return
     ptdf = model.ptdf[:, [model.column(b) for b in buses]]
     base = per_period(model.base_flow_mw, n_t)
     limit = model.max_flow_mw
     for t in range(n_t):
-        cols = np.array([ctx.tx_p[b][t] for b in buses])
-        reach = np.abs(ptdf) @ np.array([ctx.tx_p_max[b][t] for b in buses])
+        cols = np.array([ctx.tx_p[b][t] for b in buses], dtype=np.int64)
+        reach = np.abs(ptdf) @ np.array([ctx.tx_p_max[b][t] for b in buses], dtype=float)
         keep, rows = _network_rows(
             asm, ctx, "ptdf_flow", ptdf, cols, base[:, t], -limit, limit, reach
         )
@@ -507,9 +505,7 @@ def declare_ineq_lindistflow(asm: Assembly, ctx: _Context, model: LinDistFlowMod
     """
     n_t, nid = ctx.inp.n_periods, model.network_id
     keys = [k for k in ctx.node_p if k[0] == nid]
-    if not keys:
-        return
-    jcols = np.array([model.column(k[1]) for k in keys])
+    jcols = np.array([model.column(k[1]) for k in keys], dtype=np.int64)
     base_v2 = per_period(model.base_vm_pu, n_t) ** 2
     base_bp = per_period(model.base_branch_p_mw, n_t)
     base_bq = per_period(model.base_branch_q_mvar, n_t)
@@ -518,15 +514,15 @@ def declare_ineq_lindistflow(asm: Assembly, ctx: _Context, model: LinDistFlowMod
     sv_q = model.vm2_per_q[:, jcols]
     sb_p = model.branch_p_per_p[:, jcols]
     sb_q = model.branch_q_per_q[:, jcols]
-    has_q = np.array([k in ctx.node_q for k in keys])
+    has_q = np.array([k in ctx.node_q for k in keys], dtype=bool)
     k_sides = max(4, int(ctx.inp.polygon_sides))
     angles = 2.0 * np.pi * np.arange(k_sides) / k_sides
     cos_a, sin_a = np.cos(angles), np.sin(angles)
     shrink = math.cos(math.pi / k_sides)
     n_br = len(model.branch_ids)
     for t in range(n_t):
-        pcols = np.array([ctx.node_p[k][t] for k in keys])
-        pmax = np.array([ctx.node_p_max[k][t] for k in keys])
+        pcols = np.array([ctx.node_p[k][t] for k in keys], dtype=np.int64)
+        pmax = np.array([ctx.node_p_max[k][t] for k in keys], dtype=float)
         qcols = np.array([ctx.node_q[k][t] for k in keys if k in ctx.node_q], dtype=np.int64)
         qmax = np.array([ctx.node_q_max[k][t] for k in keys if k in ctx.node_q])
         # voltages
@@ -969,6 +965,7 @@ class Award:
     price_eur_per_mwh: tuple[float, ...]
     payment_eur: float
     activation_cost_eur: float
+    uplift_eur: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -1038,6 +1035,7 @@ class ClearingResult:
     total_payment_eur: float
     buyer_payment_eur: float
     slack_cost_eur: float
+    uplift_eur: float
     cost_split_eur: Mapping[str, float]
     objective_eur: float
     timings_s: Mapping[str, float]
@@ -1192,9 +1190,10 @@ def extract_result(
     split: dict[str, float] = {"tso": 0.0}
     accepted_groups: set[str] = set()
     zero_award: list[Bid] = []
-    total_pay = buyer_pay = act_cost = 0.0
+    total_pay = buyer_pay = act_cost = total_uplift = 0.0
     for b, bid in enumerate(ctx.valid):
         qty = np.zeros(n_t)
+        uplift = 0.0
         for t, (col, q) in ctx.award_terms[b].items():
             qty[t] = max(0.0, q * x[col])
         qty[qty < 1e-7] = 0.0
@@ -1240,6 +1239,12 @@ def extract_result(
                 pay = float(np.sum(value))
                 with np.errstate(divide="ignore", invalid="ignore"):
                     price_out = np.where(qty > 0.0, value / (qty * dt_h), 0.0)
+                # make-whole: a bid held in by its integer attributes (all-or-nothing,
+                # minimum duration...) can be paid less than its cost at marginal prices
+                uplift = max(0.0, cost - pay) if cost - pay > 1e-6 else 0.0
+                pay += uplift
+                tso_part += uplift
+                total_uplift += uplift
             split["tso"] += tso_part
             if dso_part != 0.0 or bid.network_id != "tso":
                 split[bid.network_id] = split.get(bid.network_id, 0.0) + dso_part
@@ -1259,6 +1264,7 @@ def extract_result(
                 price_eur_per_mwh=tuple(_clean(v) for v in price_out),
                 payment_eur=_clean(pay),
                 activation_cost_eur=_clean(cost),
+                uplift_eur=_clean(uplift),
             )
         )
     for bid in zero_award:
@@ -1322,6 +1328,7 @@ def extract_result(
         total_payment_eur=_clean(total_pay),
         buyer_payment_eur=_clean(buyer_pay),
         slack_cost_eur=_clean(slack_cost),
+        uplift_eur=_clean(total_uplift),
         cost_split_eur={k: _clean(v) for k, v in split.items()},
         objective_eur=_clean(solution.objective_eur),
         timings_s=timings,

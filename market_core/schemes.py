@@ -157,6 +157,7 @@ class SchemeResult:
     total_payment_eur: float
     buyer_payment_eur: float
     slack_cost_eur: float
+    uplift_eur: float
     cost_split_eur: Mapping[str, float]
     interface_delta_p_mw: Mapping[str, tuple[float, ...]]
     iterations: int = 1
@@ -200,6 +201,7 @@ class SchemeResult:
             "total_payment_eur": self.total_payment_eur,
             "buyer_payment_eur": self.buyer_payment_eur,
             "slack_cost_eur": self.slack_cost_eur,
+            "uplift_eur": self.uplift_eur,
             "total_slack_mw": self.total_slack_mw,
             "cost_split_eur": dict(self.cost_split_eur),
             "interface_delta_p_mw": {k: list(v) for k, v in self.interface_delta_p_mw.items()},
@@ -225,6 +227,7 @@ def _merge_awards(awards: list[tuple[Award, float]], dt_h: float) -> tuple[Award
                 "qv": np.zeros(len(a.quantity_mw)),
                 "pay": 0.0,
                 "cost": 0.0,
+                "up": 0.0,
             }
             order.append(a.bid_id)
         m = merged[a.bid_id]
@@ -233,6 +236,7 @@ def _merge_awards(awards: list[tuple[Award, float]], dt_h: float) -> tuple[Award
         m["qv"] += w * np.asarray(a.q_mvar)
         m["pay"] += w * a.payment_eur
         m["cost"] += w * a.activation_cost_eur
+        m["up"] += w * a.uplift_eur
     out: list[Award] = []
     for bid_id in order:
         m = merged[bid_id]
@@ -250,6 +254,7 @@ def _merge_awards(awards: list[tuple[Award, float]], dt_h: float) -> tuple[Award
                 price_eur_per_mwh=tuple(avg if v > 1e-7 else 0.0 for v in m["q"]),
                 payment_eur=float(m["pay"]),
                 activation_cost_eur=float(m["cost"]),
+                uplift_eur=float(m["up"]),
             )
         )
     return tuple(out)
@@ -307,6 +312,7 @@ def _combine(
         total_payment_eur=float(sum(a.payment_eur for a in sellers)),
         buyer_payment_eur=float(-sum(a.payment_eur for a in buyers)),
         slack_cost_eur=float(sum(m.slack_cost_eur for m in markets)),
+        uplift_eur=float(sum(a.uplift_eur for a in awards)),
         cost_split_eur=split,
         interface_delta_p_mw={k: tuple(float(x) for x in v) for k, v in iface.items()},
         iterations=iterations,
