@@ -1,0 +1,193 @@
+"""Coordination schemes on the 2-DSO toy of ``market_toys``: each scheme's defining behaviour.
+
+Toy (one hour, TSO needs 10 MW up): tso_up 20 MW at 60 (tso bus 0), d1_up 8 MW at 20
+(dso_1 bus 2), d2_up 5 MW at 30 (dso_2 bus 2), d2_down 5 MW at 5 (dso_2 bus 1). dso_1's
+branch 1-2 (5 MVA, octagon: 4.619 MW for a pure active flow) carries a 2 MW load, so d1_up can
+deliver at most 2 + 4.619 = 6.619 MW without congesting it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from market_toys import OCTAGON, bid, feeder, triangle, two_dso_session
+
+from market_core.bids import Bid
+from market_core.network import evaluate_lindistflow
+from market_core.schemes import (
+    MarketSession,
+    Scheme,
+    clear_scheme,
+    scheme_a,
+    scheme_b,
+    scheme_c,
+    scheme_d,
+    scheme_e,
+)
+
+D1_MAX = 2.0 + 5.0 * OCTAGON  # largest d1_up award that keeps dso_1 within limits
+
+
+def _max_branch_loading(session: MarketSession, result, network_id: str) -> float:
+    """Largest |P| of the network's branches after the awards, over the limit's octagon."""
+    model = next(m for m in session.distribution if m.network_id == network_id)
+    n_t = session.n_periods
+    dp = np.zeros((len(model.bus_ids), n_t))
+    dq = np.zeros_like(dp)
+    for a in result.awards:
+        if a.network_id == network_id:
+            dp[model.column(a.bus)] += a.p_mw
+            dq[model.column(a.bus)] += a.q_mvar
+    _, bp, bq = evaluate_lindistflow(model, dp, dq)
+    return float(np.max(np.hypot(bp, bq) / model.max_branch_s_mva[:, None]))
+
+
+def test_a_accepts_distribution_congesting_bid_that_d_refuses():
+    session = two_dso_session()
+    a = scheme_a(session)
+    d = scheme_d(session)
+    # A: merit order without distribution limits: d1_up 8 (20 EUR) + d2_up 2 (30 EUR)
+    assert a.awarded_mw("d1_up") == pytest.approx((8.0,))
+    assert a.awarded_mw("d2_up") == pytest.approx((2.0,))
+    assert _max_branch_loading(session, a, "dso_1") == pytest.approx(6.0 / 5.0)  # 120 %
+    # D: d1_up stops at the limit, d2_up fills the rest: 6.619 * 20 + 3.381 * 30
+    assert d.awarded_mw("d1_up") == pytest.approx((D1_MAX,))
+    assert d.awarded_mw("d2_up") == pytest.approx((10.0 - D1_MAX,))
+    assert d.activation_cost_eur == pytest.approx(D1_MAX * 20 + (10 - D1_MAX) * 30)
+    assert _max_branch_loading(session, d, "dso_1") <= OCTAGON + 1e-9
+    # D prices the dso_1 congestion: node price 20 (d1_up marginal there), energy 30
+    common = d.markets[0]
+    assert common.price("dso_1", 2, 0).price_eur_per_mwh == pytest.approx(20.0)
+    assert common.price("dso_1", 2, 0).distribution_eur_per_mwh == pytest.approx(-10.0)
+
+
+def test_a_with_dso_check_blocks_and_reclears():
+    session = two_dso_session()
+    res = scheme_a(session, dso_check_enabled=True)
+    assert res.iterations == 2
+    assert res.rejection("d1_up").reason == "blocked_by_dso"
+    assert "branch_1_2" in res.rejection("d1_up").message
+    # re-cleared without d1_up: d2_up 5 at 30 + tso_up 5 at 60
+    assert res.awarded_mw("d2_up") == pytest.approx((5.0,))
+    assert res.awarded_mw("tso_up") == pytest.approx((5.0,))
+
+
+def test_c_never_lets_the_tso_use_distribution_bids():
+    session = two_dso_session(load_dso2_mw=6.0)
+    res = scheme_c(session)
+    central = next(m for m in res.markets if m.market_id == "central")
+    assert {a.network_id for a in central.awards} == {"tso"}
+    assert central.awarded_mw("tso_up") == pytest.approx((10.0,))
+    # dso_2 fixes its own congestion (6 MW load over a 4.619 MW limit) with local bids,
+    # balanced inside its area so its interface stays on schedule
+    local = next(m for m in res.markets if m.market_id == "local_dso_2")
+    relief = 6.0 - 5.0 * OCTAGON
+    assert local.awarded_mw("d2_up") == pytest.approx((relief,))
+    assert local.awarded_mw("d2_down") == pytest.approx((relief,))
+    assert res.interface_delta_p_mw["dso_2"] == pytest.approx((0.0,), abs=1e-9)
+    assert res.cost_split_eur["dso_2"] == pytest.approx(local.total_payment_eur)
+
+
+def test_b_clears_local_before_central_and_forwards_safely():
+    session = two_dso_session(load_dso2_mw=6.0)
+    res = scheme_b(session)
+    assert [m.market_id for m in res.markets] == ["local_dso_1", "local_dso_2", "central"]
+    local2 = res.markets[1]
+    relief = 6.0 - 5.0 * OCTAGON
+    assert local2.awarded_mw("d2_up") == pytest.approx((relief,))
+    central = res.markets[2]
+    # central gets what is left: d2_up remainder and d1_up capped at the dso_1 headroom
+    assert central.awarded_mw("d1_up") == pytest.approx((D1_MAX,))
+    assert central.awarded_mw("d2_up") == pytest.approx((10.0 - D1_MAX,))
+    assert res.awarded_mw("d2_up") == pytest.approx((relief + 10.0 - D1_MAX,))
+    # nothing the central market did breaks a distribution limit
+    for nid in ("dso_1", "dso_2"):
+        assert _max_branch_loading(session, res, nid) <= OCTAGON + 1e-9
+
+
+def test_b_forwarding_cap_holds_for_every_combination():
+    # Two upward bids behind the same 5 MVA branch of dso_1 (2 MW load): together they could
+    # push 16 MW; forwarded quantities are scaled pro rata to the 6.619 MW headroom.
+    session = two_dso_session(
+        requirement_mw=30.0,
+        extra_bids=[bid("d1_up_b", "dso_1", 2, "up", [8.0], [25.0])],
+    )
+    res = scheme_b(session)
+    central = res.markets[-1]
+    total = central.awarded_mw("d1_up")[0] + central.awarded_mw("d1_up_b")[0]
+    assert total == pytest.approx(D1_MAX)
+    assert central.awarded_mw("d1_up")[0] == pytest.approx(D1_MAX / 2)  # 8 of 16 MW each
+    assert _max_branch_loading(session, res, "dso_1") <= OCTAGON + 1e-9
+
+
+@pytest.mark.parametrize("load_dso2_mw", [2.0, 6.0])
+def test_d_decentralised_equals_centralised(load_dso2_mw):
+    session = two_dso_session(load_dso2_mw=load_dso2_mw)
+    joint = scheme_d(session)
+    iterated = scheme_d(session, decentralised=True)
+    assert iterated.iterations > 1
+    assert iterated.activation_cost_eur == pytest.approx(joint.activation_cost_eur, rel=1e-7)
+    for b in session.bids:
+        assert iterated.awarded_mw(b.bid_id) == pytest.approx(joint.awarded_mw(b.bid_id), abs=1e-6)
+    assert iterated.total_payment_eur == pytest.approx(joint.total_payment_eur, rel=1e-6)
+
+
+def test_d_decentralised_equals_centralised_multi_period_with_transmission_congestion():
+    # 3 periods, line 1-2 limited to 2 MW so dso_1 (at bus 1) and dso_2 (at bus 2) interact
+    # through the transmission constraint as well as their own feeders.
+    bids = [
+        bid("t0", "tso", 0, "up", [20.0] * 3, [60.0, 55.0, 70.0]),
+        bid("t0d", "tso", 0, "down", [20.0] * 3, [2.0, 3.0, 1.0]),
+        bid("d1", "dso_1", 2, "up", [8.0] * 3, [20.0, 25.0, 15.0]),
+        bid("d1q", "dso_1", 1, "up", [3.0] * 3, [35.0] * 3, q_mvar_per_mw=0.5),
+        bid("d2", "dso_2", 2, "up", [5.0] * 3, [30.0, 28.0, 40.0]),
+        bid("d2d", "dso_2", 1, "down", [5.0] * 3, [4.0] * 3),
+    ]
+    session = MarketSession(
+        bids=tuple(bids),
+        requirement_mw=(10.0, 4.0, -3.0),
+        transmission=triangle(limit_12_mw=2.0),
+        distribution=(feeder("dso_1", 1, 2.0), feeder("dso_2", 2, 6.0)),
+        period_s=900.0,
+        n_periods=3,
+    )
+    joint = scheme_d(session)
+    iterated = scheme_d(session, decentralised=True)
+    assert iterated.activation_cost_eur == pytest.approx(joint.activation_cost_eur, rel=1e-7)
+    assert iterated.interface_delta_p_mw["dso_1"] == pytest.approx(
+        joint.interface_delta_p_mw["dso_1"], abs=1e-6
+    )
+    assert iterated.interface_delta_p_mw["dso_2"] == pytest.approx(
+        joint.interface_delta_p_mw["dso_2"], abs=1e-6
+    )
+
+
+def test_e_brp_buys_beside_system_operators():
+    # BRP wants 5 MW up at up to 45 EUR/MWh. After the TSO's 10 MW (d1_up 6.619 + d2_up 3.381),
+    # d2_up has 1.619 MW left at 30 < 45 and the next offer is tso_up at 60 > 45:
+    # the BRP gets 1.619 MW; the TSO need is fully met.
+    brp = Bid("brp_buy", "brp_1", "tso", 0, "up", [5.0], [45.0], side="buy")
+    session = two_dso_session(extra_bids=[brp])
+    e = scheme_e(session)
+    assert e.awarded_mw("brp_buy") == pytest.approx((5.0 - (10.0 - D1_MAX),))
+    assert e.awarded_mw("d2_up") == pytest.approx((5.0,))
+    assert e.total_slack_mw == 0.0
+    assert e.buyer_payment_eur > 0.0
+    # the other schemes do not let BRPs buy
+    d = scheme_d(session)
+    assert d.rejection("brp_buy").reason == "not_in_market"
+    assert d.award("brp_buy") is None
+
+
+def test_clear_scheme_dispatch_and_json():
+    session = two_dso_session()
+    for scheme in Scheme:
+        res = clear_scheme(session, scheme)
+        assert res.scheme == scheme.value
+        doc = res.to_dict()
+        assert doc["schema_version"] == "1.0"
+        # every bid is either awarded or rejected with a reason, never both, never lost
+        awarded = {a["bid_id"] for a in doc["awards"]}
+        rejected = {r["bid_id"] for r in doc["rejected"]}
+        assert awarded.isdisjoint(rejected)
+        assert awarded | rejected == {b.bid_id for b in session.bids}
