@@ -85,7 +85,8 @@ class ChpFleet(Fleet[ChpParams, ChpState]):
     Heat balance per step: ``E' = E + (p * htp - demand) * dt``. Without a set-point the unit
     is heat-led: it covers the demand and restores the store to ``heat_soc_target`` with time
     constant ``restore_time_s``. With a set-point the local controller still overrides it when
-    the store would run empty (heat demand first) or overflow.
+    the store would run empty (heat demand first) or overflow, ramping early enough for the
+    ramp limit (the heat a full-rate ramp needs is kept in reserve).
     """
 
     category = "chp"
@@ -133,7 +134,17 @@ class ChpFleet(Fleet[ChpParams, ChpState]):
         hi = np.minimum(self.p_max_mw, state.p_mw + max_dp)
         p_ramped = np.clip(target, lo, hi)
         p = p_ramped
-        # heat store protection: demand first, then no overflow
+        # heat store protection: demand first, then no overflow. Because of the ramp, the
+        # controller must start ramping before the store is empty (full): ramping at the
+        # limit from a heat deficit d0 [MW_th] draws d0^2 / (2 htp ramp) [MW_th min] more.
+        rate = self.htp * self.ramp_mw_per_min  # [MW_th/min]
+        deficit = np.maximum(demand - self.htp * p, 0.0)
+        surplus = np.maximum(self.htp * p - demand, 0.0)
+        e_next = e + (self.htp * p - demand) * dt_h
+        need_lo = deficit**2 / (2.0 * rate) / 60.0 + deficit * dt_h
+        need_hi = surplus**2 / (2.0 * rate) / 60.0 + surplus * dt_h
+        p = np.where(e_next < need_lo, np.maximum(p, hi), p)
+        p = np.where(self.e_heat_max_mwh - e_next < need_hi, np.minimum(p, lo), p)
         p_need = (demand - e / dt_h) / self.htp
         p = np.where(p < p_need, np.minimum(p_need, hi), p)
         p_allow = ((self.e_heat_max_mwh - e) / dt_h + demand) / self.htp
