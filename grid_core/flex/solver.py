@@ -104,6 +104,11 @@ class RadialFeederSolver:
         """Number of buses [-]."""
         return self.feeder.n_bus
 
+    @property
+    def monitored_buses(self) -> np.ndarray:
+        """[n] buses with voltage limits: all but the busbar (held by the OLTC)."""
+        return np.arange(self.feeder.n_bus) > 0
+
     def solve(self, p_inj_mw: np.ndarray, q_inj_mvar: np.ndarray) -> BatchPowerFlow:
         """Solve ``K`` operating points.
 

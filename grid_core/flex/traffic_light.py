@@ -48,6 +48,11 @@ class BatchSolver(Protocol):
     @property
     def n_bus(self) -> int: ...
 
+    @property
+    def monitored_buses(self) -> np.ndarray:
+        """[n] True for the buses whose voltage limits apply (all but the slack)."""
+        ...
+
     def solve(self, p_inj_mw: np.ndarray, q_inj_mvar: np.ndarray) -> BatchPowerFlow: ...
 
 
@@ -100,9 +105,16 @@ class PointClassification:
     lopf_rounds: np.ndarray
 
 
-def violations(result: BatchPowerFlow, settings: FlexSettings) -> np.ndarray:
-    """[K] True where a point violates a voltage or ampacity limit or did not converge."""
-    vm = result.vm_pu[:, 1:]
+def violations(
+    result: BatchPowerFlow, settings: FlexSettings, monitored: np.ndarray | None = None
+) -> np.ndarray:
+    """[K] True where a point violates a voltage or ampacity limit or did not converge.
+
+    ``monitored`` [n] selects the buses with voltage limits (default: all but bus 0).
+    """
+    if monitored is None:
+        monitored = np.arange(result.vm_pu.shape[1]) > 0
+    vm = np.nan_to_num(result.vm_pu[:, monitored], nan=0.0)
     bad_v = (vm < settings.min_vm_pu - _TOL) | (vm > settings.max_vm_pu + _TOL)
     bad_i = result.loading_percent > settings.max_loading_percent + _TOL
     return ~result.converged | np.any(bad_v, axis=1) | np.any(bad_i, axis=1)
@@ -174,8 +186,9 @@ def classify_points(
         raise InconsistentProfileError(
             f"reactive ranges of shape {support.min_dq_mvar.shape}, expected {(n_k, n_j)}"
         )
+    mon = solver.monitored_buses
     first = solver.solve(p, q)
-    bad = violations(first, settings)
+    bad = violations(first, settings, mon)
     status = np.where(bad, Status.RED, Status.GREEN).astype(np.int8)
     dq = np.zeros((n_k, n_j))
     rounds = np.zeros(n_k, dtype=np.int16)
@@ -195,8 +208,8 @@ def classify_points(
             if not at.converged[row]:
                 continue
             problem = LopfProblem(
-                vm0_pu=at.vm_pu[row, 1:],
-                sens_vm_pu_per_mvar=s_vm[row, 1:, :],
+                vm0_pu=at.vm_pu[row, mon],
+                sens_vm_pu_per_mvar=s_vm[row, mon, :],
                 loading0_percent=at.loading_percent[row],
                 sens_loading_percent_per_mvar=s_ld[row],
                 min_dq_mvar=support.min_dq_mvar[k] - dq[k],
@@ -219,7 +232,7 @@ def classify_points(
         if moved_idx.size == 0:
             break
         check = solver.solve(p[moved_idx], q[moved_idx] + dq[moved_idx] @ bus_map)
-        ok = ~violations(check, settings)
+        ok = ~violations(check, settings, mon)
         status[moved_idx[ok]] = Status.ORANGE
         q_after[moved_idx[ok]] = check.q_slack_mvar[ok]
         pending = moved_idx[~ok]
@@ -227,8 +240,8 @@ def classify_points(
     extra = np.sum(cost_per_mvar * np.abs(dq), axis=1)
     return PointClassification(
         status=status,
-        min_vm_pu=np.min(first.vm_pu[:, 1:], axis=1),
-        max_vm_pu=np.max(first.vm_pu[:, 1:], axis=1),
+        min_vm_pu=np.min(first.vm_pu[:, mon], axis=1),
+        max_vm_pu=np.max(first.vm_pu[:, mon], axis=1),
         max_loading_percent=np.max(first.loading_percent, axis=1),
         converged=first.converged,
         p_interface_mw=first.p_slack_mw,
@@ -266,6 +279,7 @@ class FeederAssessment:
     feasible_index : [T, 2] index k of that point (-1 if none)
     min_vm_pu, max_vm_pu, max_loading_percent : [T, 2, N] extremes before support
     n_power_flows : AC power flows solved (points, sensitivities and re-checks)
+    duration_h : duration of every interval [h]
     """
 
     feeder: str
@@ -288,6 +302,7 @@ class FeederAssessment:
     max_vm_pu: np.ndarray
     max_loading_percent: np.ndarray
     n_power_flows: int
+    duration_h: float = 1.0
 
     @property
     def n_points(self) -> int:
@@ -303,6 +318,10 @@ class _CountingSolver:
     @property
     def n_bus(self) -> int:
         return self.inner.n_bus
+
+    @property
+    def monitored_buses(self) -> np.ndarray:
+        return self.inner.monitored_buses
 
     def solve(self, p_inj_mw: np.ndarray, q_inj_mvar: np.ndarray) -> BatchPowerFlow:
         self.count += int(np.atleast_2d(p_inj_mw).shape[0])
@@ -366,7 +385,7 @@ def assess_feeder(
     n_t, n_pts, n_r = len(case.intervals), settings.n_points, len(res.ids)
     p0, q0 = base_injections(case, feeder)
     base = counting.solve(p0, q0)
-    base_status = np.where(violations(base, settings), Status.RED, Status.GREEN).astype(np.int8)
+    base_status = np.where(violations(base, settings, counting.monitored_buses), Status.RED, Status.GREEN).astype(np.int8)
     steps = np.arange(1, n_pts + 1) / n_pts
     bus_map_r = _bus_map(res.bus, fd.n_bus)
     providers = reactive_providers(case, feeder)
@@ -419,9 +438,8 @@ def assess_feeder(
     durations = {iv.duration_h for iv in case.intervals}
     if len(durations) != 1:
         raise InconsistentProfileError(f"case {case.name!r}: intervals of unequal duration")
-    cls = classify_points(
-        counting, p_pts, q_pts, support, settings, duration_h=durations.pop()
-    )
+    duration_h = durations.pop()
+    cls = classify_points(counting, p_pts, q_pts, support, settings, duration_h=duration_h)
     sampled = np.broadcast_to(potential[:, :, None] > _TOL, shape)
     status = np.where(sampled, cls.status.reshape(shape), Status.NOT_SAMPLED).astype(np.int8)
     ok = (status == Status.GREEN) | (status == Status.ORANGE)
@@ -463,4 +481,5 @@ def assess_feeder(
         max_vm_pu=cls.max_vm_pu.reshape(shape),
         max_loading_percent=cls.max_loading_percent.reshape(shape),
         n_power_flows=counting.count,
+        duration_h=duration_h,
     )
