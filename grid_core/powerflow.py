@@ -85,6 +85,7 @@ _UNSUPPORTED_ELEMENTS = ("asymmetric_load", "asymmetric_sgen", "motor", "dcline"
 
 __all__ = [
     "ACPowerFlowSolver",
+    "OperatingState",
     "PowerFlowResult",
     "ac_power_flow",
     "bus_injections_from_net",
@@ -758,9 +759,72 @@ class ACPowerFlowSolver:
         )
 
     # ------------------------------------------------------------------ internals for models
-    def operating_point(self) -> tuple[np.ndarray, sp.csr_matrix]:
-        """Last internal complex voltage vector [pu] and ``Ybus`` (for sensitivities)."""
-        return self._V.copy(), self._Ybus.copy()
+    def operating_state(self) -> OperatingState:
+        """Matrices and last converged voltages, for sensitivity analysis (read-only copies).
+
+        Raises
+        ------
+        RuntimeError
+            If no step has been solved yet.
+        """
+        if self._V is None:
+            raise RuntimeError(f"network {self.name!r}: no solved operating point yet")
+        return OperatingState(
+            network=self.name,
+            V=_frozen(self._V.copy()),
+            Ybus=self._Ybus.copy(),
+            Yf=self._Yf.copy(),
+            Yt=self._Yt.copy(),
+            base_mva=self._base_mva,
+            ref=_frozen(self._ref.copy()),
+            pv=_frozen(self._pv.copy()),
+            pq=_frozen(self._pq.copy()),
+            base_kv=_frozen(self._base_kv.copy()),
+            f_bus=_frozen(self._f_bus.copy()),
+            t_bus=_frozen(self._t_bus.copy()),
+            bus_index=_frozen(self._bus_index.copy()),
+            bus_int=_frozen(self._bus_int.copy()),
+            line_index=_frozen(self._line_index.copy()),
+            line_rows=_frozen(self._line_rows.copy()),
+            line_max_i_ka=_frozen(self._line_imax_ka.copy()),
+            trafo_index=_frozen(self._trafo_index.copy()),
+            trafo_rows=_frozen(self._trafo_rows.copy()),
+            trafo_vn_kv=_frozen(self._trafo_vn_kv.copy()),
+            trafo_sn_mva=_frozen(self._trafo_sn_eff_mva.copy()),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class OperatingState:
+    """Internal matrices of a compiled network at its last converged operating point.
+
+    Internal-bus quantities (``V``, ``Ybus``, ``ref``/``pv``/``pq``, ``base_kv``, ``f_bus``,
+    ``t_bus``) use pandapower's internal numbering; ``bus_int`` maps ``net.bus`` rows to it
+    (-1: unsupplied); ``line_rows`` / ``trafo_rows`` map ``net.line`` / ``net.trafo`` rows to
+    internal branch rows (-1: out of service). ``trafo_sn_mva`` is ``sn_mva * parallel * df``.
+    """
+
+    network: str
+    V: np.ndarray
+    Ybus: sp.csr_matrix
+    Yf: sp.csr_matrix
+    Yt: sp.csr_matrix
+    base_mva: float
+    ref: np.ndarray
+    pv: np.ndarray
+    pq: np.ndarray
+    base_kv: np.ndarray
+    f_bus: np.ndarray
+    t_bus: np.ndarray
+    bus_index: np.ndarray
+    bus_int: np.ndarray
+    line_index: np.ndarray
+    line_rows: np.ndarray
+    line_max_i_ka: np.ndarray
+    trafo_index: np.ndarray
+    trafo_rows: np.ndarray
+    trafo_vn_kv: np.ndarray
+    trafo_sn_mva: np.ndarray
 
 
 def ac_power_flow(

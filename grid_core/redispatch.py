@@ -1,0 +1,330 @@
+"""Unwanted measures: real-time re-dispatch of flexible units after the AC power flow.
+
+When the AC power flow of a physical step shows overloaded lines / transformers or voltages
+outside the band, the system operator re-dispatches flexible units at minimum cost
+(SmartNet physical layer, "unwanted measures"). Formulation, per iteration ``k``:
+
+    min   sum_u c_up_u * up_u * h + c_down_u * down_u * h  (+ c_q * |dq_u| * h)
+          + M * sum(slack)
+    s.t.  loading_l + sum_u dL_l/dP_u (up_u - down_u) + dL_l/dQ_u dq_u <= max_loading - margin + s_l
+          vm_b + sum_u dV_b/dP_u (up_u - down_u) + dV_b/dQ_u dq_u    within band -+ margin -+ s_b
+          sum_u (up_u - down_u) = 0                           (balanced, optional)
+          0 <= up_u <= max_p_u - p_u,   0 <= down_u <= p_u - min_p_u,   q within its range
+
+with ``h = duration_s / 3600`` and the sensitivities from the AC Jacobian at the present
+operating point (:mod:`grid_core.sensitivity`). The LP is solved with HiGHS (highspy), the
+set-points applied, the AC power flow re-run, and the loop repeated until no violation is
+left or the total excess stops decreasing. The slack variables ``s`` (penalty ``M``) keep the
+LP feasible; what the units cannot fix is reported as residual violations.
+
+Only elements that are violated or within ``watch_band`` of their limit get a constraint, so
+the LP stays small; newly created violations are caught by the AC re-check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from grid_core._lp import solve_lp
+from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult
+from grid_core.sensitivity import ac_sensitivities
+from grid_core.violations import Violation, find_violations, total_excess
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FlexibleUnit", "RedispatchResult", "redispatch"]
+
+#: Penalty of unresolved violations in the LP [EUR per % loading or per pu voltage]; far above
+#: any realistic re-dispatch cost so that the LP only leaves violations it cannot fix.
+_PENALTY = 1e7
+
+
+@dataclass(frozen=True)
+class FlexibleUnit:
+    """A unit the operator may re-dispatch (generator sign convention, docs/conventions.md).
+
+    Attributes
+    ----------
+    unit_id : str
+    bus : int
+        pandapower bus.
+    p_mw : float
+        Present injection [MW] (already contained in the step's bus injections).
+    min_p_mw, max_p_mw : float
+        Admissible injection range [MW].
+    cost_up_eur_per_mwh, cost_down_eur_per_mwh : float
+        Price of increasing / decreasing the injection [EUR/MWh], both >= 0.
+    q_mvar : float
+        Present reactive injection [Mvar].
+    min_q_mvar, max_q_mvar : float
+        Admissible reactive range [Mvar]; equal to ``q_mvar`` (default) means no Q flexibility.
+    cost_q_eur_per_mvarh : float
+        Price of a reactive change [EUR/Mvarh].
+    """
+
+    unit_id: str
+    bus: int
+    p_mw: float
+    min_p_mw: float
+    max_p_mw: float
+    cost_up_eur_per_mwh: float
+    cost_down_eur_per_mwh: float
+    q_mvar: float = 0.0
+    min_q_mvar: float | None = None
+    max_q_mvar: float | None = None
+    cost_q_eur_per_mvarh: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.min_p_mw > self.max_p_mw:
+            raise ValueError(f"unit {self.unit_id}: min_p_mw > max_p_mw")
+        if min(self.cost_up_eur_per_mwh, self.cost_down_eur_per_mwh, self.cost_q_eur_per_mvarh) < 0:
+            raise ValueError(f"unit {self.unit_id}: re-dispatch costs must be >= 0")
+
+    def q_range_mvar(self) -> tuple[float, float]:
+        """``(min_q_mvar, max_q_mvar)``, defaulting to the present ``q_mvar`` (no Q flex)."""
+        lo = self.q_mvar if self.min_q_mvar is None else self.min_q_mvar
+        hi = self.q_mvar if self.max_q_mvar is None else self.max_q_mvar
+        return lo, hi
+
+
+@dataclass(frozen=True)
+class RedispatchResult:
+    """Outcome of :func:`redispatch` (volumes signed as injection changes).
+
+    Attributes
+    ----------
+    network : str
+    step : object
+    delta_p_mw : dict[str, float]
+        Injection change per unit [MW] (+: up, -: down).
+    delta_q_mvar : dict[str, float]
+        Reactive change per unit [Mvar].
+    energy_mwh : dict[str, float]
+        ``|delta_p_mw| * duration_s / 3600`` per unit [MWh].
+    volume_up_mw, volume_down_mw : float
+        Summed upward / downward re-dispatch [MW].
+    volume_mwh : float
+        Total re-dispatched energy (up plus down) [MWh].
+    cost_eur : float
+        Re-dispatch cost [EUR].
+    violations_before : tuple of Violation
+    residual_violations : tuple of Violation
+        What is left after the last AC re-check (never silently dropped).
+    result : PowerFlowResult
+        Final AC solution.
+    iterations : int
+        LP / AC rounds performed.
+    duration_s : float
+    """
+
+    network: str
+    step: Any
+    delta_p_mw: dict[str, float]
+    delta_q_mvar: dict[str, float]
+    energy_mwh: dict[str, float]
+    volume_up_mw: float
+    volume_down_mw: float
+    volume_mwh: float
+    cost_eur: float
+    violations_before: tuple[Violation, ...]
+    residual_violations: tuple[Violation, ...]
+    result: PowerFlowResult
+    iterations: int
+    duration_s: float
+
+    @property
+    def clean(self) -> bool:
+        """True if no violation is left."""
+        return not self.residual_violations
+
+
+def _score(v: tuple[Violation, ...]) -> float:
+    vm, load = total_excess(v)
+    return 100.0 * vm + load  # 0.01 pu weighted like 1 % loading
+
+
+def redispatch(
+    solver: ACPowerFlowSolver,
+    p_inj_mw: np.ndarray,
+    q_inj_mvar: np.ndarray,
+    units: Sequence[FlexibleUnit],
+    *,
+    duration_s: float = 60.0,
+    max_loading_percent: float = 100.0,
+    min_vm_pu: float | np.ndarray = 0.95,
+    max_vm_pu: float | np.ndarray = 1.05,
+    balanced: bool = True,
+    loading_margin_percent: float = 0.5,
+    vm_margin_pu: float = 0.002,
+    watch_band_percent: float = 10.0,
+    watch_band_pu: float = 0.01,
+    max_iterations: int = 5,
+    step: Any = None,
+    result: PowerFlowResult | None = None,
+) -> RedispatchResult:
+    """Remove overloads and voltage violations by re-dispatching units at minimum cost.
+
+    Parameters
+    ----------
+    solver : ACPowerFlowSolver
+        Solver of the network.
+    p_inj_mw, q_inj_mvar : ndarray [bus]
+        Bus net injections of the step (``net.bus`` order) [MW], [Mvar], units included.
+    units : sequence of FlexibleUnit
+    duration_s : float
+        How long the re-dispatch lasts (cost and energy) [s].
+    max_loading_percent : float
+        Thermal limit of lines and transformers [%].
+    min_vm_pu, max_vm_pu : float or ndarray [bus]
+        Voltage band [pu].
+    balanced : bool
+        Require ``sum(delta_p) = 0`` (counter-trading inside the network). With ``False`` the
+        slack (upstream network) takes the difference.
+    loading_margin_percent, vm_margin_pu : float
+        The LP aims this far inside the limits (linearisation error) [%], [pu].
+    watch_band_percent, watch_band_pu : float
+        Elements this close to a limit also get a constraint [%], [pu].
+    max_iterations : int
+        LP + AC rounds.
+    step : object
+        Step label.
+    result : PowerFlowResult, optional
+        The step's AC solution if already computed with ``solver`` (saves one solve).
+
+    Returns
+    -------
+    RedispatchResult
+
+    Raises
+    ------
+    PowerFlowNotConverged
+        If an AC re-check does not converge.
+    RedispatchError
+        If HiGHS fails on the LP.
+    """
+    p = np.asarray(p_inj_mw, dtype=float).copy()
+    q = np.asarray(q_inj_mvar, dtype=float).copy()
+    h = duration_s / 3600.0
+    res = result if result is not None else solver.solve(p, q, step=step)
+    limits = {"min_vm_pu": min_vm_pu, "max_vm_pu": max_vm_pu}
+    viol = find_violations(res, max_loading_percent=max_loading_percent, **limits)
+    before = viol
+    n_u = len(units)
+    pos = {int(b): i for i, b in enumerate(solver.bus_index)}
+    unit_rows = np.array([pos[int(u.bus)] for u in units], dtype=np.int64)
+    p_now = np.array([u.p_mw for u in units], dtype=float)
+    q_now = np.array([u.q_mvar for u in units], dtype=float)
+    p_lo = np.array([u.min_p_mw for u in units], dtype=float)
+    p_hi = np.array([u.max_p_mw for u in units], dtype=float)
+    q_rng = np.array([u.q_range_mvar() for u in units], dtype=float).reshape(n_u, 2)
+    c_up = np.array([u.cost_up_eur_per_mwh for u in units], dtype=float) * h
+    c_dn = np.array([u.cost_down_eur_per_mwh for u in units], dtype=float) * h
+    c_q = np.array([u.cost_q_eur_per_mvarh for u in units], dtype=float) * h
+    n_bus = res.vm_pu.size
+    vlo = np.broadcast_to(np.asarray(min_vm_pu, dtype=float), (n_bus,))
+    vhi = np.broadcast_to(np.asarray(max_vm_pu, dtype=float), (n_bus,))
+    iterations = 0
+
+    while viol and n_u and iterations < max_iterations:
+        iterations += 1
+        sens = ac_sensitivities(solver, [u.bus for u in units])
+        load = np.r_[res.line_loading_percent, res.trafo_loading_percent]
+        br = np.flatnonzero(load >= max_loading_percent - watch_band_percent)
+        vm = res.vm_pu
+        finite = np.isfinite(vm)
+        bl = np.flatnonzero(finite & (vm <= vlo + watch_band_pu))
+        bh = np.flatnonzero(finite & (vm >= vhi - watch_band_pu))
+        Lp, Lq = sens.dloading_dp_percent_per_mw[br], sens.dloading_dq_percent_per_mvar[br]
+        # columns: up[u], down[u], qup[u], qdown[u], s_branch, s_low, s_high
+        nb, nl, nh = br.size, bl.size, bh.size
+        blocks = []
+        for M_p, M_q, sgn in (
+            (Lp, Lq, 1.0),
+            (sens.dvm_dp_pu_per_mw[bl], sens.dvm_dq_pu_per_mvar[bl], -1.0),
+            (sens.dvm_dp_pu_per_mw[bh], sens.dvm_dq_pu_per_mvar[bh], 1.0),
+        ):
+            blocks.append(np.hstack([sgn * M_p, -sgn * M_p, sgn * M_q, -sgn * M_q]))
+        A_core = np.vstack(blocks) if blocks else np.zeros((0, 4 * n_u))
+        n_rows = nb + nl + nh
+        A_slack = -sp.identity(n_rows, format="csr")
+        A = sp.hstack([sp.csr_matrix(A_core), A_slack], format="csr")
+        row_hi = np.r_[
+            max_loading_percent - loading_margin_percent - load[br],
+            -(vlo[bl] + vm_margin_pu - vm[bl]),
+            vhi[bh] - vm_margin_pu - vm[bh],
+        ]
+        row_lo = np.full(n_rows, -np.inf)
+        if balanced:
+            bal = np.r_[np.ones(n_u), -np.ones(n_u), np.zeros(2 * n_u + n_rows)]
+            A = sp.vstack([A, sp.csr_matrix(bal)], format="csr")
+            row_lo = np.r_[row_lo, 0.0]
+            row_hi = np.r_[row_hi, 0.0]
+        slack_w = np.r_[np.ones(nb), np.full(nl + nh, 100.0)] * _PENALTY
+        cost = np.r_[c_up, c_dn, c_q, c_q, slack_w]
+        col_lo = np.zeros(4 * n_u + n_rows)
+        col_hi = np.r_[
+            np.maximum(p_hi - p_now, 0.0),
+            np.maximum(p_now - p_lo, 0.0),
+            np.maximum(q_rng[:, 1] - q_now, 0.0),
+            np.maximum(q_now - q_rng[:, 0], 0.0),
+            np.full(n_rows, np.inf),
+        ]
+        sol = solve_lp(cost, A, row_lo, row_hi, col_lo, col_hi, f"re-dispatch LP of {solver.name}")
+        x = sol.x
+        dp = x[:n_u] - x[n_u : 2 * n_u]
+        dq = x[2 * n_u : 3 * n_u] - x[3 * n_u : 4 * n_u]
+        if max(np.abs(dp).max(initial=0.0), np.abs(dq).max(initial=0.0)) < 1e-9:
+            break
+        p_try, q_try = p.copy(), q.copy()
+        np.add.at(p_try, unit_rows, dp)
+        np.add.at(q_try, unit_rows, dq)
+        res_try = solver.solve(p_try, q_try, step=step)
+        viol_try = find_violations(res_try, max_loading_percent=max_loading_percent, **limits)
+        if _score(viol_try) >= _score(viol) - 1e-9:
+            logger.info(
+                "network %s step %r: re-dispatch makes no further progress", solver.name, step
+            )
+            res = solver.solve(p, q, step=step)  # back to the best point found
+            break
+        p, q, res, viol = p_try, q_try, res_try, viol_try
+        p_now = np.clip(p_now + dp, p_lo, p_hi)
+        q_now = np.clip(q_now + dq, q_rng[:, 0], q_rng[:, 1])
+
+    dp_tot = p_now - np.array([u.p_mw for u in units], dtype=float)
+    dq_tot = q_now - np.array([u.q_mvar for u in units], dtype=float)
+    dp_tot[np.abs(dp_tot) < 1e-12] = 0.0
+    dq_tot[np.abs(dq_tot) < 1e-12] = 0.0
+    up = np.maximum(dp_tot, 0.0)
+    down = np.maximum(-dp_tot, 0.0)
+    cost = float(np.sum(up * c_up) + np.sum(down * c_dn) + np.sum(np.abs(dq_tot) * c_q))
+    residual = find_violations(res, max_loading_percent=max_loading_percent, **limits)
+    if residual:
+        logger.info(
+            "network %s step %r: %d violations left after re-dispatch",
+            solver.name,
+            step,
+            len(residual),
+        )
+    ids = [u.unit_id for u in units]
+    return RedispatchResult(
+        network=solver.name,
+        step=step,
+        delta_p_mw=dict(zip(ids, dp_tot.tolist(), strict=True)),
+        delta_q_mvar=dict(zip(ids, dq_tot.tolist(), strict=True)),
+        energy_mwh=dict(zip(ids, (np.abs(dp_tot) * h).tolist(), strict=True)),
+        volume_up_mw=float(up.sum()),
+        volume_down_mw=float(down.sum()),
+        volume_mwh=float((up.sum() + down.sum()) * h),
+        cost_eur=cost,
+        violations_before=before,
+        residual_violations=residual,
+        result=res,
+        iterations=iterations,
+        duration_s=float(duration_s),
+    )

@@ -1,0 +1,107 @@
+"""Operating-limit violations of a solved AC operating point (voltage band, thermal loading)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from grid_core.powerflow import PowerFlowResult
+
+__all__ = ["Violation", "ViolationKind", "find_violations", "total_excess"]
+
+
+class ViolationKind(StrEnum):
+    """What limit is broken."""
+
+    VM_LOW = "vm_low"
+    VM_HIGH = "vm_high"
+    LINE_LOADING = "line_loading"
+    TRAFO_LOADING = "trafo_loading"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken limit.
+
+    Attributes
+    ----------
+    kind : ViolationKind
+    element : str
+        ``"bus_<idx>"``, ``"line_<idx>"`` or ``"trafo_<idx>"`` (pandapower indices).
+    value : float
+        Observed value [pu] or [%].
+    limit : float
+        The limit it breaks [pu] or [%].
+    """
+
+    kind: ViolationKind
+    element: str
+    value: float
+    limit: float
+
+    @property
+    def excess(self) -> float:
+        """Amount beyond the limit (>0) [pu] or [%]."""
+        return abs(self.value - self.limit)
+
+
+def _as_array(x: float | np.ndarray, n: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(x, dtype=float), (n,))
+
+
+def find_violations(
+    result: PowerFlowResult,
+    *,
+    min_vm_pu: float | np.ndarray = 0.95,
+    max_vm_pu: float | np.ndarray = 1.05,
+    max_loading_percent: float = 100.0,
+    tolerance: float = 1e-6,
+) -> tuple[Violation, ...]:
+    """All voltage-band and loading violations of ``result``.
+
+    Parameters
+    ----------
+    result : PowerFlowResult
+    min_vm_pu, max_vm_pu : float or ndarray [bus]
+        Voltage band [pu], scalar or per bus (``result.bus_index`` order).
+    max_loading_percent : float
+        Thermal limit for lines and transformers [%].
+    tolerance : float
+        Values within this distance of a limit [pu or %] are not reported.
+
+    Returns
+    -------
+    tuple of Violation
+        Buses first (``net.bus`` order), then lines, then transformers.
+    """
+    n = result.vm_pu.size
+    lo, hi = _as_array(min_vm_pu, n), _as_array(max_vm_pu, n)
+    out: list[Violation] = []
+    for i in range(n):
+        v = result.vm_pu[i]
+        if not np.isfinite(v):
+            continue
+        if v < lo[i] - tolerance:
+            out.append(Violation(ViolationKind.VM_LOW, f"bus_{result.bus_index[i]}", v, lo[i]))
+        elif v > hi[i] + tolerance:
+            out.append(Violation(ViolationKind.VM_HIGH, f"bus_{result.bus_index[i]}", v, hi[i]))
+    for kind, name, idx, load in (
+        (ViolationKind.LINE_LOADING, "line", result.line_index, result.line_loading_percent),
+        (ViolationKind.TRAFO_LOADING, "trafo", result.trafo_index, result.trafo_loading_percent),
+    ):
+        for i in np.flatnonzero(load > max_loading_percent + tolerance):
+            out.append(
+                Violation(kind, f"{name}_{idx[i]}", float(load[i]), float(max_loading_percent))
+            )
+    return tuple(Violation(v.kind, v.element, float(v.value), float(v.limit)) for v in out)
+
+
+def total_excess(violations: tuple[Violation, ...]) -> tuple[float, float]:
+    """Summed excess ``(voltage [pu], loading [%])`` of a set of violations."""
+    v = sum(x.excess for x in violations if x.kind in (ViolationKind.VM_LOW, ViolationKind.VM_HIGH))
+    ld = sum(
+        x.excess for x in violations if x.kind not in (ViolationKind.VM_LOW, ViolationKind.VM_HIGH)
+    )
+    return float(v), float(ld)
