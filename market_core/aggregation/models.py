@@ -95,6 +95,47 @@ def _const_price(value: float, n: int) -> np.ndarray:
     return np.full(n, float(value))
 
 
+def _energy_limited_offers(
+    inp: ModelInput,
+    idx: np.ndarray,
+    direction: Direction,
+    cap: np.ndarray,
+    energy_mwh: np.ndarray,
+    price: np.ndarray,
+    attrs: dict[str, Any] | None = None,
+    group_key: str | None = None,
+) -> list[Offer]:
+    """Offers of devices ``idx`` at one node whose activation is limited by stored energy.
+
+    A sum of per-product caps plus a total energy limit over several devices is not
+    disaggregable in general (a device with much power but little energy empties first).
+    So devices that can hold their cap over the whole horizon (energy >= cap x horizon)
+    share one offer without energy limit, and each of the others gets its own offer with
+    its exact energy limit: any award within an offer is then feasible for its devices.
+    """
+    win = inp.window
+    horizon_h = win.n_periods * win.period_h
+    peak = cap[idx].max(axis=1)
+    long = energy_mwh[idx] >= peak * horizon_h - 1e-12
+    out = []
+    groups = [(idx[long], False)] + [(np.array([i]), True) for i in idx[~long]]
+    for members, limited in groups:
+        if len(members) == 0 or cap[members].max() <= 0.0:
+            continue
+        extra = dict(attrs or {})
+        if limited:
+            extra["max_energy_mwh"] = float(energy_mwh[members].sum())
+        out.append(
+            Offer(
+                inp.fleet.category, inp.networks[members[0]], inp.buses[members[0]], direction,
+                members, cap[members], price.copy(),
+                energy_mwh=energy_mwh[members] if limited else None,
+                attrs=extra, group_key=group_key,
+            )
+        )  # fmt: skip
+    return out
+
+
 # ----------------------------------------------------------------------- 1. conventional
 
 
@@ -266,11 +307,10 @@ def chp_model(inp: ModelInput) -> ModelOutput:
             fuel = fleet.cost_eur_per_mwh[idx]
             w = cap[idx].sum(axis=1)
             price = float((fuel * w).sum() / w.sum()) if w.sum() > 0 else float(fuel.mean())
-            offers.append(
-                Offer(
-                    fleet.category, net, bus, direction, idx, cap[idx] * keep,
-                    _const_price(direction.sign * price, n), energy_mwh=energy[idx] * keep,
-                    attrs={**ramps, "max_energy_mwh": max(float(energy[idx].sum() * keep), 1e-9)},
+            offers.extend(
+                _energy_limited_offers(
+                    inp, idx, direction, cap * keep, energy * keep,
+                    _const_price(direction.sign * price, n), attrs=dict(ramps),
                     group_key=group,
                 )
             )  # fmt: skip
@@ -399,21 +439,21 @@ def storage_model(inp: ModelInput) -> ModelOutput:
     keep = 1.0 - cfg.afrr_share
     value, wear = cfg.storage_energy_value_eur_per_mwh, cfg.storage_wear_cost_eur_per_mwh
     offers = []
-    for (net, bus), idx in _nodes(inp, np.ones(len(fleet), bool)).items():
+    for _, idx in _nodes(inp, np.ones(len(fleet), bool)).items():
         for direction, cap, energy, price in (
             (Direction.UP, up, e_up, value / eta + wear),
             (Direction.DOWN, dn, e_dn, -value * eta + wear),
         ):
-            # one bid per node: capacity-weighted mean price of its units
-            w = cap[idx].sum(axis=1)
-            p = float((price[idx] * w).sum() / w.sum()) if w.sum() > 0 else float(price[idx].mean())
-            offers.append(
-                Offer(
-                    fleet.category, net, bus, direction, idx, cap[idx] * keep,
-                    _const_price(p, win.n_periods), energy_mwh=energy[idx] * keep,
-                    attrs={"max_energy_mwh": float(energy[idx].sum() * keep)},
+            # capacity-weighted mean price of the units behind each offer
+            for offer in _energy_limited_offers(
+                inp, idx, direction, cap * keep, energy * keep, np.zeros(win.n_periods)
+            ):
+                w = offer.cap_mw.sum(axis=1)
+                pr = price[offer.indices]
+                offer.price_eur_per_mwh = _const_price(
+                    (pr * w).sum() / w.sum() if w.sum() > 0 else pr.mean(), win.n_periods
                 )
-            )  # fmt: skip
+                offers.append(offer)
     return ModelOutput(offers, up * cfg.afrr_share, dn * cfg.afrr_share)
 
 
@@ -469,6 +509,9 @@ def ev_model(inp: ModelInput) -> ModelOutput:
                     fleet.category, net, bus, Direction.UP, idx, defer[idx],
                     _const_price(cfg.ev_deferral_cost_eur_per_mwh, n),
                     rebound_mw=-rebound[idx], attrs={"all_periods": True},
+                    # hold the baseline in the other products too, so that the EV does not
+                    # catch up on its own before the announced rebound
+                    controlled=np.ones((len(idx), n), dtype=bool),
                 )
             )  # fmt: skip
     # downward: EVs that already reached their departure SOC
@@ -477,13 +520,11 @@ def ev_model(inp: ModelInput) -> ModelOutput:
     more = np.where(at_target[:, None], np.minimum(head, (e_room / win.period_h)[:, None]), 0.0)
     afrr_dn = more * cfg.afrr_share
     ok = more.max(axis=1) > 1e-9
-    for (net, bus), idx in _nodes(inp, ok).items():
-        offers.append(
-            Offer(
-                fleet.category, net, bus, Direction.DOWN, idx, more[idx] * keep,
+    for _, idx in _nodes(inp, ok).items():
+        offers.extend(
+            _energy_limited_offers(
+                inp, idx, Direction.DOWN, more * keep, e_room * keep,
                 _const_price(-cfg.ev_extra_charge_value_eur_per_mwh, n),
-                energy_mwh=e_room[idx] * keep,
-                attrs={"max_energy_mwh": float(e_room[idx].sum() * keep)},
             )
         )  # fmt: skip
     return ModelOutput(offers, afrr_up, afrr_dn)
