@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
             elif c in labels:
                 curves.append(labels.index(c))
             else:
-                raise FlexError(f"unknown interval {c!r} (e.g. {labels[12]!r} or 0-{len(labels) - 1})")
+                raise FlexError(
+                    f"unknown interval {c!r} (e.g. {labels[12]!r} or 0-{len(labels) - 1})"
+                )
         which = {"A": (False,), "B": (True,), "both": (False, True)}[args.case]
         results = [
             assess_case(case, include_end_users=eu, settings=settings, feeders=args.feeder)

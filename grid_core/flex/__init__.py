@@ -64,6 +64,7 @@ from grid_core.flex.traffic_light import (
     assess_feeder,
     base_injections,
     classify_points,
+    point_injections,
 )
 
 __all__ = [
@@ -108,8 +109,9 @@ __all__ = [
     "feeder_to_pandapower",
     "generate_profiles",
     "load_case",
-    "price_quantity_curve",
+    "point_injections",
     "prequalify_bids",
+    "price_quantity_curve",
     "reactive_limits_mvar",
     "run_lopf",
     "status_shares",

@@ -185,7 +185,7 @@ def _production_shape(tech: str, season: str, day: str) -> np.ndarray:
     if tech == "pv":
         sin_el = _solar_elevation_sin(season)
         # clear-sky plane-of-array proxy (air-mass attenuation) times seasonal clearness
-        clear = np.where(sin_el > 0, sin_el ** 0.75 * np.exp(-0.08 / np.maximum(sin_el, 1e-3)), 0)
+        clear = np.where(sin_el > 0, sin_el**1.2 * np.exp(-0.08 / np.maximum(sin_el, 1e-3)), 0)
         return clear * _PV_CLEARNESS[season]
     if tech == "wind":
         # afternoon sea breeze on top of the seasonal mean
@@ -442,9 +442,11 @@ def load_case(directory: str | pathlib.Path) -> tuple[FlexCase, FlexSettings]:
         [frame[ld.customer_class.value].to_numpy() * ld.annual_energy_mwh / 8760.0 for ld in loads]
     )
     tan = np.array([math.tan(math.acos(ld.cos_phi)) for ld in loads])
-    der_p = np.column_stack(
-        [frame[d.technology.value].to_numpy() * d.p_rated_mw for d in ders]
-    ) if ders else np.zeros((len(frame), 0))
+    der_p = (
+        np.column_stack([frame[d.technology.value].to_numpy() * d.p_rated_mw for d in ders])
+        if ders
+        else np.zeros((len(frame), 0))
+    )
     rules = dict(table2_rules())
     eu = spec.get("end_users", {})
     if eu:

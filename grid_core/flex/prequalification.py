@@ -252,8 +252,9 @@ def prequalify_bids(
         bus=prov_cols.astype(int) if n_j else np.zeros(0, dtype=int),
         min_dq_mvar=np.tile([pr.min_dq_mvar for pr in providers], (n_k, 1)).reshape(n_k, n_j),
         max_dq_mvar=np.tile([pr.max_dq_mvar for pr in providers], (n_k, 1)).reshape(n_k, n_j),
-        price_eur_per_mvarh=np.tile([pr.price_eur_per_mvarh for pr in providers], (n_k, 1))
-        .reshape(n_k, n_j),
+        price_eur_per_mvarh=np.tile([pr.price_eur_per_mvarh for pr in providers], (n_k, 1)).reshape(
+            n_k, n_j
+        ),
     )
     cls = classify_points(
         solver,
@@ -279,9 +280,7 @@ def prequalify_bids(
             if not conv[i, t]:
                 cause = "AC power flow does not converge"
             else:
-                cause = (
-                    f"vm {vmin[i, t]:.4f}-{vmax[i, t]:.4f} pu, max loading {load[i, t]:.1f} %"
-                )
+                cause = f"vm {vmin[i, t]:.4f}-{vmax[i, t]:.4f} pu, max loading {load[i, t]:.1f} %"
             fix = "solved by reactive support" if worst is Status.ORANGE else "not solvable"
             reason = f"period {t}: {cause}; {fix}"
         verdicts.append(
@@ -289,7 +288,8 @@ def prequalify_bids(
                 bid_id=bid.bid_id,
                 status=worst,
                 extra_cost_eur=float(extra[i].sum()) if worst is Status.ORANGE else 0.0,
-                q_support_mvarh=float(qsup[i].sum() * duration_h) if worst is Status.ORANGE
+                q_support_mvarh=float(qsup[i].sum() * duration_h)
+                if worst is Status.ORANGE
                 else 0.0,
                 period_status=tuple(Status(int(s)) for s in status[i]),
                 reason=reason,

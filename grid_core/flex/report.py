@@ -1,8 +1,9 @@
-"""Tables (CSV), plots (PNG, matplotlib Agg) and an HTML page of a flexibility assessment.
+"""Tables (CSV), plots (PNG) and an HTML page of a flexibility assessment.
 
-Plots follow the paper's Figures 3-8: the P-Q-t scatter of the classified points of a feeder
-and its potential active-power profile over the typical days; price-quantity curves of
-chosen intervals on request.
+Plots use matplotlib's Agg canvas directly (no pyplot state, no display). They follow the
+paper's Figures 3-8: the P-Q-t scatter of the classified points of a feeder and its potential
+active-power profile over the typical days; price-quantity curves of chosen intervals on
+request.
 """
 
 from __future__ import annotations
@@ -12,21 +13,19 @@ import logging
 import pathlib
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from grid_core.flex.model import Direction, FlexCase, Status  # noqa: E402
-from grid_core.flex.summary import (  # noqa: E402
+from grid_core.flex.model import Direction, FlexCase, Status
+from grid_core.flex.summary import (
     CaseAssessment,
     price_quantity_curve,
     table3,
     table4,
 )
-from grid_core.flex.traffic_light import FeederAssessment  # noqa: E402
+from grid_core.flex.traffic_light import FeederAssessment
 
 _LOG = logging.getLogger(__name__)
 COLOURS = {Status.GREEN: "#2ca02c", Status.ORANGE: "#ff7f0e", Status.RED: "#d62728"}
@@ -58,7 +57,8 @@ def points_frame(fa: FeederAssessment, case: FlexCase) -> pd.DataFrame:
 
 def plot_pq_scatter(fa: FeederAssessment, path: pathlib.Path) -> None:
     """P-Q-t scatter of the classified points (paper, Figure 3)."""
-    fig = plt.figure(figsize=(7.5, 6))
+    fig = Figure(figsize=(7.5, 6))
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot(projection="3d")
     t = np.arange(fa.status.shape[0])[:, None, None] * np.ones_like(fa.status)
     for st, colour in COLOURS.items():
@@ -81,12 +81,13 @@ def plot_pq_scatter(fa: FeederAssessment, path: pathlib.Path) -> None:
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_p_profile(fa: FeederAssessment, case: FlexCase, path: pathlib.Path) -> None:
     """Interface active power of the schedule and of every point per interval (Figs. 4-8)."""
-    fig, ax = plt.subplots(figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     n_t = fa.status.shape[0]
     t = np.arange(n_t)[:, None, None] * np.ones_like(fa.status)
     p_abs = fa.base_p_interface_mw[:, None, None] + fa.dp_interface_mw
@@ -109,12 +110,13 @@ def plot_p_profile(fa: FeederAssessment, case: FlexCase, path: pathlib.Path) -> 
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_price_quantity(fa: FeederAssessment, case: FlexCase, t: int, path: pathlib.Path):
     """Upward and downward price-quantity curves of interval ``t``."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
     for ax, d in zip(axes, Direction, strict=True):
         c = price_quantity_curve(fa, t, d)
         if c.step_end_mw.size:
@@ -137,7 +139,6 @@ def plot_price_quantity(fa: FeederAssessment, case: FlexCase, t: int, path: path
     fig.suptitle(f"Feeder {fa.feeder}, case {fa.case_label}, {case.intervals[t].label}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def curve_frame(fa: FeederAssessment, case: FlexCase, t: int) -> pd.DataFrame:
@@ -204,7 +205,9 @@ def write_report(
                 png = f"pq_curve_{name}_{ca.case_label}_{case.intervals[t].label}.png"
                 plot_price_quantity(fa, case, t, out / png)
                 curve_frame(fa, case, t).to_csv(out / png.replace(".png", ".csv"), index=False)
-                images.append((f"{name} case {ca.case_label}: curves {case.intervals[t].label}", png))
+                images.append(
+                    (f"{name} case {ca.case_label}: curves {case.intervals[t].label}", png)
+                )
         if frames:
             pd.concat(frames).to_csv(
                 out / f"points_case_{ca.case_label}.csv", index=False, float_format="%.6g"

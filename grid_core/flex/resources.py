@@ -53,7 +53,9 @@ class FeederResources:
 
     def price_eur_per_mwh(self, direction: Direction) -> np.ndarray:
         """[T, R] bid price in ``direction`` [EUR/MWh]."""
-        return self.up_price_eur_per_mwh if direction is Direction.UP else self.down_price_eur_per_mwh
+        return (
+            self.up_price_eur_per_mwh if direction is Direction.UP else self.down_price_eur_per_mwh
+        )
 
 
 def feeder_resources(case: FlexCase, feeder: str, *, include_end_users: bool) -> FeederResources:

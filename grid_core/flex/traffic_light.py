@@ -279,6 +279,9 @@ class FeederAssessment:
     feasible_index : [T, 2] index k of that point (-1 if none)
     min_vm_pu, max_vm_pu, max_loading_percent : [T, 2, N] extremes before support
     n_power_flows : AC power flows solved (points, sensitivities and re-checks)
+    provider_ids : DG units offering reactive support (``J``)
+    provider_bus : [J] their buses
+    support_dq_mvar : [T, 2, N, J] reactive support each unit gives at orange points [Mvar]
     duration_h : duration of every interval [h]
     """
 
@@ -302,6 +305,9 @@ class FeederAssessment:
     max_vm_pu: np.ndarray
     max_loading_percent: np.ndarray
     n_power_flows: int
+    provider_ids: tuple[str, ...]
+    provider_bus: np.ndarray
+    support_dq_mvar: np.ndarray
     duration_h: float = 1.0
 
     @property
@@ -385,7 +391,9 @@ def assess_feeder(
     n_t, n_pts, n_r = len(case.intervals), settings.n_points, len(res.ids)
     p0, q0 = base_injections(case, feeder)
     base = counting.solve(p0, q0)
-    base_status = np.where(violations(base, settings, counting.monitored_buses), Status.RED, Status.GREEN).astype(np.int8)
+    base_status = np.where(
+        violations(base, settings, counting.monitored_buses), Status.RED, Status.GREEN
+    ).astype(np.int8)
     steps = np.arange(1, n_pts + 1) / n_pts
     bus_map_r = _bus_map(res.bus, fd.n_bus)
     providers = reactive_providers(case, feeder)
@@ -447,9 +455,7 @@ def assess_feeder(
     prefix = np.cumprod(ok, axis=2).astype(bool)
     feasible_index = np.where(prefix.any(axis=2), prefix.sum(axis=2) - 1, -1)
     k = np.clip(feasible_index, 0, None)[..., None]
-    feasible = np.where(
-        feasible_index >= 0, np.take_along_axis(quantity, k, axis=2)[..., 0], 0.0
-    )
+    feasible = np.where(feasible_index >= 0, np.take_along_axis(quantity, k, axis=2)[..., 0], 0.0)
     _LOG.info(
         "feeder %s case %s: %d points, %d green, %d orange, %d red, %d power flows",
         feeder,
@@ -481,5 +487,40 @@ def assess_feeder(
         max_vm_pu=cls.max_vm_pu.reshape(shape),
         max_loading_percent=cls.max_loading_percent.reshape(shape),
         n_power_flows=counting.count,
+        provider_ids=tuple(case.ders[j].der_id for j in providers),
+        provider_bus=prov_bus,
+        support_dq_mvar=cls.dq_mvar.reshape(*shape, providers.size),
         duration_h=duration_h,
     )
+
+
+def point_injections(
+    case: FlexCase,
+    fa: FeederAssessment,
+    t: int,
+    direction: Direction,
+    k: int,
+    *,
+    with_support: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bus injections [n] of point ``k`` of interval ``t`` in ``direction`` [MW], [Mvar].
+
+    Reproduces one classified operating point (e.g. to re-check it with another power-flow
+    tool); ``with_support`` adds the reactive support found for orange points.
+    """
+    res = fa.resources
+    p0, q0 = base_injections(case, fa.feeder)
+    a = (
+        merit_order_activation(
+            fa.quantity_mw[t : t + 1, direction, k : k + 1],
+            res.quantity_mw(direction)[t : t + 1],
+            res.price_eur_per_mwh(direction)[t : t + 1],
+        )[0, 0]
+        * direction.sign
+    )
+    p, q = p0[t].copy(), q0[t].copy()
+    np.add.at(p, res.bus, a)
+    np.add.at(q, res.bus, a * res.tan_phi)
+    if with_support:
+        np.add.at(q, fa.provider_bus, fa.support_dq_mvar[t, direction, k])
+    return p, q
