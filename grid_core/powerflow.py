@@ -16,16 +16,20 @@ but runs the first step **once**:
 3. *extract*: branch flows, currents, loadings, losses and slack power are computed with a
    few vectorised sparse products into a frozen :class:`PowerFlowResult` of numpy arrays.
 
-Engine choice (measured on this machine, 2 shared cores, Newton-Raphson only, warm start):
+Engine choice (measured with ``bench/bench_grid.py`` on this 2-core machine while five other
+processes were running, so absolute figures are noisy; median per step, warm start, all
+framework overhead included):
 
 * ``"lightsim2grid"`` (default): the C++ Newton-Raphson of lightsim2grid (``NRSing_KLU``,
-  KLU sparse LU) is kept alive between steps. Measured ~0.06 ms per solve for case33bw and
-  ~0.2 ms for case118; with the framework overhead (injection mapping and result extraction)
-  a full step is a fraction of a millisecond (see ``bench/bench_grid.py``), against
-  8-25 ms for ``pandapower.runpp``.
-* ``"scipy"``: a compact polar Newton-Raphson in numpy/scipy (SuperLU). About 5-10x slower
-  than the C++ engine but dependency-free; it serves as an independent cross-check in the tests
-  and as the fall-back if the lightsim2grid extension cannot be loaded.
+  KLU sparse LU) is kept alive between steps. 0.2-0.7 ms per step for case33bw and
+  0.4-1.0 ms for case118 (the Newton-Raphson itself is ~0.06 / ~0.2 ms; the rest is the
+  injection mapping and result extraction), against 45-75 ms / 110-210 ms for
+  ``pandapower.runpp`` (numba is not installed here) -- 70-500x faster, well inside the
+  2 ms / 5 ms targets.
+* ``"scipy"``: a compact polar Newton-Raphson in numpy/scipy (SuperLU), rebuilding the
+  Jacobian with scipy.sparse each iteration: 8-15 ms (case33bw) and 20-90 ms (case118),
+  i.e. no faster than ``runpp``. It is an independent cross-check in the tests and the
+  fall-back if the lightsim2grid extension cannot be loaded; it is not meant for production.
 
 Batching several feeders into one block-diagonal solve was not needed: one step of one
 33-bus feeder is already far below the 2 ms target.
@@ -53,7 +57,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -575,6 +579,12 @@ class ACPowerFlowSolver:
         """Forget the warm start (the next step starts cold)."""
         self._V = None
 
+    def _warm_vector(self) -> np.ndarray:
+        assert self._V is not None
+        V = self._V.copy()
+        V[self._ref] = self._slack_v
+        return V
+
     def _flat_vector(self) -> np.ndarray:
         V = self._V1.copy()
         V[self._ref] = self._slack_v
@@ -636,16 +646,17 @@ class ACPowerFlowSolver:
         )
         Sbus = S_int / self._base_mva
 
-        if self._V is None:
-            starts = [self._start_vector(Sbus), self._flat_vector()]
-        else:
-            V_warm = self._V.copy()
-            V_warm[self._ref] = self._slack_v
-            starts = [V_warm, self._start_vector(Sbus), self._flat_vector()]
+        # start vectors, built lazily: warm (previous step), no-load + DC angles, flat
+        starts: list[Callable[[], np.ndarray]] = [
+            lambda: self._start_vector(Sbus),
+            self._flat_vector,
+        ]
+        if self._V is not None:
+            starts.insert(0, self._warm_vector)
         iters = 0
-        for attempt, V0 in enumerate(starts):
+        for attempt, make_start in enumerate(starts):
             max_it = self.max_iteration if attempt == 0 else 3 * self.max_iteration
-            V, ok, iters = self._newton(Sbus, V0, max_it)
+            V, ok, iters = self._newton(Sbus, make_start(), max_it)
             if ok:
                 break
             logger.debug("network %s step %r: start %d failed", self.name, step, attempt)
@@ -654,7 +665,7 @@ class ACPowerFlowSolver:
                 self.name,
                 step,
                 iters,
-                f"{len(starts)} starts tried (warm, no-load + DC angles, flat)",
+                f"{len(starts)} start vectors tried (warm, no-load + DC angles, flat)",
             )
         self._V = V
         return self._extract(V, S_int, step, iters)

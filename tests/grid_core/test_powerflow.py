@@ -194,3 +194,28 @@ def test_bad_inputs_are_rejected(case33):
     pp.create_asymmetric_load(net, bus=3, p_a_mw=0.01)
     with pytest.raises(NetworkModelError, match="asymmetric_load 0"):
         ACPowerFlowSolver(net, "dso_1")
+
+
+@pytest.fixture(scope="module")
+def tiny_networks():
+    from federation.scenario import load_scenario  # tests may use the upper layer; cores not
+
+    scenario = load_scenario("tiny")
+    return scenario.build_networks(), scenario.build_networks(at_min=scenario.n_minutes // 2)
+
+
+def test_embedded_scenario_networks_match_runpp(tiny_networks):
+    # Issue 3 reference check: the repeated solver returns runpp's voltages (1e-6 pu) on the
+    # embedded scenario networks, nominal and at the mid-horizon baseline operating point.
+    for tso, dsos in tiny_networks:
+        for name, net in [("tso", tso), *dsos.items()]:
+            solver = ACPowerFlowSolver(net, name)
+            first = solver.solve(step=0)
+            again = solver.solve(step=60)  # warm-started repeat of the same step
+            ref = _runpp(net)
+            np.testing.assert_allclose(first.vm_pu, ref.res_bus.vm_pu.to_numpy(), atol=1e-6)
+            np.testing.assert_allclose(again.vm_pu, first.vm_pu, atol=1e-9)
+            if len(net.trafo):
+                np.testing.assert_allclose(
+                    first.trafo_loading_percent, ref.res_trafo.loading_percent.to_numpy(), atol=1e-4
+                )
