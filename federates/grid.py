@@ -1,0 +1,100 @@
+"""Grid federate shared by ``tso`` and ``dso_<k>``: devices, AC power flow, unwanted measures.
+
+Per physical step it reads the aFRR set-point of its network (and, for the TSO, every DSO's
+interface P/Q of the same step), calls :meth:`federation.adapters.NetworkPhysics.step` and
+publishes the contract values. At each market session it sends the device measurements to
+the aggregators and its linear network model to the market; the TSO also sends the balancing
+requirement (persistence forecast of the imbalance without mFRR and aFRR).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from federates.runtime import FederateRuntime
+from federation.adapters import NetworkPhysics
+from federation.contract import SCHEMES, Stage
+from federation.scenario import load_scenario
+
+log = logging.getLogger(__name__)
+
+
+class GridFederate:
+    def __init__(self, rt: FederateRuntime) -> None:
+        self.rt = rt
+        self.net = rt.name
+        self.sc = load_scenario(rt.run["scenario"])
+        self.phys = NetworkPhysics(self.sc, self.net)
+        self.sessions = set(rt.timing.session_times())
+        self.aggregators: list[str] = rt.params.get("aggregators", [])
+        self.dsos = [(d.id, int(d.interface_bus)) for d in self.sc.distribution]
+        self.send_model = self.net == "tso" or SCHEMES[rt.run["scheme"]].dso_models
+
+    def on_stage(self, stage: Stage, t_s: float) -> None:
+        rt = self.rt
+        for doc in rt.receive(f"{self.net}/setpoints"):
+            self.phys.accept_setpoints(doc["items"])
+        afrr = rt.value(f"afrr/{self.net}/setpoint_mw")
+        interface = None
+        if self.net == "tso":
+            interface = {
+                bus: (rt.value(f"{d}/interface/p_mw"), rt.value(f"{d}/interface/q_mvar"))
+                for d, bus in self.dsos
+            }
+        out = self.phys.step(t_s, afrr, interface)
+        for quantity, value in out.values.items():
+            rt.publish(f"{self.net}/{quantity}", value)
+        if self.net == "tso":
+            self._publish_system(out.values, out.p_slack_mw)
+        if t_s in self.sessions:
+            self._session(t_s)
+
+    def _publish_system(self, own: dict[str, float], p_slack_mw: float) -> None:
+        rt = self.rt
+        keys = ("devices/deviation_mw", "devices/mfrr_mw", "afrr/allocated_mw")
+        totals = {k: own[k] + sum(rt.value(f"{d}/{k}") for d, _ in self.dsos) for k in keys}
+        self.imbalance_mw = totals["devices/deviation_mw"]
+        self.natural_mw = (
+            self.imbalance_mw - totals["devices/mfrr_mw"] - totals["afrr/allocated_mw"]
+        )
+        rt.publish("tso/system/imbalance_mw", self.imbalance_mw)
+        rt.publish("tso/slack/p_mw", p_slack_mw)
+
+    def _session(self, t_s: float) -> None:
+        rt = self.rt
+        session = int(t_s // rt.timing.session_period_s)
+        for agg in self.aggregators:
+            rt.send(
+                f"{agg}/measurements",
+                "measurements",
+                t_s,
+                network=self.net,
+                items=self.phys.measurements(agg),
+            )
+        periods = rt.timing.delivery_periods(t_s)
+        if self.send_model:
+            rt.send(
+                "market_central/network_model",
+                "network_model",
+                t_s,
+                network=self.net,
+                session=session,
+                model=self.phys.network_model(t_s, periods),
+            )
+        if self.net == "tso":
+            need = -self.natural_mw
+            rt.send(
+                "market_central/requirement",
+                "requirement",
+                t_s,
+                session=session,
+                items=[{"start_s": s, "duration_s": d, "requirement_mw": need} for s, d in periods],
+            )
+
+    def finish(self) -> None:
+        log.info("%s: finished", self.net)
+
+
+def factory(rt: FederateRuntime) -> Any:
+    return GridFederate(rt)

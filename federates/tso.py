@@ -1,0 +1,9 @@
+"""``tso`` federate: the transmission network and the system imbalance (see :mod:`federates.grid`)."""
+
+import sys
+
+from federates.grid import factory
+from federates.runtime import main
+
+if __name__ == "__main__":
+    sys.exit(main(factory))

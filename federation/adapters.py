@@ -1,0 +1,459 @@
+"""Glue between the scenario, the pure cores and the federates (no HELICS here).
+
+A federate reads its inputs, calls one function or method of this module (which calls the
+cores) and publishes. Everything here is deterministic given the scenario seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from federation.contract import Timing, Topology
+
+log = logging.getLogger(__name__)
+
+
+def timing_from_scenario(sc: Any) -> Timing:
+    """Contract timing of a scenario."""
+    return Timing(
+        duration_s=float(sc.duration_s),
+        physical_step_s=float(sc.physical_step_s),
+        session_period_s=float(sc.timing.session_period_s),
+        horizon_s=float(sc.timing.horizon_s),
+        product_s=float(sc.timing.product_s),
+        gate_closure_s=float(sc.timing.gate_closure_s),
+    )
+
+
+def topology_from_scenario(sc: Any, scheme: str | None = None) -> Topology:
+    """Federation topology of a scenario under ``scheme`` (default: the scenario's own)."""
+    nets: dict[str, set[str]] = {}
+    for dev in sc.devices:
+        nets.setdefault(dev.aggregator, set()).add(dev.network)
+    order = {n: k for k, n in enumerate(sc.network_ids)}
+    return Topology(
+        scenario=sc.name,
+        scheme=str(scheme or sc.scheme),
+        dso_ids=tuple(d.id for d in sc.distribution),
+        aggregator_networks={a: tuple(sorted(n, key=order.__getitem__)) for a, n in nets.items()},
+        timing=timing_from_scenario(sc),
+    )
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def fleet_state_records(fleet: Any, state: Any) -> dict[str, Any]:
+    """JSON-ready record of a fleet's state with its device ids."""
+    return {"ids": list(fleet.ids), "state": state.to_record()}
+
+
+def merge_fleet_states(fleet: Any, records: Sequence[Mapping[str, Any]]) -> Any:
+    """One state of ``fleet`` (device order of the fleet) from per-network measurement records.
+
+    Each record holds ``ids`` and ``state`` (``FleetState.to_record``) of a subset of the
+    fleet's devices; arrays are scattered to the fleet's order, scalars (``t_s``) taken from
+    the first record.
+    """
+    index = {d: i for i, d in enumerate(fleet.ids)}
+    state_type = type(fleet.initial_state(0.0))
+    merged: dict[str, Any] = {}
+    seen = np.zeros(len(fleet), dtype=bool)
+    for rec in records:
+        rows = np.array([index[d] for d in rec["ids"]], dtype=int)
+        seen[rows] = True
+        for name, value in rec["state"].items():
+            if isinstance(value, list):
+                arr = np.asarray(value)
+                if name not in merged:
+                    merged[name] = np.zeros(len(fleet), dtype=arr.dtype if arr.size else float)
+                merged[name][rows] = arr
+            else:
+                merged.setdefault(name, value)
+    if not seen.all():
+        missing = [fleet.ids[i] for i in np.flatnonzero(~seen)]
+        raise ValueError(f"{fleet.category}: no measurement for devices {missing[:5]}")
+    return state_type.from_record(
+        {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in merged.items()}
+    )
+
+
+# ----------------------------------------------------------------------------- physics
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one grid federate publishes for one physical step (signs: conventions.md)."""
+
+    values: dict[str, float]  # contract quantity ("voltage/min_vm_pu", ...) -> value
+    p_slack_mw: float
+    q_slack_mvar: float
+
+
+@dataclass
+class _Plan:
+    start_s: float
+    end_s: float
+    setpoint_mw: float  # NaN: none
+    deviation_mw: float
+    baseline_mw: float
+    afrr_up_mw: float
+    afrr_down_mw: float
+
+
+class NetworkPhysics:
+    """The physical layer of one network: devices, AC power flow, voltage control, re-dispatch.
+
+    Calls :mod:`grid_core` (devices, :class:`~grid_core.powerflow.ACPowerFlowSolver`,
+    :func:`~grid_core.voltage_control.control_voltage`, :func:`~grid_core.redispatch.redispatch`)
+    and keeps only the state a grid operator keeps between steps (device states, taps,
+    received set-points).
+    """
+
+    def __init__(self, sc: Any, network: str) -> None:
+        from grid_core.devices import build_fleets
+        from grid_core.powerflow import ACPowerFlowSolver
+        from grid_core.voltage_control import OltcSettings
+
+        self.sc = sc
+        self.network = network
+        tnet, dnets = sc.build_networks()
+        net = tnet if network == "tso" else dnets[network]
+        self.net = net
+        if network == "tso":
+            spec = sc.transmission
+            self.oltcs: tuple[Any, ...] = ()
+        else:
+            spec = sc.dso(network)
+            o = spec.oltc
+            self.oltcs = tuple(
+                OltcSettings(
+                    int(i),
+                    int(net.trafo.lv_bus.at[i]),
+                    o.vm_set_pu,
+                    o.deadband_pu,
+                    o.tap_min,
+                    o.tap_max,
+                )
+                for i in net.trafo.index
+            )
+        self.load_profile = spec.load_profile
+        self.min_vm_pu = float(spec.vm_min_pu)
+        self.max_vm_pu = float(spec.vm_max_pu)
+        self.max_loading_percent = float(spec.max_loading_percent)
+        self.solver = ACPowerFlowSolver(net, network)
+        self.pos = {int(b): k for k, b in enumerate(net.bus.index)}
+        n_bus = len(self.pos)
+        self.load_p = np.zeros(n_bus)
+        self.load_q = np.zeros(n_bus)
+        if len(net.load):
+            on = net.load.in_service.to_numpy(bool)
+            rows = [self.pos[int(b)] for b in net.load.bus[on]]
+            scale = net.load.scaling.to_numpy(float)[on]
+            np.add.at(self.load_p, rows, -net.load.p_mw.to_numpy(float)[on] * scale)
+            np.add.at(self.load_q, rows, -net.load.q_mvar.to_numpy(float)[on] * scale)
+        p_base, q_base = self.solver.base_injections()
+        self.gen_p = np.asarray(p_base) - self.load_p
+        self.gen_q = np.asarray(q_base) - self.load_q
+        self.devices = sc.devices_of(network=network)
+        self.fleets = build_fleets(self.devices)
+        self.states = {cat: f.initial_state(0.0) for cat, f in self.fleets.items()}
+        by_id = {d.id: d for d in self.devices}
+        self.device_bus = {
+            cat: np.array([self.pos[int(by_id[i].bus)] for i in f.ids], dtype=int)
+            for cat, f in self.fleets.items()
+        }
+        self.plans: dict[str, list[_Plan]] = {}
+        da = sc.day_ahead
+        sched = np.asarray(da.bus_p_inj_mw[network]).sum(axis=1)
+        if network == "tso":
+            sched = sched + sum(np.asarray(v) for v in da.interface_p_mw.values())
+        self.scheduled_mw = sched  # per product: devices + loads [MW]
+        self.product_s = float(da.product_s)
+        self.p_last: dict[str, np.ndarray] = {
+            cat: np.zeros(len(f)) for cat, f in self.fleets.items()
+        }
+
+    # -- set-points ----------------------------------------------------------------------
+    def accept_setpoints(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Store set-point plans from a ``setpoints`` message; returns how many were kept."""
+        known = {d.id for d in self.devices}
+        kept = 0
+        for it in items:
+            if it["device"] not in known:
+                log.warning(
+                    "%s: set-point for unknown device %r ignored", self.network, it["device"]
+                )
+                continue
+            sp = it.get("setpoint_mw")
+            self.plans.setdefault(it["device"], []).append(
+                _Plan(
+                    float(it["start_s"]),
+                    float(it["start_s"]) + float(it["duration_s"]),
+                    math.nan if sp is None else float(sp),
+                    float(it["deviation_mw"]),
+                    float(it["baseline_mw"]),
+                    float(it["afrr_up_mw"]),
+                    float(it["afrr_down_mw"]),
+                )
+            )
+            kept += 1
+        return kept
+
+    def _plan(self, device: str, t_s: float) -> _Plan | None:
+        for plan in reversed(self.plans.get(device, ())):
+            if plan.start_s <= t_s < plan.end_s:
+                return plan
+        return None
+
+    def afrr_band(self, t_s: float) -> tuple[float, float]:
+        """Reserved aFRR band (up, down) of the network's devices at ``t_s`` [MW, >= 0]."""
+        up = down = 0.0
+        for dev in self.devices:
+            plan = self._plan(dev.id, t_s)
+            if plan is not None:
+                up += plan.afrr_up_mw
+                down += plan.afrr_down_mw
+        return up, down
+
+    # -- one step ------------------------------------------------------------------------
+    def step(
+        self,
+        t_s: float,
+        afrr_setpoint_mw: float,
+        interface_pq: Mapping[int, tuple[float, float]] | None = None,
+    ) -> StepOutcome:
+        """Advance devices over ``[t_s, t_s + step)`` and solve the network at ``t_s``.
+
+        ``afrr_setpoint_mw`` (> 0 upward) is split over the devices in proportion to their
+        reserved band; ``interface_pq`` (tso only) maps a transmission bus to the DSO
+        exchange ``(p_mw, q_mvar)`` drawn there.
+        """
+        from grid_core.redispatch import FlexibleUnit, redispatch
+        from grid_core.violations import find_violations
+        from grid_core.voltage_control import control_voltage
+
+        dt_s = float(self.sc.physical_step_s)
+        minute = min(int(t_s // 60), self.sc.n_minutes - 1)
+        scale = float(self.sc.profiles[self.load_profile][minute])
+        p_inj = self.gen_p + self.load_p * scale
+        q_inj = self.gen_q + self.load_q * scale
+        if interface_pq:
+            for bus, (p, q) in interface_pq.items():
+                p_inj[self.pos[bus]] -= p
+                q_inj[self.pos[bus]] -= q
+        mfrr = afrr_alloc = dev_total = 0.0
+        direction = 1.0 if afrr_setpoint_mw >= 0 else -1.0
+        band = self.afrr_band(t_s)[0 if direction > 0 else 1]
+        factor = min(abs(afrr_setpoint_mw) / band, 1.0) if band > 1e-12 else 0.0
+        units: list[Any] = []
+        unit_cost = float(self.sc.costs.unwanted_measure_cost_eur_per_mwh)
+        for cat, fleet in self.fleets.items():
+            sp = np.full(len(fleet), np.nan)
+            for i, dev_id in enumerate(fleet.ids):
+                plan = self._plan(dev_id, t_s)
+                if plan is None:
+                    continue
+                extra = (
+                    direction * factor * (plan.afrr_up_mw if direction > 0 else plan.afrr_down_mw)
+                )
+                if not math.isnan(plan.setpoint_mw):
+                    sp[i] = plan.setpoint_mw + extra
+                    mfrr += plan.deviation_mw
+                elif extra != 0.0:
+                    sp[i] = plan.baseline_mw + extra
+                afrr_alloc += extra
+            dist = fleet.disturbances(self.sc.profiles, t_s)
+            p, self.states[cat] = fleet.step(self.states[cat], dt_s, sp, dist)
+            p = np.asarray(p, dtype=float)
+            self.p_last[cat] = p
+            np.add.at(p_inj, self.device_bus[cat], p)
+            dev_total += float(p.sum())
+            for i, dev_id in enumerate(fleet.ids):
+                if abs(p[i]) > 1e-6:
+                    lo, hi = min(p[i], 0.0), max(p[i], 0.0)
+                    units.append(
+                        FlexibleUnit(
+                            dev_id,
+                            int(self.net.bus.index[self.device_bus[cat][i]]),
+                            float(p[i]),
+                            lo,
+                            hi,
+                            unit_cost,
+                            unit_cost,
+                        )
+                    )
+        own = float((self.load_p * scale).sum()) + dev_total
+        product = min(int(t_s // self.product_s), len(self.scheduled_mw) - 1)
+        deviation = own - float(self.scheduled_mw[product])
+
+        vc = control_voltage(
+            self.solver,
+            p_inj,
+            q_inj,
+            oltcs=self.oltcs,
+            min_vm_pu=self.min_vm_pu,
+            max_vm_pu=self.max_vm_pu,
+            step=t_s,
+        )
+        res = vc.result
+        before = find_violations(
+            res,
+            min_vm_pu=self.min_vm_pu,
+            max_vm_pu=self.max_vm_pu,
+            max_loading_percent=self.max_loading_percent,
+        )
+        volume = cost = 0.0
+        after = before
+        if before and units:
+            rd = redispatch(
+                self.solver,
+                p_inj,
+                q_inj,
+                units,
+                duration_s=dt_s,
+                max_loading_percent=self.max_loading_percent,
+                min_vm_pu=self.min_vm_pu,
+                max_vm_pu=self.max_vm_pu,
+                balanced=False,
+                step=t_s,
+                result=res,
+            )
+            res = rd.result
+            after = rd.residual_violations
+            volume = rd.volume_up_mw + rd.volume_down_mw
+            cost = rd.cost_eur
+            net_change = sum(rd.delta_p_mw.values())
+            deviation += net_change
+            dev_total += net_change
+        loading = np.concatenate(
+            [np.asarray(res.line_loading_percent), np.asarray(res.trafo_loading_percent)]
+        )
+        values = {
+            "voltage/min_vm_pu": float(np.min(res.vm_pu)),
+            "voltage/max_vm_pu": float(np.max(res.vm_pu)),
+            "lines/max_loading_percent": float(np.max(loading)) if loading.size else 0.0,
+            "violations/before_count": float(len(before)),
+            "violations/after_count": float(len(after)),
+            "unwanted/volume_mw": volume,
+            "unwanted/cost_eur": cost,
+            "devices/p_mw": dev_total,
+            "devices/deviation_mw": deviation,
+            "devices/mfrr_mw": mfrr,
+            "losses/p_loss_mw": float(res.p_loss_mw),
+            "afrr/allocated_mw": afrr_alloc,
+        }
+        up, down = self.afrr_band(t_s + dt_s)
+        values["afrr/max_up_mw"] = up
+        values["afrr/max_down_mw"] = down
+        p_slack = float(np.sum(res.p_slack_mw))
+        q_slack = float(np.sum(res.q_slack_mvar))
+        if self.network != "tso":
+            values["interface/p_mw"] = p_slack
+            values["interface/q_mvar"] = q_slack
+        return StepOutcome(values, p_slack, q_slack)
+
+    def measurements(self, aggregator: str) -> list[dict[str, Any]]:
+        """Per-category state records of ``aggregator``'s devices on this network."""
+        out = []
+        for cat, fleet in self.fleets.items():
+            rows = [i for i, d in enumerate(fleet.ids) if self._aggregator_of(d) == aggregator]
+            if not rows:
+                continue
+            sub = fleet.subset(rows)
+            rec = self.states[cat].to_record()
+            state = {
+                k: ([v[i] for i in rows] if isinstance(v, list) else v) for k, v in rec.items()
+            }
+            out.append(
+                {
+                    "category": cat,
+                    "ids": list(sub.ids),
+                    "state": state,
+                    "p_mw": float(sum(self.p_last[cat][i] for i in rows)),
+                }
+            )
+        return out
+
+    def _aggregator_of(self, device: str) -> str:
+        if not hasattr(self, "_agg"):
+            self._agg = {d.id: d.aggregator for d in self.devices}
+        return self._agg[device]
+
+    def network_model(self, session_t_s: float, periods: Sequence[tuple[float, float]]) -> dict:
+        """Linear model of this network for the market (PTDF or LinDistFlow), JSON-ready."""
+        from grid_core.linear import lindistflow_model, ptdf_model
+
+        da = np.asarray(self.sc.day_ahead.bus_p_inj_mw[self.network])
+        k0 = int(periods[0][0] // self.product_s)
+        idx = [min(k0 + k, da.shape[0] - 1) for k in range(len(periods))]
+        base = da[idx].T  # (bus, period)
+        if self.network == "tso":
+            return ptdf_model(self.net, "tso", base_p_inj_mw=base).as_market_dict()
+        spec = self.sc.dso(self.network)
+        return lindistflow_model(
+            self.net,
+            self.network,
+            tso_bus=int(spec.interface_bus),
+            base_p_inj_mw=base,
+            min_vm_pu=self.min_vm_pu,
+            max_vm_pu=self.max_vm_pu,
+        ).as_market_dict()
+
+
+# ----------------------------------------------------------------------------- aFRR
+
+
+@dataclass(frozen=True)
+class AfrrState:
+    """State of the aFRR controller between steps."""
+
+    activation_mw: float = 0.0
+    last_error_mw: float = 0.0
+
+
+@dataclass(frozen=True)
+class AfrrGains:
+    """PI gains of the discrete aFRR controller (per physical step) [-]."""
+
+    kp: float = 0.3
+    ki: float = 0.7
+
+
+def afrr_control(
+    state: AfrrState,
+    imbalance_mw: float,
+    max_up_mw: float,
+    max_down_mw: float,
+    gains: AfrrGains = AfrrGains(),
+) -> AfrrState:
+    """One step of the closed-loop (PI, velocity form) aFRR controller.
+
+    ``imbalance_mw`` > 0 means the system is long (actual minus scheduled interchange), so the
+    controller moves the activation downward: ``u += -ki * e - kp * (e - e_prev)``, clamped to
+    the reserved band ``[-max_down_mw, max_up_mw]`` (anti-windup by clamping). The activation
+    already contained in ``imbalance_mw`` is what the controller corrects.
+    """
+    u = (
+        state.activation_mw
+        - gains.ki * imbalance_mw
+        - gains.kp * (imbalance_mw - state.last_error_mw)
+    )
+    u = min(max(u, -max_down_mw), max_up_mw)
+    return dataclasses.replace(state, activation_mw=u, last_error_mw=imbalance_mw)
+
+
+def afrr_split(activation_mw: float, bands: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Split an activation over networks in proportion to their band in its direction."""
+    k = 0 if activation_mw >= 0 else 1
+    total = sum(b[k] for b in bands.values())
+    if total <= 1e-12:
+        return dict.fromkeys(bands, 0.0)
+    return {n: activation_mw * b[k] / total for n, b in bands.items()}

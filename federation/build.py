@@ -1,0 +1,346 @@
+"""``smartnet build``: federate configs, ``runner.json`` and ``docker-compose.yml`` of a run.
+
+Everything is generated from the interface contract (:mod:`federation.contract`) plus a
+scenario and a scheme. Two forms of the same federation:
+
+- ``smartnet build --out DIR`` writes ``DIR/configs/<federate>.json`` (HELICS JSON config with
+  a ``smartnet`` section) and a ``runner.json`` whose commands run
+  ``python -m federates.<kind> configs/<federate>.json``;
+- the committed root ``runner.json`` / ``docker-compose.yml`` (default scenario) use the
+  ``--scenario/--scheme/--name`` form: each federate generates its own config in memory with
+  the same functions, so no generated config files need to be committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import secrets
+import shlex
+import socket
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from federation.adapters import topology_from_scenario
+from federation.contract import Contract, build_contract
+
+log = logging.getLogger(__name__)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: broker of the committed root runner.json / docker-compose.yml (default scenario)
+ROOT_SCENARIO, ROOT_SCHEME = "default", "A"
+ROOT_BROKER_PORT = 23710
+ROOT_BROKER_KEY = "smartnet-default"
+DEFAULT_STARTUP_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the federation meets: each run its own port and key."""
+
+    port: int
+    key: str
+    address: str = "127.0.0.1"
+
+    @classmethod
+    def fresh(cls) -> BrokerSettings:
+        """A free local port and a random key (runs on one machine never mix)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return cls(port, f"smartnet-{secrets.token_hex(8)}")
+
+
+def load_contract(scenario: str, scheme: str) -> tuple[Any, Contract]:
+    from federation.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    return sc, build_contract(topology_from_scenario(sc, scheme))
+
+
+def run_metadata(sc: Any, scheme: str) -> dict[str, Any]:
+    """Metadata written into the results file."""
+    from importlib import metadata
+
+    versions = {}
+    for pkg in (
+        "smartnet-cosim",
+        "helics",
+        "pandapower",
+        "lightsim2grid",
+        "highspy",
+        "numpy",
+        "scipy",
+        "h5py",
+    ):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout.strip()
+            or "unknown"
+        )
+    except OSError:
+        commit = "unknown"
+    return {
+        "scenario": sc.name,
+        "scheme": scheme,
+        "seed": int(sc.seed),
+        "duration_s": float(sc.duration_s),
+        "physical_step_s": float(sc.physical_step_s),
+        "git_commit": commit,
+        "versions": versions,
+    }
+
+
+def federate_config(
+    contract: Contract,
+    name: str,
+    broker: BrokerSettings,
+    *,
+    results: str,
+    meta: dict[str, Any] | None = None,
+    startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
+    timing_dir: str | None = None,
+) -> dict[str, Any]:
+    """HELICS JSON config of federate ``name`` (plus our ``smartnet`` section)."""
+    spec = contract.federate(name)
+    topo = contract.topology
+    params: dict[str, Any] = dict(spec.params)
+    if spec.kind in ("tso", "dso"):
+        params["aggregators"] = list(topo.aggregators_on(name))
+    elif spec.kind == "afrr":
+        params["networks"] = list(topo.networks)
+    elif spec.kind == "market":
+        params["aggregators"] = list(topo.aggregator_ids)
+    smartnet: dict[str, Any] = {
+        "kind": spec.kind,
+        "scenario": topo.scenario,
+        "scheme": topo.scheme,
+        "timing": topo.timing.as_dict(),
+        "stages": [s.name for s in spec.stages],
+        "params": params,
+        "federates": [f.name for f in contract.federates],
+        "startup_timeout_s": startup_timeout_s,
+    }
+    if spec.kind == "recorder":
+        smartnet["results"] = results
+        smartnet["meta"] = meta or {}
+    if timing_dir:
+        smartnet["timing_dir"] = timing_dir
+    return {
+        "name": name,
+        "coreType": "zmq",
+        "brokerAddress": broker.address,
+        "brokerPort": broker.port,
+        "brokerKey": broker.key,
+        "terminate_on_error": True,
+        "uninterruptible": True,
+        "loglevel": "warning",
+        "publications": [
+            {"key": v.key, "type": v.type, "unit": _helics_unit(v.unit), "global": True}
+            for v in contract.publications_of(name)
+        ],
+        "subscriptions": [
+            {"key": v.key, "type": v.type, "unit": _helics_unit(v.unit)}
+            for v in contract.inputs_of(name)
+        ],
+        "endpoints": [{"name": f"{name}/out", "global": True}]
+        + [{"name": e.name, "global": True} for e in contract.endpoints_of(name)],
+        "smartnet": smartnet,
+    }
+
+
+def _helics_unit(unit: str) -> str:
+    return {"-": "", "p.u.": "pu", "%": "%"}.get(unit, unit)
+
+
+def broker_command(n_federates: int, broker: BrokerSettings) -> str:
+    return (
+        f"helics_broker -f {n_federates} --port={broker.port} "
+        f"--brokerkey={broker.key} --loglevel=warning"
+    )
+
+
+def federate_command(kind: str, config_path: str) -> str:
+    return f"python -m federates.{kind} {shlex.quote(config_path)}"
+
+
+def inline_command(
+    kind: str,
+    name: str,
+    scenario: str,
+    scheme: str,
+    broker: BrokerSettings,
+    results: str,
+    broker_address: str | None = None,
+) -> str:
+    cmd = (
+        f"python -m federates.{kind} --scenario {scenario} --scheme {scheme} --name {name} "
+        f"--broker-port {broker.port} --broker-key {broker.key} --results {results}"
+    )
+    if broker_address:
+        cmd += f" --broker-address {broker_address}"
+    return cmd
+
+
+def runner_document(
+    contract: Contract, broker: BrokerSettings, commands: dict[str, str], name: str
+) -> dict[str, Any]:
+    """The ``helics run --path`` document: the broker, then every federate."""
+    feds = [
+        {
+            "name": "broker",
+            "directory": ".",
+            "host": "localhost",
+            "exec": broker_command(len(contract.federates), broker),
+        }
+    ]
+    feds += [
+        {"name": f.name, "directory": ".", "host": "localhost", "exec": commands[f.name]}
+        for f in contract.federates
+    ]
+    return {"name": name, "broker": False, "federates": feds}
+
+
+def compose_document(contract: Contract, broker: BrokerSettings) -> str:
+    """``docker-compose.yml``: a broker service and one service per federate."""
+    topo = contract.topology
+    results = f"results/{topo.scenario}_{topo.scheme}.h5"
+    lines = [
+        f"# GENERATED by smartnet build (scenario {topo.scenario}, scheme {topo.scheme}); "
+        "do not edit.",
+        "x-federate: &federate",
+        "  image: smartnet-cosim",
+        "  build: .",
+        '  volumes: ["./results:/app/results"]',
+        "  depends_on: [broker]",
+        "services:",
+        "  broker:",
+        "    image: smartnet-cosim",
+        "    build: .",
+        f"    command: {broker_command(len(topo and contract.federates), broker)}"
+        " --interface=tcp://0.0.0.0",
+    ]
+    for f in contract.federates:
+        cmd = inline_command(
+            f.kind, f.name, topo.scenario, topo.scheme, broker, results, broker_address="broker"
+        )
+        lines += [f"  {f.name.replace('_', '-')}:", "    <<: *federate", f"    command: {cmd}"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    out_dir: pathlib.Path
+    runner: pathlib.Path
+    compose: pathlib.Path
+    configs: tuple[pathlib.Path, ...]
+    results: pathlib.Path
+    broker: BrokerSettings
+
+
+def write_build(
+    scenario: str,
+    scheme: str,
+    out_dir: str | pathlib.Path,
+    broker: BrokerSettings | None = None,
+    *,
+    startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
+    timing_dir: str | None = None,
+) -> BuildOutput:
+    """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``."""
+    out = pathlib.Path(out_dir).resolve()
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    (out / "results").mkdir(exist_ok=True)
+    broker = broker or BrokerSettings.fresh()
+    sc, contract = load_contract(scenario, scheme)
+    results = f"results/{sc.name}_{scheme}.h5"
+    meta = run_metadata(sc, scheme)
+    commands, configs = {}, []
+    for f in contract.federates:
+        cfg = federate_config(
+            contract,
+            f.name,
+            broker,
+            results=results,
+            meta=meta,
+            startup_timeout_s=startup_timeout_s,
+            timing_dir=timing_dir,
+        )
+        path = out / "configs" / f"{f.name}.json"
+        path.write_text(json.dumps(cfg, indent=1) + "\n")
+        configs.append(path)
+        commands[f.name] = federate_command(f.kind, f"configs/{f.name}.json")
+    runner = out / "runner.json"
+    runner.write_text(
+        json.dumps(
+            runner_document(contract, broker, commands, f"smartnet-{sc.name}-{scheme}"), indent=2
+        )
+        + "\n"
+    )
+    compose = out / "docker-compose.yml"
+    compose.write_text(compose_document(contract, broker))
+    return BuildOutput(out, runner, compose, tuple(configs), out / results, broker)
+
+
+def root_files() -> dict[str, str]:
+    """Text of the committed root ``runner.json`` and ``docker-compose.yml``."""
+    sc, contract = load_contract(ROOT_SCENARIO, ROOT_SCHEME)
+    broker = BrokerSettings(ROOT_BROKER_PORT, ROOT_BROKER_KEY)
+    results = f"results/{sc.name}_{ROOT_SCHEME}.h5"
+    commands = {
+        f.name: inline_command(f.kind, f.name, sc.name, ROOT_SCHEME, broker, results)
+        for f in contract.federates
+    }
+    runner = runner_document(contract, broker, commands, f"smartnet-{sc.name}-{ROOT_SCHEME}")
+    return {
+        "runner.json": json.dumps(runner, indent=2) + "\n",
+        "docker-compose.yml": compose_document(contract, broker),
+    }
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", default="default", help="embedded name or .toml path")
+    parser.add_argument("--scheme", default=None, help="A..E (default: the scenario's)")
+    parser.add_argument("--out", default=None, help="output directory (default build/NAME_X)")
+    parser.add_argument(
+        "--root",
+        action="store_true",
+        help="regenerate the committed root runner.json and docker-compose.yml",
+    )
+    parser.add_argument("--docs", action="store_true", help="regenerate docs/interface.md")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.root:
+        for name, text in root_files().items():
+            (ROOT / name).write_text(text)
+            print(f"wrote {ROOT / name}")
+        return 0
+    if args.docs:
+        (ROOT / "docs" / "interface.md").write_text(interface_markdown())
+        print(f"wrote {ROOT / 'docs' / 'interface.md'}")
+        return 0
+    from federation.scenario import load_scenario
+
+    scheme = args.scheme or str(load_scenario(args.scenario).scheme)
+    out = args.out or f"build/{pathlib.Path(args.scenario).stem}_{scheme}"
+    built = write_build(args.scenario, scheme, out)
+    print(
+        f"runner: {built.runner}\ncompose: {built.compose}\nconfigs: {len(built.configs)} "
+        f"in {built.out_dir / 'configs'}\nbroker: port {built.broker.port}, key {built.broker.key}"
+    )
+    return 0

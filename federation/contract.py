@@ -1,0 +1,592 @@
+"""The HELICS interface contract: every value, endpoint and message schema, declared once.
+
+Federate JSON configs, ``runner.json``, ``docker-compose.yml`` and ``docs/interface.md`` are
+generated from :func:`build_contract` (see :mod:`federation.build`); nothing else names a key.
+
+Keys are global, ``<federate>/<element>/<quantity_unit>`` (``dso_3/interface/p_mw``). Physical
+quantities are HELICS **values** (doubles, published every physical step); market documents are
+JSON **messages** on endpoints, each carrying ``schema_version``. Signs follow
+``docs/conventions.md``.
+
+Order inside one instant is fixed here, as HELICS time offsets (seconds) added to the step or
+session time ``t``: a federate asking for exactly ``t`` would not see values published at ``t``
+(they arrive at an interrupt just after), so each stage asks for a strictly later time than the
+stage that feeds it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+#: version of every JSON message schema below; a receiver rejects any other version
+SCHEMA_VERSION = 1
+
+
+class Stage(Enum):
+    """Stages inside one instant, in execution order; the value is the HELICS offset [s]."""
+
+    DSO = 0.0  # device physics + distribution AC power flows, interface P/Q published
+    TSO = 0.001  # transmission AC power flow with the DSOs' interface P/Q of the same step
+    AFRR = 0.002  # aFRR controller on the system imbalance of the same step
+    RECORD = 0.003  # recorder reads every value of the step
+    BID = 0.010  # market session: aggregators build bids from the measurements of the step
+    CLEAR_CENTRAL = 0.030  # the market clears (every scheme, market_core.schemes)
+    DISPATCH = 0.040  # aggregators disaggregate awards into device set-points
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Market and physical timing of a run [s]; all configurable per scenario.
+
+    Session ``k`` runs at ``t = k * session_period_s`` (gate closure) and clears the products of
+    ``[t + gate_closure_s, t + gate_closure_s + horizon_s)``, cut at ``duration_s``.
+    """
+
+    duration_s: float
+    physical_step_s: float = 60.0
+    session_period_s: float = 3600.0
+    horizon_s: float = 3600.0
+    product_s: float = 900.0
+    gate_closure_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        for name in ("duration_s", "physical_step_s", "session_period_s", "horizon_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Timing.{name} must be > 0, got {getattr(self, name)}")
+        if self.horizon_s % self.product_s or self.product_s % self.physical_step_s:
+            raise ValueError(
+                "Timing: horizon_s must be a multiple of product_s and product_s a multiple "
+                f"of physical_step_s (got {self.horizon_s}, {self.product_s}, "
+                f"{self.physical_step_s})"
+            )
+
+    @property
+    def n_steps(self) -> int:
+        return math.ceil(self.duration_s / self.physical_step_s)
+
+    def step_times(self) -> list[float]:
+        """Start times of the physical steps [s]."""
+        return [k * self.physical_step_s for k in range(self.n_steps)]
+
+    def session_times(self) -> list[float]:
+        """Gate-closure times of the market sessions that deliver inside the run [s]."""
+        times = []
+        t = 0.0
+        while t + self.gate_closure_s < self.duration_s:
+            times.append(t)
+            t += self.session_period_s
+        return times
+
+    def delivery_periods(self, session_t_s: float) -> list[tuple[float, float]]:
+        """``(start_s, duration_s)`` of the products cleared by the session at ``session_t_s``."""
+        start = session_t_s + self.gate_closure_s
+        end = min(start + self.horizon_s, self.duration_s)
+        periods = []
+        t = start
+        while t < end:
+            periods.append((t, min(self.product_s, end - t)))
+            t += self.product_s
+        return periods
+
+    def end_s(self) -> float:
+        """Time every federate requests last, after the final step's last stage [s]."""
+        return self.n_steps * self.physical_step_s
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "duration_s": self.duration_s,
+            "physical_step_s": self.physical_step_s,
+            "session_period_s": self.session_period_s,
+            "horizon_s": self.horizon_s,
+            "product_s": self.product_s,
+            "gate_closure_s": self.gate_closure_s,
+        }
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Who takes part in a run: the federates follow the scenario and the scheme."""
+
+    scenario: str
+    scheme: str
+    dso_ids: tuple[str, ...]
+    #: aggregator id -> networks ("tso", "dso_<k>") where its devices are connected
+    aggregator_networks: dict[str, tuple[str, ...]]
+    timing: Timing
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {self.scheme!r}; expected one of {sorted(SCHEMES)}")
+
+    @property
+    def aggregator_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self.aggregator_networks))
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        return ("tso", *self.dso_ids)
+
+    def aggregators_on(self, network: str) -> tuple[str, ...]:
+        return tuple(a for a in self.aggregator_ids if network in self.aggregator_networks[a])
+
+
+@dataclass(frozen=True)
+class SchemeTopology:
+    """How a coordination scheme shapes the federation (DESIGN.md section 5).
+
+    Every scheme runs in one market federate, ``market_central``, that calls
+    ``market_core.schemes.clear_scheme``: the local-then-central sequences of B and C and the
+    joint clearing of D and E are compositions inside that core. The scheme decides which
+    network models reach the market.
+    """
+
+    dso_models: bool  # the DSOs send their LinDistFlow models to the market
+    description: str
+
+
+SCHEMES: dict[str, SchemeTopology] = {
+    "A": SchemeTopology(False, "centralised: TSO buys, transmission constraints only"),
+    "B": SchemeTopology(True, "local market: DSO first, then TSO with the forwarded rest"),
+    "C": SchemeTopology(True, "shared balancing: DSO keeps its interface on schedule"),
+    "D": SchemeTopology(True, "common market: joint transmission + distribution clearing"),
+    "E": SchemeTopology(True, "integrated: one operator, BRPs' willingness to pay"),
+}
+
+
+@dataclass(frozen=True)
+class ValueSpec:
+    """One HELICS value: published by one federate, subscribed by others."""
+
+    key: str
+    unit: str
+    publisher: str
+    subscribers: tuple[str, ...]
+    stage: Stage
+    description: str
+    type: str = "double"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str  # JSON type: "int", "number", "string", "list", "object"
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True)
+class MessageSchema:
+    """A JSON document sent on an endpoint. Every document carries ``schema_version``."""
+
+    name: str
+    description: str
+    fields: tuple[FieldSpec, ...]
+    item_fields: tuple[FieldSpec, ...] = ()  # fields of each entry of the ``items`` list
+    version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """A receiving endpoint ``<owner>/<schema>``; senders send from their ``<fed>/out``."""
+
+    name: str
+    owner: str
+    schema: str
+    senders: tuple[str, ...]
+    stage: Stage
+    description: str
+
+
+@dataclass(frozen=True)
+class FederateSpec:
+    name: str
+    kind: str  # module under federates/
+    description: str
+    stages: tuple[Stage, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _f(name: str, type_: str, unit: str, description: str) -> FieldSpec:
+    return FieldSpec(name, type_, unit, description)
+
+
+_COMMON = (
+    _f("schema_version", "int", "-", f"always {SCHEMA_VERSION}"),
+    _f("kind", "string", "-", "the schema name"),
+    _f("t_s", "number", "s", "sender's simulation time"),
+    _f("sender", "string", "-", "federate that sent the document"),
+)
+
+SCHEMAS: dict[str, MessageSchema] = {
+    s.name: s
+    for s in (
+        MessageSchema(
+            "measurements",
+            "device measurements of one network for one aggregator, sent at every session",
+            (
+                *_COMMON,
+                _f("network", "string", "-", "tso or dso_<k>"),
+                _f("items", "list", "-", "one entry per device"),
+            ),
+            (
+                _f("category", "string", "-", "device category (one entry per category)"),
+                _f("ids", "list", "-", "device ids, the order of every array in state"),
+                _f("p_mw", "number", "MW", "summed injection over the last step"),
+                _f("state", "object", "-", "FleetState.to_record() of grid_core.devices"),
+            ),
+        ),
+        MessageSchema(
+            "requirement",
+            "TSO balancing requirement for the products of one session",
+            (
+                *_COMMON,
+                _f("session", "int", "-", "session index"),
+                _f("items", "list", "-", "one entry per product"),
+            ),
+            (
+                _f("start_s", "number", "s", "product start"),
+                _f("duration_s", "number", "s", "product length"),
+                _f("requirement_mw", "number", "MW", "> 0: system short, needs upward"),
+            ),
+        ),
+        MessageSchema(
+            "network_model",
+            "linear network model for the market (PTDF for tso, LinDistFlow for a DSO)",
+            (
+                *_COMMON,
+                _f("network", "string", "-", "tso or dso_<k>"),
+                _f("session", "int", "-", "session index"),
+                _f("model", "object", "-", "the model as the grid core serialises it"),
+            ),
+        ),
+        MessageSchema(
+            "bids",
+            "all bids of one aggregator for one market and session",
+            (
+                *_COMMON,
+                _f("session", "int", "-", "session index"),
+                _f("aggregator", "string", "-", "aggregator id"),
+                _f("items", "list", "-", "bids in the market_core JSON format"),
+            ),
+        ),
+        MessageSchema(
+            "awards",
+            "accepted quantities and prices for one aggregator from one market",
+            (
+                *_COMMON,
+                _f("session", "int", "-", "session index"),
+                _f("market", "string", "-", "market federate"),
+                _f("aggregator", "string", "-", "aggregator id"),
+                _f("items", "list", "-", "one entry per accepted bid and product"),
+            ),
+            (
+                _f("bid_id", "string", "-", "<aggregator>/<session>/<n>"),
+                _f("period", "int", "-", "product index in the session"),
+                _f("start_s", "number", "s", "product start"),
+                _f("duration_s", "number", "s", "product length"),
+                _f("quantity_mw", "number", "MW", "award, >= 0, in the bid's direction"),
+                _f("p_mw", "number", "MW", "injection change incl. rebound (> 0 upward)"),
+                _f("price_eur_per_mwh", "number", "EUR/MWh", "settlement price"),
+            ),
+        ),
+        MessageSchema(
+            "setpoints",
+            "device set-point changes of one aggregator for one network and session",
+            (
+                *_COMMON,
+                _f("session", "int", "-", "session index"),
+                _f("aggregator", "string", "-", "aggregator id"),
+                _f("network", "string", "-", "tso or dso_<k>"),
+                _f("items", "list", "-", "one entry per device and product"),
+            ),
+            (
+                _f("device", "string", "-", "device id"),
+                _f("start_s", "number", "s", "product start"),
+                _f("duration_s", "number", "s", "product length"),
+                _f("setpoint_mw", "number?", "MW", "injection set-point; null: own control"),
+                _f("deviation_mw", "number", "MW", "set-point minus forecast baseline (mFRR)"),
+                _f("baseline_mw", "number", "MW", "aggregator's forecast baseline"),
+                _f("afrr_up_mw", "number", "MW", "reserved upward aFRR band (>= 0)"),
+                _f("afrr_down_mw", "number", "MW", "reserved downward aFRR band (>= 0)"),
+            ),
+        ),
+        MessageSchema(
+            "clearing",
+            "one market's clearing result, for the record",
+            (
+                *_COMMON,
+                _f("session", "int", "-", "session index"),
+                _f("market", "string", "-", "market federate"),
+                _f("status", "string", "-", "optimal, infeasible, or no_bids"),
+                _f("n_bids", "int", "-", "bids received and valid"),
+                _f("n_rejected", "int", "-", "bids or documents rejected"),
+                _f("cost_eur", "number", "EUR", "activation cost paid by the buyers"),
+                _f("items", "list", "-", "awards, as in the awards schema"),
+            ),
+        ),
+    )
+}
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "list": (list,),
+    "object": (dict,),
+    "number?": (int, float, type(None)),
+}
+
+
+def validate_message(doc: Any, schema_name: str) -> list[str]:
+    """Check a received document against its schema; return every problem (empty: valid)."""
+    schema = SCHEMAS[schema_name]
+    if not isinstance(doc, dict):
+        return [f"{schema_name}: document is {type(doc).__name__}, expected an object"]
+    errors = []
+    if doc.get("schema_version") != schema.version:
+        errors.append(
+            f"{schema_name}: schema_version {doc.get('schema_version')!r} != {schema.version}"
+        )
+    if doc.get("kind") != schema_name:
+        errors.append(f"{schema_name}: kind {doc.get('kind')!r} != {schema_name!r}")
+    for spec in schema.fields:
+        if spec.name in ("schema_version", "kind"):
+            continue
+        errors.extend(_check_field(schema_name, doc, spec))
+    if schema.item_fields and isinstance(doc.get("items"), list):
+        for i, item in enumerate(doc["items"]):
+            if not isinstance(item, dict):
+                errors.append(f"{schema_name}: items[{i}] is not an object")
+                continue
+            for spec in schema.item_fields:
+                errors.extend(_check_field(f"{schema_name}.items[{i}]", item, spec))
+    return errors
+
+
+def _check_field(where: str, doc: dict, spec: FieldSpec) -> list[str]:
+    if spec.name not in doc:
+        return [f"{where}: missing field {spec.name!r}"]
+    value = doc[spec.name]
+    types = _JSON_TYPES[spec.type]
+    if isinstance(value, bool) or not isinstance(value, types):
+        return [f"{where}: field {spec.name!r} is {type(value).__name__}, expected {spec.type}"]
+    if spec.type.startswith("number") and value is not None and not math.isfinite(value):
+        return [f"{where}: field {spec.name!r} is not finite ({value})"]
+    return []
+
+
+def make_message(schema_name: str, t_s: float, sender: str, **fields: Any) -> dict[str, Any]:
+    """A document with the common header filled in."""
+    return {
+        "schema_version": SCHEMAS[schema_name].version,
+        "kind": schema_name,
+        "t_s": t_s,
+        "sender": sender,
+        **fields,
+    }
+
+
+# Per-step quantities of every grid federate (tso and each dso_<k>): (element/quantity, unit,
+# description). The interface P/Q exist only for DSOs.
+NETWORK_QUANTITIES: tuple[tuple[str, str, str], ...] = (
+    ("voltage/min_vm_pu", "p.u.", "lowest bus voltage after voltage control"),
+    ("voltage/max_vm_pu", "p.u.", "highest bus voltage after voltage control"),
+    ("lines/max_loading_percent", "%", "highest branch loading after unwanted measures"),
+    ("violations/before_count", "-", "limit violations before unwanted measures"),
+    ("violations/after_count", "-", "limit violations left after unwanted measures"),
+    ("unwanted/volume_mw", "MW", "re-dispatched power (sum of |changes|) this step"),
+    ("unwanted/cost_eur", "EUR", "cost of this step's unwanted measures"),
+    ("devices/p_mw", "MW", "total injection of the network's devices"),
+    ("devices/deviation_mw", "MW", "actual minus day-ahead injection of devices and loads"),
+    ("devices/mfrr_mw", "MW", "mFRR deviation the devices were asked for (> 0 upward)"),
+    ("losses/p_loss_mw", "MW", "active losses of the network"),
+    ("afrr/max_up_mw", "MW", "aFRR band upward available for the next step"),
+    ("afrr/max_down_mw", "MW", "aFRR band downward available for the next step (>= 0)"),
+    ("afrr/allocated_mw", "MW", "aFRR set-point given to the devices this step"),
+)
+DSO_INTERFACE: tuple[tuple[str, str, str], ...] = (
+    ("interface/p_mw", "MW", "active power from transmission into the DSO network"),
+    ("interface/q_mvar", "Mvar", "reactive power from transmission into the DSO network"),
+)
+TSO_SYSTEM: tuple[tuple[str, str, str], ...] = (
+    ("system/imbalance_mw", "MW", "actual minus scheduled net interchange (> 0: long)"),
+    ("slack/p_mw", "MW", "power injected by the slack (external grid)"),
+)
+AFRR_VALUES: tuple[tuple[str, str, str], ...] = (("activation/p_mw", "MW", "total aFRR request"),)
+
+
+def build_contract(topology: Topology) -> Contract:
+    """Every federate, value and endpoint of a run of ``topology``."""
+    feds: list[FederateSpec] = []
+    values: list[ValueSpec] = []
+    endpoints: list[EndpointSpec] = []
+    scheme = SCHEMES[topology.scheme]
+    aggs = topology.aggregator_ids
+    markets = ("market_central",)
+
+    for net in topology.networks:
+        stage = Stage.TSO if net == "tso" else Stage.DSO
+        feds.append(
+            FederateSpec(
+                net,
+                "tso" if net == "tso" else "dso",
+                "transmission network" if net == "tso" else "distribution network",
+                (stage,),
+                {"network": net},
+            )
+        )
+        subs_tso = ("tso", "recorder") if net != "tso" else ("recorder",)
+        for quantity, unit, desc in NETWORK_QUANTITIES:
+            subscribers = ("afrr", "recorder") if quantity.startswith("afrr/max") else ("recorder",)
+            if quantity in ("devices/deviation_mw", "devices/mfrr_mw", "afrr/allocated_mw"):
+                subscribers = subs_tso
+            values.append(ValueSpec(f"{net}/{quantity}", unit, net, subscribers, stage, desc))
+        if net != "tso":
+            for quantity, unit, desc in DSO_INTERFACE:
+                values.append(ValueSpec(f"{net}/{quantity}", unit, net, subs_tso, stage, desc))
+        values.append(
+            ValueSpec(
+                f"afrr/{net}/setpoint_mw",
+                "MW",
+                "afrr",
+                (net, "recorder"),
+                Stage.AFRR,
+                f"aFRR activation requested from the devices of {net} (> 0 upward)",
+            )
+        )
+    for quantity, unit, desc in TSO_SYSTEM:
+        subs = ("afrr", "recorder") if quantity == "system/imbalance_mw" else ("recorder",)
+        values.append(ValueSpec(f"tso/{quantity}", unit, "tso", subs, Stage.TSO, desc))
+    for quantity, unit, desc in AFRR_VALUES:
+        values.append(ValueSpec(f"afrr/{quantity}", unit, "afrr", ("recorder",), Stage.AFRR, desc))
+
+    for agg in aggs:
+        nets = topology.aggregator_networks[agg]
+        feds.append(
+            FederateSpec(
+                agg,
+                "aggregator",
+                "aggregator: bids and disaggregation",
+                (Stage.BID, Stage.DISPATCH),
+                {"networks": list(nets)},
+            )
+        )
+        endpoints.append(
+            EndpointSpec(
+                f"{agg}/measurements",
+                agg,
+                "measurements",
+                nets,
+                Stage.DSO,
+                "device measurements from the grid federates",
+            )
+        )
+        senders = markets
+        endpoints.append(
+            EndpointSpec(
+                f"{agg}/awards", agg, "awards", senders, Stage.CLEAR_CENTRAL, "awards and prices"
+            )
+        )
+    for net in topology.networks:
+        senders = topology.aggregators_on(net)
+        endpoints.append(
+            EndpointSpec(
+                f"{net}/setpoints",
+                net,
+                "setpoints",
+                senders,
+                Stage.DISPATCH,
+                "device set-point changes",
+            )
+        )
+    feds.append(
+        FederateSpec(
+            "market_central", "market", "market: clears every scheme A-E", (Stage.CLEAR_CENTRAL,)
+        )
+    )
+    endpoints.append(
+        EndpointSpec(
+            "market_central/bids",
+            "market_central",
+            "bids",
+            aggs,
+            Stage.BID,
+            "bids of the aggregators",
+        )
+    )
+    model_senders = ("tso", *(topology.dso_ids if scheme.dso_models else ()))
+    endpoints.append(
+        EndpointSpec(
+            "market_central/network_model",
+            "market_central",
+            "network_model",
+            model_senders,
+            Stage.DSO,
+            "linear network models (PTDF, LinDistFlow)",
+        )
+    )
+    endpoints.append(
+        EndpointSpec(
+            "market_central/requirement",
+            "market_central",
+            "requirement",
+            ("tso",),
+            Stage.TSO,
+            "balancing requirement of the session",
+        )
+    )
+    feds.append(FederateSpec("afrr", "afrr", "aFRR closed-loop controller", (Stage.AFRR,)))
+    feds.append(FederateSpec("recorder", "recorder", "HDF5 results and KPIs", (Stage.RECORD,)))
+    endpoints.append(
+        EndpointSpec(
+            "recorder/clearing",
+            "recorder",
+            "clearing",
+            markets,
+            Stage.CLEAR_CENTRAL,
+            "clearing results for the record",
+        )
+    )
+    for v in values:
+        if "recorder" not in v.subscribers:
+            raise AssertionError(f"{v.key} is not recorded")
+    return Contract(topology, tuple(feds), tuple(values), tuple(endpoints))
+
+
+@dataclass(frozen=True)
+class Contract:
+    topology: Topology
+    federates: tuple[FederateSpec, ...]
+    values: tuple[ValueSpec, ...]
+    endpoints: tuple[EndpointSpec, ...]
+
+    def federate(self, name: str) -> FederateSpec:
+        for fed in self.federates:
+            if fed.name == name:
+                return fed
+        raise KeyError(f"no federate {name!r} in the contract")
+
+    def publications_of(self, name: str) -> tuple[ValueSpec, ...]:
+        return tuple(v for v in self.values if v.publisher == name)
+
+    def inputs_of(self, name: str) -> tuple[ValueSpec, ...]:
+        return tuple(v for v in self.values if name in v.subscribers)
+
+    def endpoints_of(self, name: str) -> tuple[EndpointSpec, ...]:
+        return tuple(e for e in self.endpoints if e.owner == name)
+
+    def endpoint(self, owner: str, schema: str) -> str:
+        """Name of ``owner``'s receiving endpoint for ``schema``."""
+        name = f"{owner}/{schema}"
+        if not any(e.name == name for e in self.endpoints):
+            raise KeyError(f"no endpoint {name!r} in the contract")
+        return name
+
+    def schema_of(self, endpoint_name: str) -> str:
+        for e in self.endpoints:
+            if e.name == endpoint_name:
+                return e.schema
+        raise KeyError(f"no endpoint {endpoint_name!r} in the contract")

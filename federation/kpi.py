@@ -1,0 +1,108 @@
+"""KPIs of a run from its results file (mFRR, aFRR, unwanted measures, ICT, violations)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from federation.results import read_results
+
+#: aFRR price when the run cleared no mFRR to take a price from [EUR/MWh]
+REFERENCE_PRICE_EUR_PER_MWH = 50.0
+
+
+def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str, Any]:
+    """KPIs of the run in ``path``.
+
+    ``costs``: ``afrr_price_factor`` [-], ``ict_cost_eur_per_day`` [EUR/day] of the run's
+    scheme. aFRR energy is priced at ``afrr_price_factor`` times the volume-weighted mean
+    mFRR price of the run (SmartNet: aFRR dearer than mFRR), or the reference price.
+    """
+    r = read_results(path)
+    steps, sessions, awards = r["steps"], r["sessions"], r["awards"]
+    t = steps["t_s"]
+    dt_h = float(np.diff(t)[0]) / 3600.0 if t.size > 1 else 1.0 / 60.0
+    networks = sorted(
+        {k.split("/")[0] for k in steps if "/" in k and k.split("/")[0] not in ("afrr",)}
+    )
+    mfrr_mwh = float(np.sum(np.abs(awards["quantity_mw"]) * awards["duration_s"]) / 3600.0)
+    mfrr_cost = float(np.sum(sessions.get("cost_eur", np.zeros(0))))
+    if mfrr_mwh > 0:
+        w = np.abs(awards["quantity_mw"]) * awards["duration_s"]
+        price = float(np.sum(np.abs(awards["price_eur_per_mwh"]) * w) / np.sum(w))
+    else:
+        price = REFERENCE_PRICE_EUR_PER_MWH
+    afrr = steps.get("afrr/activation/p_mw", np.zeros(0))
+    afrr_mwh = float(np.sum(np.abs(afrr)) * dt_h)
+    afrr_cost = afrr_mwh * float(costs["afrr_price_factor"]) * price
+    um_mwh = sum(float(np.sum(steps[f"{n}/unwanted/volume_mw"])) * dt_h for n in networks)
+    um_cost = sum(float(np.sum(steps[f"{n}/unwanted/cost_eur"])) for n in networks)
+    days = t.size * dt_h / 24.0
+    ict = float(costs["ict_cost_eur_per_day"]) * days
+    imbalance = steps.get("tso/system/imbalance_mw", np.zeros(0))
+    per_network = {
+        n: {
+            "unwanted_mwh": float(np.sum(steps[f"{n}/unwanted/volume_mw"])) * dt_h,
+            "unwanted_cost_eur": float(np.sum(steps[f"{n}/unwanted/cost_eur"])),
+            "violation_steps_before": int(np.sum(steps[f"{n}/violations/before_count"] > 0)),
+            "violation_steps_after": int(np.sum(steps[f"{n}/violations/after_count"] > 0)),
+            "min_vm_pu": float(np.min(steps[f"{n}/voltage/min_vm_pu"])),
+            "max_vm_pu": float(np.max(steps[f"{n}/voltage/max_vm_pu"])),
+            "max_loading_percent": float(np.max(steps[f"{n}/lines/max_loading_percent"])),
+        }
+        for n in networks
+    }
+    return {
+        "scenario": r["meta"].get("scenario"),
+        "scheme": r["meta"].get("scheme"),
+        "seed": r["meta"].get("seed"),
+        "complete": bool(r["meta"].get("complete")),
+        "n_steps": int(t.size),
+        "n_sessions": int(sessions.get("t_s", np.zeros(0)).size),
+        "mfrr_mwh": mfrr_mwh,
+        "mfrr_cost_eur": mfrr_cost,
+        "mfrr_mean_price_eur_per_mwh": price,
+        "afrr_mwh": afrr_mwh,
+        "afrr_cost_eur": afrr_cost,
+        "unwanted_mwh": um_mwh,
+        "unwanted_cost_eur": um_cost,
+        "ict_cost_eur": ict,
+        "total_cost_eur": mfrr_cost + afrr_cost + um_cost + ict,
+        "imbalance_abs_mean_mw": float(np.mean(np.abs(imbalance))) if imbalance.size else 0.0,
+        "violation_steps_before": sum(v["violation_steps_before"] for v in per_network.values()),
+        "violation_steps_after": sum(v["violation_steps_after"] for v in per_network.values()),
+        "networks": per_network,
+    }
+
+
+def format_summary(kpis: Mapping[str, Any]) -> str:
+    """Human-readable KPI table."""
+    rows = [
+        ("mFRR", kpis["mfrr_mwh"], kpis["mfrr_cost_eur"]),
+        ("aFRR", kpis["afrr_mwh"], kpis["afrr_cost_eur"]),
+        ("unwanted measures", kpis["unwanted_mwh"], kpis["unwanted_cost_eur"]),
+        ("ICT", float("nan"), kpis["ict_cost_eur"]),
+    ]
+    lines = [
+        f"KPI summary: scenario {kpis['scenario']}, scheme {kpis['scheme']}, "
+        f"seed {kpis['seed']}, {kpis['n_steps']} steps, {kpis['n_sessions']} sessions",
+        f"{'':20s} {'MWh':>12s} {'EUR':>14s}",
+    ]
+    for name, mwh, eur in rows:
+        mwh_s = "" if np.isnan(mwh) else f"{mwh:12.3f}"
+        lines.append(f"{name:20s} {mwh_s:>12s} {eur:14.2f}")
+    lines.append(f"{'total':20s} {'':>12s} {kpis['total_cost_eur']:14.2f}")
+    lines.append(
+        f"violation steps before/after unwanted measures: "
+        f"{kpis['violation_steps_before']} / {kpis['violation_steps_after']}"
+    )
+    lines.append(f"mean |imbalance| after aFRR: {kpis['imbalance_abs_mean_mw']:.4f} MW")
+    return "\n".join(lines)
+
+
+def write_kpis(kpis: Mapping[str, Any], path: str | pathlib.Path) -> None:
+    pathlib.Path(path).write_text(json.dumps(kpis, indent=2, sort_keys=True) + "\n")

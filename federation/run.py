@@ -1,0 +1,196 @@
+"""``smartnet run``: build a run directory, run the federation, report KPIs and the results.
+
+Each run gets its own directory, broker port and broker key. The supervisor starts the broker
+and every federate of the generated ``runner.json`` (the same commands ``helics run --path``
+would start), each in its own process group with its log in ``logs/<name>.log``. If any process
+exits with an error, every other one is terminated (then killed) at once, so a dying federate
+ends the federation within seconds with a non-zero exit that names it and leaves no process
+behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import pathlib
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from federation.build import DEFAULT_STARTUP_TIMEOUT_S, write_build
+
+log = logging.getLogger(__name__)
+
+#: time between SIGTERM and SIGKILL when tearing a failed federation down [s]
+KILL_GRACE_S = 2.0
+
+
+@dataclass
+class RunOutcome:
+    """How a federation ended."""
+
+    returncode: int
+    failed: list[tuple[str, int]] = field(default_factory=list)  # first failure first
+    wall_s: float = 0.0
+    logs: pathlib.Path | None = None
+
+    @property
+    def message(self) -> str:
+        if not self.failed:
+            return "federation completed"
+        name, rc = self.failed[0]
+        others = ", ".join(f"{n} ({c})" for n, c in self.failed[1:])
+        return f"federate {name} failed with exit code {rc}" + (
+            f"; then: {others}" if others else ""
+        )
+
+
+def _argv(command: str) -> list[str]:
+    argv = shlex.split(command)
+    if argv[0] == "python":
+        argv[0] = sys.executable
+    else:
+        local = pathlib.Path(sys.executable).parent / argv[0]
+        argv[0] = str(local) if local.exists() else (shutil.which(argv[0]) or argv[0])
+    return argv
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def supervise(
+    runner_path: str | pathlib.Path,
+    *,
+    wall_timeout_s: float | None = None,
+    env: dict[str, str] | None = None,
+) -> RunOutcome:
+    """Run every process of a ``runner.json``; tear everything down on the first failure."""
+    runner_path = pathlib.Path(runner_path).resolve()
+    doc = json.loads(runner_path.read_text())
+    base = runner_path.parent
+    logs = base / "logs"
+    logs.mkdir(exist_ok=True)
+    procs: dict[str, subprocess.Popen] = {}
+    files = []
+    started = time.monotonic()
+    outcome = RunOutcome(0, logs=logs)
+    try:
+        for fed in doc["federates"]:
+            out = open(logs / f"{fed['name']}.log", "w")  # noqa: SIM115 - closed in finally
+            files.append(out)
+            procs[fed["name"]] = subprocess.Popen(
+                _argv(fed["exec"]),
+                cwd=base / fed.get("directory", "."),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {}), **fed.get("env", {})},
+            )
+        federates = [n for n in procs if n != "broker"]
+        while True:
+            for name, proc in procs.items():
+                rc = proc.poll()
+                if rc not in (None, 0) and name not in dict(outcome.failed):
+                    outcome.failed.append((name, rc))
+            if outcome.failed:
+                break
+            if all(procs[n].poll() == 0 for n in federates):
+                try:
+                    procs["broker"].wait(timeout=5) if "broker" in procs else None
+                except subprocess.TimeoutExpired:
+                    log.warning("broker still running after every federate finished")
+                break
+            if wall_timeout_s is not None and time.monotonic() - started > wall_timeout_s:
+                outcome.failed.append(("supervisor", -1))
+                log.error("run exceeded its wall-clock limit of %.0f s", wall_timeout_s)
+                break
+            time.sleep(0.05)
+    finally:
+        _teardown(procs, outcome)
+        for f in files:
+            f.close()
+    outcome.returncode = 1 if outcome.failed else 0
+    outcome.wall_s = time.monotonic() - started
+    return outcome
+
+
+def _teardown(procs: dict[str, subprocess.Popen], outcome: RunOutcome) -> None:
+    alive = [p for p in procs.values() if p.poll() is None]
+    for p in alive:
+        _signal_group(p, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE_S
+    for p in alive:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(deadline - time.monotonic(), 0.01))
+    for p in procs.values():
+        _signal_group(p, signal.SIGKILL)  # also reaps grandchildren left in the group
+        if p.poll() is None:
+            p.wait(timeout=5)
+    for name, proc in procs.items():
+        rc = proc.returncode
+        if rc not in (0, None, -signal.SIGTERM, -signal.SIGKILL) and name not in dict(
+            outcome.failed
+        ):
+            outcome.failed.append((name, rc))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", default="default", help="embedded name or .toml path")
+    parser.add_argument("--scheme", default=None, help="A..E (default: the scenario's)")
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help="run directory (default runs/<scenario>_<scheme>_<UTC time>)",
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=DEFAULT_STARTUP_TIMEOUT_S,
+        help="seconds to wait for every federate to join [s]",
+    )
+    parser.add_argument(
+        "--wall-timeout",
+        type=float,
+        default=None,
+        help="abort the run after this many wall-clock seconds",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from federation.scenario import load_scenario
+
+    scheme = args.scheme or str(load_scenario(args.scenario).scheme)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    run_dir = pathlib.Path(
+        args.run_dir or f"runs/{pathlib.Path(args.scenario).stem}_{scheme}_{stamp}"
+    )
+    built = write_build(args.scenario, scheme, run_dir, startup_timeout_s=args.startup_timeout)
+    print(
+        f"running {args.scenario} under scheme {scheme} in {built.out_dir} "
+        f"(broker port {built.broker.port})",
+        flush=True,
+    )
+    outcome = supervise(built.runner, wall_timeout_s=args.wall_timeout)
+    if outcome.returncode:
+        print(f"error: {outcome.message}; logs in {outcome.logs}", file=sys.stderr)
+        if built.results.exists():
+            print(f"partial results: {built.results}", file=sys.stderr)
+        return outcome.returncode
+    from federation.kpi import format_summary
+
+    kpis = json.loads(built.results.with_suffix(".kpi.json").read_text())
+    print(format_summary(kpis))
+    print(f"results: {built.results}")
+    print(f"KPIs: {built.results.with_suffix('.kpi.json')}")
+    print(f"wall time: {outcome.wall_s:.1f} s")
+    return 0
