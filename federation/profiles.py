@@ -39,7 +39,7 @@ PROFILE_MODELS: dict[str, dict[str, float | str]] = {
     "heat": {"base_temp_degc": 16.0, "heating_pu_per_degc": 0.035, "dhw_pu": 0.12},
 }
 
-LOAD_SHAPES: tuple[str, ...] = ("residential", "commercial", "industrial")
+LOAD_SHAPES: tuple[str, ...] = ("residential", "commercial", "industrial", "mixed")
 
 
 def stream(seed: int, name: str) -> np.random.Generator:
@@ -198,7 +198,8 @@ def _raw_shape(clock_h: np.ndarray, shape: str) -> np.ndarray:
     - residential: night base 0.35, morning peak (07:30, 0.35), midday plateau, dominant
       evening peak (19:30, 0.65);
     - commercial: base 0.3, opening hours 08:00-18:00 plateau (+0.65), lunch bump;
-    - industrial: base 0.55, two-shift plateau 06:00-22:00 (+0.4), shift-change dips.
+    - industrial: base 0.55, two-shift plateau 06:00-22:00 (+0.4), shift-change dips;
+    - mixed: 0.5 residential + 0.3 commercial + 0.2 industrial (a transmission bus's blend).
     """
     h = clock_h % 24.0
     if shape == "residential":
@@ -216,6 +217,12 @@ def _raw_shape(clock_h: np.ndarray, shape: str) -> np.ndarray:
             + 0.4 * _smooth_step(h, 6.0, 22.0, 0.4)
             - 0.08 * _bump(h, 14.0, 0.3)
             - 0.06 * _bump(h, 12.0, 0.4)
+        )
+    elif shape == "mixed":
+        s = (
+            0.5 * load_shape(h, "residential")
+            + 0.3 * load_shape(h, "commercial")
+            + 0.2 * load_shape(h, "industrial")
         )
     else:
         raise ValueError(f"unknown load shape {shape!r}; known: {', '.join(LOAD_SHAPES)}")

@@ -159,6 +159,10 @@ _MODEL_QUANTITY = {
     "ambient": "ambient",
 }
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: Placement rules of device groups (see ``_place``).
+PLACEMENT_RULES = ("load_buses", "load_weighted", "all_buses")
+#: all buses, load buses, nominal load of each load bus [MW]
+_Buses = tuple[set[int], tuple[int, ...], tuple[float, ...]]
 
 
 class ScenarioError(ValueError):
@@ -219,6 +223,7 @@ class TransmissionSpec:
     n_bus: int = 0
     bus_ids: tuple[int, ...] = ()
     load_buses: tuple[int, ...] = ()
+    load_bus_mw: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,7 @@ class DistributionSpec:
     nominal_load_mw: float = 0.0
     n_bus: int = 0
     load_buses: tuple[int, ...] = ()
+    load_bus_mw: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1145,12 +1151,15 @@ def _transmission(
             r.bad("transmission.line_max_i_ka", "every limit must be > 0")
         else:
             lim_tuple = tuple(float(x) for x in limits)
+    per_bus = base.load.groupby("bus")["p_mw"].sum().sort_index()
+    per_bus = per_bus[per_bus > 0]
     return dataclasses.replace(
         spec,
         line_max_i_ka=lim_tuple,
         n_bus=len(base.bus),
         bus_ids=tuple(int(b) for b in base.bus.index),
-        load_buses=tuple(sorted({int(b) for b in base.load.bus[base.load.p_mw > 0]})),
+        load_buses=tuple(int(b) for b in per_bus.index),
+        load_bus_mw=tuple(float(p) for p in per_bus),
     )
 
 
@@ -1212,19 +1221,26 @@ def _distribution(
             continue
         n_bus = 0
         load_buses: tuple[int, ...] = ()
+        load_bus_mw: tuple[float, ...] = ()
         nominal = 0.0
         fpath = (path.parent / file_s).resolve() if file_s else None
         try:
             if feeder is not None:
                 n_bus = nets.feeder_bus_count(feeder)
                 load_buses = nets.feeder_load_buses(feeder)
+                load_bus_mw = tuple(
+                    p * (load_scale or 0.0) for p in nets.feeder_load_bus_mw(feeder)
+                )
                 nominal = nets.feeder_nominal_load_mw(feeder) * (load_scale or 0.0)
             else:
                 net = nets.load_case(case) if case else nets.load_file(fpath)  # type: ignore[arg-type]
                 if list(net.bus.index) != list(range(len(net.bus))):
                     r.bad(fld, "bus indices must be 0..n-1")
                 n_bus = len(net.bus)
-                load_buses = tuple(sorted({int(b) for b in net.load.bus}))
+                per_bus = net.load.groupby("bus")["p_mw"].sum().sort_index()
+                per_bus = per_bus[per_bus > 0]
+                load_buses = tuple(int(b) for b in per_bus.index)
+                load_bus_mw = tuple(float(p) * (load_scale or 0.0) for p in per_bus)
                 nominal = float(net.load.p_mw.sum()) * (load_scale or 0.0)
         except nets.NetworkError as exc:
             key = "feeder" if feeder else ("case" if case else "file")
@@ -1264,6 +1280,7 @@ def _distribution(
                 nominal_load_mw=nominal,
                 n_bus=n_bus,
                 load_buses=load_buses,
+                load_bus_mw=load_bus_mw,
             )
         )
     return out
@@ -1304,11 +1321,11 @@ def _devices(
     profiles: Mapping[str, np.ndarray],
     seed: int,
 ) -> list[DeviceSpec]:
-    networks: dict[str, tuple[set[int], tuple[int, ...]]] = {}
+    networks: dict[str, _Buses] = {}
     if trans.n_bus:
-        networks["tso"] = (set(trans.bus_ids), trans.load_buses)
+        networks["tso"] = (set(trans.bus_ids), trans.load_buses, trans.load_bus_mw)
     for d in dist:
-        networks[d.id] = (set(range(d.n_bus)), d.load_buses)
+        networks[d.id] = (set(range(d.n_bus)), d.load_buses, d.load_bus_mw)
     n_min = next(iter(profiles.values())).shape[0] if profiles else 0
     counters: dict[str, int] = {}
     out: list[DeviceSpec] = []
@@ -1421,16 +1438,18 @@ def _place(
     fld: str,
     t: Mapping[str, Any],
     count: int,
-    networks: Mapping[str, tuple[set[int], tuple[int, ...]]],
+    networks: Mapping[str, _Buses],
     rng: np.random.Generator,
 ) -> list[tuple[str, int]]:
     """Expand a placement rule into ``count`` (network, bus) sites, deterministically.
 
     ``networks``: glob patterns over network ids (``"dso_*"``, ``"tso"``); devices are split
     evenly over the matched networks in id order (the first ``count % n`` get one more).
-    ``rule``: ``"load_buses"`` (uniform over buses carrying a base load) or ``"all_buses"``
-    (uniform over every bus but the slack/HV bus 0 of a distribution net); optional
-    ``buses`` restricts the candidates (and must exist in every matched network).
+    ``rule``: ``"load_buses"`` (uniform over buses carrying a base load),
+    ``"load_weighted"`` (buses carrying a base load, with probability proportional to their
+    nominal load: devices sit where the customers are) or ``"all_buses"`` (uniform over
+    every bus but the slack/HV bus 0 of a distribution net); optional ``buses`` restricts
+    the candidates to that list (uniform; every bus must exist in every matched network).
     """
     r.unknown_keys(t, fld, ("networks", "rule", "buses"))
     pats = t.get("networks")
@@ -1445,16 +1464,21 @@ def _place(
         r.bad(f"{fld}.networks", f"{pats} matches no network (have: {sorted(networks)})")
         return []
     rule = t.get("rule", "load_buses")
-    if rule not in ("load_buses", "all_buses"):
-        r.bad(f"{fld}.rule", f"unknown placement rule {rule!r} (known: load_buses, all_buses)")
+    if rule not in PLACEMENT_RULES:
+        known = ", ".join(PLACEMENT_RULES)
+        r.bad(f"{fld}.rule", f"unknown placement rule {rule!r} (known: {known})")
         return []
     sites: list[tuple[str, int]] = []
     n = len(matched)
     for i, net_id in enumerate(matched):
         k = count // n + (1 if i < count % n else 0)
-        all_b, load_b = networks[net_id]
+        all_b, load_b, load_mw = networks[net_id]
+        weights = None
         if rule == "load_buses":
             cand = list(load_b)
+        elif rule == "load_weighted":
+            cand = list(load_b)
+            weights = np.asarray(load_mw) / max(sum(load_mw), 1e-12)
         else:
             cand = sorted(all_b - ({0} if net_id != "tso" else set()))
         if "buses" in t:
@@ -1467,10 +1491,11 @@ def _place(
                 r.bad(f"{fld}.buses", f"buses {missing} do not exist in network {net_id}")
                 return []
             cand = sorted(req)
+            weights = None
         if not cand:
             r.bad(fld, f"no candidate bus in network {net_id}")
             return []
-        picks = rng.choice(np.asarray(cand), size=k, replace=True)
+        picks = rng.choice(np.asarray(cand), size=k, replace=True, p=weights)
         sites.extend((net_id, int(b)) for b in picks)
     return sites
 
@@ -1523,7 +1548,7 @@ def _make_device(
     network: str | None,
     bus: int | None,
     params: Mapping[str, Any],
-    networks: Mapping[str, tuple[set[int], tuple[int, ...]]],
+    networks: Mapping[str, _Buses],
     profiles: Mapping[str, np.ndarray],
     n_min: int,
 ) -> DeviceSpec | None:

@@ -232,6 +232,13 @@ def feeder_load_buses(feeder: str) -> tuple[int, ...]:
     return tuple(1 + f * n_fb + b for f in range(ftype.n_feeders) for b in bw)
 
 
+def feeder_load_bus_mw(feeder: str) -> tuple[float, ...]:
+    """Nominal active load [MW] of each bus of :func:`feeder_load_buses` (same order)."""
+    ftype = _feeder_type(feeder)
+    per_bus = _baran_wu_radial().load.groupby("bus")["p_mw"].sum().sort_index()
+    return tuple(float(p) for _ in range(ftype.n_feeders) for p in per_bus)
+
+
 def feeder_bus_count(feeder: str) -> int:
     """Number of buses of a feeder network, HV and MV busbars included [-]."""
     return 2 + (len(_baran_wu_radial().bus) - 1) * _feeder_type(feeder).n_feeders
@@ -318,6 +325,7 @@ __all__: list[str] = [
     "NetworkError",
     "build_feeder",
     "feeder_bus_count",
+    "feeder_load_bus_mw",
     "feeder_load_buses",
     "feeder_nominal_load_mw",
     "known_network_names",
