@@ -544,7 +544,13 @@ def lindistflow_model(
     p_base = _injections_2d(base_p_inj_mw, p_all[live], bus_ids.size, "base_p_inj_mw")
     q_base = _injections_2d(base_q_inj_mvar, q_all[live], bus_ids.size, "base_q_inj_mvar")
     if p_base.shape != q_base.shape:
-        raise ValueError("base_p_inj_mw and base_q_inj_mvar must have the same shape")
+        # one side per period, the other constant (e.g. Q from the tables): broadcast it
+        if p_base.ndim == 2 and q_base.ndim == 1:
+            q_base = np.repeat(q_base[:, None], p_base.shape[1], axis=1)
+        elif q_base.ndim == 2 and p_base.ndim == 1:
+            p_base = np.repeat(p_base[:, None], q_base.shape[1], axis=1)
+        else:
+            raise ValueError("base_p_inj_mw and base_q_inj_mvar have incompatible shapes")
     slack_pp = c.bus_index[c.bus_int == ref]
     model = LinDistFlowNetworkModel(
         network_id=network_id,

@@ -63,6 +63,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandapower as pp
+import pandas as pd
 import scipy.sparse as sp
 from pandapower.pypower.idx_brch import F_BUS, T_BUS
 from pandapower.pypower.idx_bus import BASE_KV
@@ -509,6 +510,25 @@ class ACPowerFlowSolver:
         See :func:`bus_injections_from_net`.
         """
         return self._p_base.copy(), self._q_base.copy()
+
+    def trafo_tap_table(self) -> pd.DataFrame:
+        """Copy of the tap-changer columns of the compiled ``net.trafo`` (current taps)."""
+        cols = [
+            c
+            for c in (
+                "hv_bus",
+                "lv_bus",
+                "tap_side",
+                "tap_neutral",
+                "tap_min",
+                "tap_max",
+                "tap_step_percent",
+                "tap_pos",
+                "tap_changer_type",
+            )
+            if c in self._net.trafo.columns
+        ]
+        return self._net.trafo[cols].copy()
 
     def network_copy(self) -> pp.pandapowerNet:
         """Deep copy of the compiled network including the current tap positions."""

@@ -162,11 +162,12 @@ def _oltc_round(
     solver: ACPowerFlowSolver, res: PowerFlowResult, oltcs: Sequence[OltcSettings]
 ) -> dict[int, int]:
     """Tap moves for one round (empty if every OLTC is inside its dead band or at its end)."""
-    net = solver.network_copy()
-    taps = dict(zip(solver.trafo_index.tolist(), solver.tap_pos.tolist(), strict=True))
+    table = solver.trafo_tap_table()
     moves: dict[int, int] = {}
     for o in oltcs:
-        row = net.trafo.loc[o.trafo]
+        if o.trafo not in table.index:
+            raise KeyError(f"network {solver.name!r} has no transformer {o.trafo!r}")
+        row = table.loc[o.trafo]
         v = res.vm_at(o.controlled_bus)
         err = o.vm_set_pu - v
         if abs(err) <= o.deadband_pu:
@@ -181,7 +182,7 @@ def _oltc_round(
             n = 1 if err / dv_per_tap > 0 else -1
         lo = int(row["tap_min"]) if o.tap_min is None else o.tap_min
         hi = int(row["tap_max"]) if o.tap_max is None else o.tap_max
-        cur = int(taps[o.trafo])
+        cur = int(row["tap_pos"])
         new = min(max(cur + n, lo), hi)
         if new != cur:
             moves[o.trafo] = new

@@ -174,3 +174,19 @@ def test_lindistflow_model_is_market_data(case33):
     np.testing.assert_allclose(
         model.vm_pu_around_base(dp, np.zeros_like(dp)), model.vm_pu(p0 + dp, q0), atol=1e-12
     )
+
+
+def test_base_state_per_period(case33, ptdf118):
+    # market sessions hand one base injection column per period; Q may stay the tables' value
+    p0, _q0 = bus_injections_from_net(case33)
+    base = np.c_[p0, 0.5 * p0, 1.5 * p0]
+    model = lindistflow_model(case33, "dso_1", base_p_inj_mw=base)
+    assert model.base_vm_pu.shape == (33, 3)
+    np.testing.assert_allclose(model.base_vm_pu[:, 0], lindistflow_model(case33).base_vm_pu)
+    np.testing.assert_allclose(model.base_branch_p_mw[0], -base.sum(axis=0))  # lossless head
+    assert model.base_vm_pu[17, 1] > model.base_vm_pu[17, 0] > model.base_vm_pu[17, 2]
+    market = lindistflow_from_dict(model.as_market_dict())
+    assert market.base_vm_pu.shape == (33, 3)
+    p118 = np.c_[ptdf118.base_p_inj_mw, ptdf118.base_p_inj_mw]
+    m2 = ptdf_model(_case118(), base_p_inj_mw=p118)
+    np.testing.assert_allclose(m2.base_flow_mw[:, 1], ptdf118.base_flow_mw)
