@@ -30,7 +30,7 @@ log = logging.getLogger("federates")
 FAR_FUTURE_S = 1e12
 
 
-class StartupTimeout(RuntimeError):
+class StartupTimeoutError(RuntimeError):
     """The federation did not assemble before the start-up deadline."""
 
 
@@ -57,13 +57,13 @@ class FederateRuntime:
 
     # -- lifecycle -------------------------------------------------------------------------
     def enter(self) -> None:
-        """Enter executing mode, or raise :class:`StartupTimeout` naming the missing federates."""
+        """Enter executing mode, or raise :class:`StartupTimeoutError` naming the missing federates."""
         self.fed.enter_executing_mode_async()
         deadline = time.monotonic() + self.startup_timeout_s
         while not self.fed.is_async_operation_completed():
             if time.monotonic() > deadline:
                 missing = self._missing_federates()
-                raise StartupTimeout(
+                raise StartupTimeoutError(
                     f"{self.name}: the federation did not start within "
                     f"{self.startup_timeout_s:.0f} s; federates that never connected: "
                     f"{', '.join(missing) if missing else 'unknown'}"

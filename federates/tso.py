@@ -1,4 +1,4 @@
-"""``tso`` federate: the transmission network and the system imbalance (see :mod:`federates.grid`)."""
+"""``tso`` federate: transmission network and system imbalance (:mod:`federates.grid`)."""
 
 import sys
 

@@ -344,3 +344,148 @@ def run(args: argparse.Namespace) -> int:
         f"in {built.out_dir / 'configs'}\nbroker: port {built.broker.port}, key {built.broker.key}"
     )
     return 0
+
+
+def _pattern(name: str) -> str:
+    import re
+
+    return re.sub(r"agg_\d+", "agg_<n>", re.sub(r"dso_\d+", "dso_<k>", name))
+
+
+def interface_markdown() -> str:
+    """``docs/interface.md``: the HELICS interface, generated from the contract."""
+    from federation.contract import SCHEMA_VERSION, SCHEMAS, SCHEMES, Stage, Timing, Topology
+
+    topo = Topology(
+        "example", "D", ("dso_1",), {"agg_1": ("tso", "dso_1")}, Timing(duration_s=7200.0)
+    )
+    contract = build_contract(topo)
+    out = [
+        "# HELICS interface (generated)",
+        "",
+        "GENERATED from `federation/contract.py` by `smartnet build --docs`; do not edit. "
+        "Units and signs: `docs/conventions.md`. `dso_<k>` stands for every distribution "
+        "network, `agg_<n>` for every aggregator.",
+        "",
+        "## Connecting",
+        "",
+        "Every run has its own broker (ZeroMQ core) port and broker key: see the run's "
+        "`runner.json` (`helics_broker --port=... --brokerkey=...`) or its `configs/*.json` "
+        "(`brokerPort`, `brokerKey`). Federates are `uninterruptible` with `terminate_on_error`; "
+        "all names below are global. A replacement federate (e.g. a hardware controller) "
+        "registers the same name, publications, subscriptions and endpoints and requests "
+        "exactly the times of its stages.",
+        "",
+        "## Timing",
+        "",
+        "HELICS time is seconds since the scenario start. A value published at time t reaches a "
+        "federate that requested t only after that grant, so each stage runs at a fixed offset "
+        "after the stage that feeds it:",
+        "",
+        "| stage | offset [s] | who | what |",
+        "|---|---|---|---|",
+    ]
+    what = {
+        Stage.DSO: (
+            "dso_<k>",
+            "devices step, distribution AC power flow, voltage control, "
+            "unwanted measures; interface P/Q published",
+        ),
+        Stage.TSO: (
+            "tso",
+            "transmission AC power flow with the same step's interface P/Q; system imbalance",
+        ),
+        Stage.AFRR: (
+            "afrr",
+            "PI controller on the same step's imbalance; set-points for the next step",
+        ),
+        Stage.RECORD: ("recorder", "reads every value of the step"),
+        Stage.BID: ("agg_<n>", "session only: bids from the measurements sent at offset 0"),
+        Stage.CLEAR_CENTRAL: ("market_central", "session only: clearing, awards"),
+        Stage.DISPATCH: ("agg_<n>", "session only: awards -> device set-points"),
+    }
+    for stage in Stage:
+        who, text = what[stage]
+        out.append(f"| {stage.name} | {stage.value:g} | {who} | {text} |")
+    t = Timing(duration_s=86400.0)
+    out += [
+        "",
+        f"Physical step {t.physical_step_s:g} s (stages DSO..RECORD at every step). A market "
+        f"session every {t.session_period_s:g} s (gate closure, at the step's time plus the "
+        f"session offsets) clears {t.horizon_s:g} s of {t.product_s:g}-s products starting "
+        f"{t.gate_closure_s:g} s later. All configurable per scenario (`[timing]`).",
+        "",
+        "## Values (published every physical step)",
+        "",
+        "| key | unit | publisher | subscribers | stage | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for v in contract.values:
+        key = _pattern(v.key)
+        if key in seen:
+            continue
+        seen.add(key)
+        subs = ", ".join(sorted({_pattern(s) for s in v.subscribers}))
+        out.append(
+            f"| `{key}` | {v.unit} | {_pattern(v.publisher)} | {subs} | {v.stage.name} | "
+            f"{v.description} |"
+        )
+    out += [
+        "",
+        "## Endpoints (JSON messages)",
+        "",
+        "Each federate sends from its endpoint `<federate>/out` to the receiving endpoints "
+        "below. Every document carries `schema_version` "
+        f"(currently {SCHEMA_VERSION}), `kind` (the schema name), `t_s` and `sender`. A "
+        "document that fails validation is rejected with a logged reason and never crashes the "
+        "receiver.",
+        "",
+        "| endpoint | schema | senders | sent at stage |",
+        "|---|---|---|---|",
+    ]
+    seen = set()
+    for e in contract.endpoints:
+        name = _pattern(e.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        senders = ", ".join(sorted({_pattern(s) for s in e.senders}))
+        out.append(f"| `{name}` | {e.schema} | {senders} | {e.stage.name} |")
+    out += ["", "## Message schemas", ""]
+    for schema in SCHEMAS.values():
+        out += [
+            f"### `{schema.name}` (schema_version {schema.version})",
+            "",
+            schema.description + ".",
+            "",
+            "| field | type | unit | meaning |",
+            "|---|---|---|---|",
+        ]
+        out += [f"| `{f.name}` | {f.type} | {f.unit} | {f.description} |" for f in schema.fields]
+        if schema.item_fields:
+            out += [
+                "",
+                "Each entry of `items`:",
+                "",
+                "| field | type | unit | meaning |",
+                "|---|---|---|---|",
+            ]
+            out += [
+                f"| `{f.name}` | {f.type} | {f.unit} | {f.description} |"
+                for f in schema.item_fields
+            ]
+        out.append("")
+    out += ["## Coordination schemes and federation topology", ""]
+    out += [
+        f"- **{k}**: {v.description}; DSO network models sent to the market: "
+        f"{'yes' if v.dso_models else 'no'}."
+        for k, v in SCHEMES.items()
+    ]
+    out += [
+        "",
+        "Every scheme runs in the single `market_central` federate (the local-then-central "
+        "sequences of B and C are compositions inside `market_core.schemes`).",
+        "",
+    ]
+    return "\n".join(out)

@@ -397,7 +397,7 @@ NETWORK_QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("lines/max_loading_percent", "%", "highest branch loading after unwanted measures"),
     ("violations/before_count", "-", "limit violations before unwanted measures"),
     ("violations/after_count", "-", "limit violations left after unwanted measures"),
-    ("unwanted/volume_mw", "MW", "re-dispatched power (sum of |changes|) this step"),
+    ("unwanted/volume_mw", "MW", "re-dispatched power this step, upward plus downward"),
     ("unwanted/cost_eur", "EUR", "cost of this step's unwanted measures"),
     ("devices/p_mw", "MW", "total injection of the network's devices"),
     ("devices/deviation_mw", "MW", "actual minus day-ahead injection of devices and loads"),

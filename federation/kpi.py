@@ -19,8 +19,8 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     """KPIs of the run in ``path``.
 
     ``costs``: ``afrr_price_factor`` [-], ``ict_cost_eur_per_day`` [EUR/day] of the run's
-    scheme. aFRR energy is priced at ``afrr_price_factor`` times the volume-weighted mean
-    mFRR price of the run (SmartNet: aFRR dearer than mFRR), or the reference price.
+    scheme. aFRR energy is priced at ``afrr_price_factor`` times the mean activation cost of
+    the run's mFRR [EUR/MWh] (SmartNet: aFRR dearer than mFRR), or the reference price.
     """
     r = read_results(path)
     steps, sessions, awards = r["steps"], r["sessions"], r["awards"]
@@ -31,11 +31,9 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     )
     mfrr_mwh = float(np.sum(np.abs(awards["quantity_mw"]) * awards["duration_s"]) / 3600.0)
     mfrr_cost = float(np.sum(sessions.get("cost_eur", np.zeros(0))))
-    if mfrr_mwh > 0:
-        w = np.abs(awards["quantity_mw"]) * awards["duration_s"]
-        price = float(np.sum(np.abs(awards["price_eur_per_mwh"]) * w) / np.sum(w))
-    else:
-        price = REFERENCE_PRICE_EUR_PER_MWH
+    # average activation cost of the run's mFRR; LMPs can sit at the slack penalty when the
+    # requirement exceeds the offers, so they are not a usable reference for aFRR
+    price = mfrr_cost / mfrr_mwh if mfrr_mwh > 1e-9 else REFERENCE_PRICE_EUR_PER_MWH
     afrr = steps.get("afrr/activation/p_mw", np.zeros(0))
     afrr_mwh = float(np.sum(np.abs(afrr)) * dt_h)
     afrr_cost = afrr_mwh * float(costs["afrr_price_factor"]) * price
@@ -65,7 +63,7 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "n_sessions": int(sessions.get("t_s", np.zeros(0)).size),
         "mfrr_mwh": mfrr_mwh,
         "mfrr_cost_eur": mfrr_cost,
-        "mfrr_mean_price_eur_per_mwh": price,
+        "mfrr_mean_cost_eur_per_mwh": price,
         "afrr_mwh": afrr_mwh,
         "afrr_cost_eur": afrr_cost,
         "unwanted_mwh": um_mwh,
