@@ -121,6 +121,41 @@ class Fleet(Generic[P, S]):
         """A fleet of the devices at ``indices`` (same category, same models)."""
         return type(self)([self.ids[i] for i in indices], [self.params[i] for i in indices])
 
+    def device_records(self, state: S) -> dict[str, dict[str, float]]:
+        """Per-device measurements ``{device id: {field: value}}`` of a fleet state.
+
+        This is what a grid federate publishes; an aggregator gathers the records of its own
+        devices (from several networks) and rebuilds its fleet's state with
+        :meth:`state_from_records`.
+        """
+        names = [f.name for f in dataclasses.fields(state) if f.name != "t_s"]
+        cols = [getattr(state, n) for n in names]
+        return {
+            d: {n: c[i].item() for n, c in zip(names, cols, strict=True)}
+            for i, d in enumerate(self.ids)
+        }
+
+    def state_from_records(self, records: Mapping[str, Mapping[str, float]], t_s: float) -> S:
+        """Fleet state at ``t_s`` [s] from per-device records (see :meth:`device_records`).
+
+        Raises
+        ------
+        DeviceError
+            A device of the fleet has no record, or a record lacks a state field.
+        """
+        kwargs: dict[str, Any] = {"t_s": t_s}
+        for f in dataclasses.fields(self.state_type):
+            if f.name == "t_s":
+                continue
+            values = []
+            for d in self.ids:
+                rec = records.get(d)
+                if rec is None or f.name not in rec:
+                    raise DeviceError(f"device {d!r}: no measured {f.name!r} in the records")
+                values.append(rec[f.name])
+            kwargs[f.name] = frozen_array(values, int if f.name == "n_override" else float)
+        return self.state_type(**kwargs)  # type: ignore[return-value]
+
     def initial_state(self, t_s: float = 0.0) -> S:
         """State at ``t_s`` [s] before any step (scenario initial conditions)."""
         raise NotImplementedError

@@ -134,6 +134,7 @@ class TclFleet(Fleet[TclParams, TclState]):
         self.sign = frozen_array([-1.0 if p.kind == "air_conditioner" else 1.0 for p in params])
         self._ambient = self._profile_groups([p.ambient_profile for p in self.params])
         self._draw = self._profile_groups([p.draw_profile for p in self.params])
+        self._decay: dict[float, np.ndarray] = {}
 
     def initial_state(self, t_s: float = 0.0) -> TclState:
         n = len(self)
@@ -164,7 +165,10 @@ class TclFleet(Fleet[TclParams, TclState]):
         a, b, beta
             Decay factor [-], forced term [degC] and power gain [degC/kW] per device.
         """
-        a = np.exp(-dt_s / 3600.0 / (self.r_degc_per_kw * self.c_kwh_per_degc))
+        a = self._decay.get(dt_s)
+        if a is None:  # cached per step length (the exponential dominates the step cost)
+            a = np.exp(-dt_s / 3600.0 / (self.r_degc_per_kw * self.c_kwh_per_degc))
+            self._decay[dt_s] = a
         t_inf0 = np.asarray(disturbances["ambient_degc"]) - self.r_degc_per_kw * np.asarray(
             disturbances["draw_kw"]
         )

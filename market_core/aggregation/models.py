@@ -307,13 +307,15 @@ def chp_model(inp: ModelInput) -> ModelOutput:
             fuel = fleet.cost_eur_per_mwh[idx]
             w = cap[idx].sum(axis=1)
             price = float((fuel * w).sum() / w.sum()) if w.sum() > 0 else float(fuel.mean())
-            offers.extend(
-                _energy_limited_offers(
-                    inp, idx, direction, cap * keep, energy * keep,
-                    _const_price(direction.sign * price, n), attrs=dict(ramps),
-                    group_key=group,
-                )
+            plain_offers = _energy_limited_offers(
+                inp, idx, direction, cap * keep, energy * keep,
+                _const_price(direction.sign * price, n), attrs=dict(ramps), group_key=group,
             )  # fmt: skip
+            for offer in plain_offers:
+                # hold the forecast baseline in the other products: left alone, the heat-led
+                # control would restore the store inside the horizon (unannounced rebound)
+                offer.controlled = np.ones(offer.cap_mw.shape, dtype=bool)
+            offers.extend(plain_offers)
             if direction in shifted:
                 d = shifted[direction][idx] * keep
                 offers.append(
