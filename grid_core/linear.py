@@ -314,15 +314,20 @@ class LinDistFlowNetworkModel:
         return cp + self.branch_p_per_p @ p, cq + self.branch_q_per_q @ q
 
     def vm_pu_around_base(self, dp_mw: np.ndarray, dq_mvar: np.ndarray) -> np.ndarray:
-        """Voltages [pu] for injection changes from the base state (the market's view)."""
+        """Voltages [pu] for injection changes from the base state (the market's view).
+
+        ``dp_mw`` / ``dq_mvar`` are ``[bus]`` or ``[bus x period]``; a 1-D change applies to
+        every period of a 2-D base state.
+        """
         dp = self._check(dp_mw, "dp_mw")
         dq = self._check(dq_mvar, "dq_mvar")
-        base = (
-            self.base_vm_pu
-            if (dp.ndim == 1 or self.base_vm_pu.ndim == 2)
-            else (self.base_vm_pu[:, None])
-        )
-        return np.sqrt(np.maximum(base**2 + self.vm2_per_p @ dp + self.vm2_per_q @ dq, 0.0))
+        dv2 = self.vm2_per_p @ dp + self.vm2_per_q @ dq
+        base2 = self.base_vm_pu**2
+        if dv2.ndim == 1 and base2.ndim == 2:
+            dv2 = dv2[:, None]
+        elif dv2.ndim == 2 and base2.ndim == 1:
+            base2 = base2[:, None]
+        return np.sqrt(np.maximum(base2 + dv2, 0.0))
 
     def as_market_dict(self) -> dict[str, Any]:
         """JSON-ready dict in ``market_core.network.lindistflow_to_dict`` layout."""

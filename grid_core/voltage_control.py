@@ -297,17 +297,20 @@ def control_voltage(
         dq = sol.x[:n_u] - sol.x[n_u : 2 * n_u]
         if np.max(np.abs(dq), initial=0.0) < 1e-9:
             break
+        q_try = q.copy()
+        np.add.at(q_try, unit_rows, dq)
+        res_try = solver.solve(p, q_try, step=step)
+        rounds += 1
+        new_viol = _voltage_violations(res_try, min_vm_pu, max_vm_pu)
+        if new_viol and sum(v.excess for v in new_viol) >= sum(v.excess for v in viol) - 1e-9:
+            # no progress (linearisation failed): keep the better previous point
+            log.append("reactive step rejected: no progress")
+            res = solver.solve(p, q, step=step)
+            break
         for k, u in enumerate(units):
             q_set[u.unit_id] = float(np.clip(q_now[k] + dq[k], q_min[k], q_max[k]))
-        np.add.at(q, unit_rows, dq)
         log.append(f"dq {dict(zip(q_set, dq.round(6).tolist(), strict=True))}")
-        res = solver.solve(p, q, step=step)
-        rounds += 1
-        new_viol = _voltage_violations(res, min_vm_pu, max_vm_pu)
-        if sum(v.excess for v in new_viol) >= sum(v.excess for v in viol) - 1e-9 and new_viol:
-            viol = new_viol
-            break
-        viol = new_viol
+        q, res, viol = q_try, res_try, new_viol
 
     final = _voltage_violations(res, min_vm_pu, max_vm_pu)
     if final:

@@ -187,6 +187,14 @@ def test_base_state_per_period(case33, ptdf118):
     assert model.base_vm_pu[17, 1] > model.base_vm_pu[17, 0] > model.base_vm_pu[17, 2]
     market = lindistflow_from_dict(model.as_market_dict())
     assert market.base_vm_pu.shape == (33, 3)
+    # a zero change reproduces every period's base; one 1-D change applies to all periods
+    zero = np.zeros(33)
+    np.testing.assert_allclose(model.vm_pu_around_base(zero, zero), model.base_vm_pu)
+    dp = zero.copy()
+    dp[17] = 0.3
+    shifted = model.vm_pu_around_base(dp, zero)
+    for k in range(3):
+        np.testing.assert_allclose(shifted[:, k], model.vm_pu(base[:, k] + dp, _q0), atol=1e-12)
     p118 = np.c_[ptdf118.base_p_inj_mw, ptdf118.base_p_inj_mw]
     m2 = ptdf_model(_case118(), base_p_inj_mw=p118)
     np.testing.assert_allclose(m2.base_flow_mw[:, 1], ptdf118.base_flow_mw)
