@@ -7,7 +7,7 @@ model": power and ramp limits, heat demand limits).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +31,7 @@ class ConventionalGeneratorFleet(Fleet[ConventionalGeneratorParams, GeneratorSta
     params_type = ConventionalGeneratorParams
     state_type = GeneratorState
 
-    def __init__(self, ids, params) -> None:
+    def __init__(self, ids: Sequence[str], params: Sequence[ConventionalGeneratorParams]) -> None:
         super().__init__(ids, params)
         self.p_min_mw = self._col("p_min_mw")
         self.p_max_mw = self._col("p_max_mw")
@@ -93,7 +93,7 @@ class ChpFleet(Fleet[ChpParams, ChpState]):
     params_type = ChpParams
     state_type = ChpState
 
-    def __init__(self, ids, params) -> None:
+    def __init__(self, ids: Sequence[str], params: Sequence[ChpParams]) -> None:
         super().__init__(ids, params)
         self.p_min_mw = self._col("p_min_mw")
         self.p_max_mw = self._col("p_max_mw")

@@ -9,7 +9,7 @@ exactly over each step with ``P`` held constant.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +53,7 @@ class AtomicLoadFleet(Fleet[AtomicLoadParams, AtomicLoadState]):
     params_type = AtomicLoadParams
     state_type = AtomicLoadState
 
-    def __init__(self, ids, params) -> None:
+    def __init__(self, ids: Sequence[str], params: Sequence[AtomicLoadParams]) -> None:
         super().__init__(ids, params)
         self.p_mw = self._col("p_mw")
         self.duration_s = frozen_array(self._col("duration_min") * 60.0)
@@ -121,7 +121,7 @@ class TclFleet(Fleet[TclParams, TclState]):
     params_type = TclParams
     state_type = TclState
 
-    def __init__(self, ids, params) -> None:
+    def __init__(self, ids: Sequence[str], params: Sequence[TclParams]) -> None:
         super().__init__(ids, params)
         self.p_rated_kw = frozen_array(self._col("p_rated_mw") * 1000.0)
         self.cop = self._col("cop")
@@ -214,7 +214,7 @@ class CurtailableGenerationFleet(Fleet[CurtailableGenerationParams, CurtailableS
     params_type = CurtailableGenerationParams
     state_type = CurtailableState
 
-    def __init__(self, ids, params) -> None:
+    def __init__(self, ids: Sequence[str], params: Sequence[CurtailableGenerationParams]) -> None:
         super().__init__(ids, params)
         self.p_rated_mw = self._col("p_rated_mw")
         self.derating = self._col("derating")
@@ -255,7 +255,7 @@ class CurtailableLoadFleet(Fleet[CurtailableLoadParams, CurtailableState]):
     params_type = CurtailableLoadParams
     state_type = CurtailableState
 
-    def __init__(self, ids, params) -> None:
+    def __init__(self, ids: Sequence[str], params: Sequence[CurtailableLoadParams]) -> None:
         super().__init__(ids, params)
         self.p_mw = self._col("p_mw")
         self.max_curtail_share = self._col("max_curtail_share")

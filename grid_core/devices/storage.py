@@ -7,6 +7,7 @@ arrival and departure and must reach its required state of charge at departure).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,7 @@ class StorageFleet(Fleet[StorageParams, StorageState]):
     params_type = StorageParams
     state_type = StorageState
 
-    def __init__(self, ids, params) -> None:
+    def __init__(self, ids: Sequence[str], params: Sequence[StorageParams]) -> None:
         super().__init__(ids, params)
         self.e_max_mwh = self._col("e_max_mwh")
         self.p_max_mw = self._col("p_max_mw")
@@ -97,7 +98,7 @@ class EvFleet(Fleet[EvParams, StorageState]):
     params_type = EvParams
     state_type = StorageState
 
-    def __init__(self, ids, params) -> None:
+    def __init__(self, ids: Sequence[str], params: Sequence[EvParams]) -> None:
         super().__init__(ids, params)
         self.e_max_mwh = self._col("e_max_mwh")
         self.p_max_mw = self._col("p_max_mw")

@@ -422,3 +422,48 @@ def test_conventional_generator_bids_follow_limits_and_costs():
     assert by[(Direction.UP, 60.0)].max_ramp_up_mw_per_min == pytest.approx(2.5 * 0.9)
     # aFRR reserve is the remaining 10 %
     assert book.afrr.total_mw(Direction.UP) == pytest.approx((37.5 + 25.0) * 0.1)
+
+
+def test_chp_award_in_one_product_leaves_the_others_on_the_baseline():
+    """A plain CHP award in product 1 only: products 2-4 stay on the forecast baseline (the
+    heat-led control would otherwise restore the store inside the horizon, unannounced)."""
+    portfolio = Portfolio.from_specs("agg_1", specs("chp", [CHP], [9]))
+    book, observed = session(portfolio, PROFILES, T0)
+    bid = next(b for b in book.bids if b.direction is Direction.UP and not b.all_periods)
+    award = [bid.max_quantity_mw[0], 0.0, 0.0, 0.0]
+    from market_core.aggregation import disaggregate
+
+    dispatch = disaggregate(book, {bid.bid_id: award})
+    assert not np.isnan(dispatch.setpoint_mw).any()
+    fleet = portfolio.fleets["chp"]
+    p_b, _ = run_physics(fleet, observed["chp"], PROFILES, book.window.delivery_end_s)
+    p_a, s_a = run_physics(fleet, observed["chp"], PROFILES, book.window.delivery_end_s, dispatch)
+    delivered = period_means(p_a - p_b, GC, book.window)[0]
+    # two jumps of dP (up at the start, down after product 1) at 0.2 MW/min
+    ramp_loss_mw = 2 * award[0] ** 2 / (2 * 0.2) / 15.0
+    assert abs(delivered[0] - award[0]) <= ramp_loss_mw + 1e-9
+    assert np.abs(delivered[1:]).sum() <= ramp_loss_mw + 1e-9
+    assert s_a[-1].n_override[0] == 0 and s_a[-1].unmet_heat_mwh[0] == 0.0
+
+
+def test_conventional_awards_are_split_in_proportion_and_delivered_after_the_ramp():
+    gens = [
+        dict(p_min_mw=10.0, p_max_mw=100.0, ramp_mw_per_min=2.0, marginal_cost_eur_per_mwh=60.0),
+        dict(p_min_mw=5.0, p_max_mw=40.0, ramp_mw_per_min=1.0, marginal_cost_eur_per_mwh=60.0),
+    ]
+    portfolio = Portfolio.from_specs("agg_1", specs("conventional_generator", gens, [101] * 2))
+    book, observed = session(portfolio, PROFILES, T0)
+    bid = next(b for b in book.bids if b.direction is Direction.UP)
+    award = [10.0, 20.0, 20.0, 5.0]
+    from market_core.aggregation import disaggregate
+
+    dispatch = disaggregate(book, {bid.bid_id: award})
+    # caps per product: min(45, 30) x 0.9 = 27 and min(17.5, 15) x 0.9 = 13.5 -> 2:1 split
+    np.testing.assert_allclose(dispatch.deviation_mw[0], np.array(award) * 2 / 3)
+    np.testing.assert_allclose(dispatch.deviation_mw[1], np.array(award) / 3)
+    fleet = portfolio.fleets["conventional_generator"]
+    p_b, _ = run_physics(fleet, observed["conventional_generator"], PROFILES, T0 + 3600.0)
+    p_a, _ = run_physics(fleet, observed["conventional_generator"], PROFILES, T0 + 3600.0, dispatch)
+    # at the end of each product the units have reached their set-points
+    ends = [round((T0 - GC) / 60.0) + 15 * (k + 1) - 1 for k in range(4)]
+    np.testing.assert_allclose((p_a - p_b)[:, ends].sum(axis=0), award, atol=1e-9)
