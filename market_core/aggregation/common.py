@@ -76,6 +76,8 @@ class AggregationConfig:
         rebound is scheduled in the remaining products of the horizon.
     comfort_margin
         Fraction [-] of the half comfort band kept free against forecast error (TCL).
+    tcl_price_segments
+        Number of price segments the TCLs of a node are split into (by discomfort price).
     storage_energy_value_eur_per_mwh
         Value of stored energy [EUR/MWh] behind storage prices.
     storage_wear_cost_eur_per_mwh
@@ -103,6 +105,7 @@ class AggregationConfig:
     step_s: float = 60.0
     active_periods: int = 2
     comfort_margin: float = 0.2
+    tcl_price_segments: int = 3
     storage_energy_value_eur_per_mwh: float = 50.0
     storage_wear_cost_eur_per_mwh: float = 5.0
     ev_deferral_cost_eur_per_mwh: float = 15.0
@@ -121,6 +124,8 @@ class AggregationConfig:
             raise AggregationError(f"comfort_margin {self.comfort_margin} must be in [0, 1)")
         if self.active_periods < 1:
             raise AggregationError("active_periods must be >= 1")
+        if self.tcl_price_segments < 1:
+            raise AggregationError("tcl_price_segments must be >= 1")
         if self.step_s <= 0.0:
             raise AggregationError("step_s must be > 0")
 

@@ -354,7 +354,9 @@ def tcl_model(inp: ModelInput) -> ModelOutput:
     of the horizon brings it back exactly. Per device, ``dP`` is the largest value that keeps
     ``|delta| <= (1 - comfort_margin) deadband / 2`` and the power within ``[0, p_rated]``
     during activation and rebound. Price: discomfort cost ``c * integral |delta| dt`` over the
-    activated energy, averaged over the node (SmartNet "thermostatically controlled loads").
+    activated energy (SmartNet "thermostatically controlled loads"). The devices of a node
+    are split into ``tcl_price_segments`` price segments (equal device counts, by discomfort
+    price), each offered at its capacity-weighted mean price.
     """
     fleet: TclFleet = inp.fleet  # type: ignore[assignment]
     cfg, win = inp.config, inp.window
@@ -393,22 +395,29 @@ def tcl_model(inp: ModelInput) -> ModelOutput:
     shape[act] = 1.0
     reb_shape = np.zeros(win.n_periods)
     reb_shape[reb] = 1.0
+    # discomfort price of each device [EUR/MWh activated]; linear in dP, same both ways
+    device_price = discomfort_eur_per_kw * 1000.0 / t_a
     offers = []
     for (net, bus), idx in _nodes(inp, np.ones(len(fleet), bool)).items():
-        for direction, amount_kw in ((Direction.UP, less), (Direction.DOWN, more)):
-            d_mw = amount_kw[idx] * keep / 1000.0
-            energy_mwh = float(d_mw.sum()) * t_a
-            cost_eur = float((discomfort_eur_per_kw[idx] * d_mw * 1000.0).sum())
-            price = cost_eur / energy_mwh if energy_mwh > 0.0 else 0.0
-            offers.append(
-                Offer(
-                    fleet.category, net, bus, direction, idx, d_mw[:, None] * shape,
-                    _const_price(price, win.n_periods),
-                    rebound_mw=-direction.sign * (rho[idx] * d_mw)[:, None] * reb_shape,
-                    attrs={"all_periods": True},
-                    group_key=f"tcl/{net}/{bus}",
-                )
-            )  # fmt: skip
+        # price segments: devices sorted by their discomfort price, split in equal counts;
+        # up and down of one segment share devices, hence one exclusive group per segment
+        order = idx[np.argsort(device_price[idx], kind="stable")]
+        n_seg = max(1, min(cfg.tcl_price_segments, len(order)))
+        for j, seg in enumerate(np.array_split(order, n_seg)):
+            seg = np.sort(seg)
+            for direction, amount_kw in ((Direction.UP, less), (Direction.DOWN, more)):
+                d_mw = amount_kw[seg] * keep / 1000.0
+                w = d_mw.sum()
+                price = float((device_price[seg] * d_mw).sum() / w) if w > 0.0 else 0.0
+                offers.append(
+                    Offer(
+                        fleet.category, net, bus, direction, seg, d_mw[:, None] * shape,
+                        _const_price(price, win.n_periods),
+                        rebound_mw=-direction.sign * (rho[seg] * d_mw)[:, None] * reb_shape,
+                        attrs={"all_periods": True},
+                        group_key=f"tcl/{net}/{bus}/{j}",
+                    )
+                )  # fmt: skip
     afrr_up = np.repeat(less[:, None] / 1000.0 * cfg.afrr_share, win.n_periods, axis=1)
     afrr_dn = np.repeat(more[:, None] / 1000.0 * cfg.afrr_share, win.n_periods, axis=1)
     return ModelOutput(offers, afrr_up, afrr_dn)

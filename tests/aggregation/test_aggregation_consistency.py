@@ -64,9 +64,9 @@ def tcl_case():
 
 
 def test_tcl_bids_are_all_periods_with_rebound_in_exclusive_pairs(tcl_case):
-    _, book, *_ = tcl_case
+    portfolio, book, *_ = tcl_case
     assert validate_bids(book.bids) == []
-    assert len(book.bids) == 4  # 2 nodes x (up, down)
+    assert len(book.bids) == 12  # 2 nodes x 3 price segments x (up, down)
     for bid in book.bids:
         assert bid.all_periods and bid.divisible
         assert bid.max_quantity_mw[2:] == (0.0, 0.0)  # activation in products 1-2
@@ -74,7 +74,25 @@ def test_tcl_bids_are_all_periods_with_rebound_in_exclusive_pairs(tcl_case):
         # the rebound goes the other way in products 3-4
         assert all(r * bid.direction.sign < 0 for r in bid.rebound_p_mw[2:])
         assert bid.price_eur_per_mwh[0] > 0.0
-    assert len({b.exclusive_group for b in book.bids}) == 2
+    groups: dict[str, list] = {}
+    for bid in book.bids:
+        groups.setdefault(bid.exclusive_group, []).append(bid)
+    assert len(groups) == 6
+    for pair in groups.values():  # one up and one down bid over the same 4 devices
+        assert {b.direction for b in pair} == {Direction.UP, Direction.DOWN}
+        assert len({book.shares[b.bid_id].device_ids for b in pair}) == 1
+        assert len(book.shares[pair[0].bid_id].device_ids) == 4
+    # segments of a node are ordered by price; every device is in exactly one segment
+    down = [b for b in book.bids if b.direction is Direction.DOWN and b.bus == 3]
+    prices = [b.price_eur_per_mwh[0] for b in down]
+    assert prices == sorted(prices) and prices[0] < prices[-1]
+    members = [
+        d
+        for b in book.bids
+        if b.direction is Direction.UP
+        for d in book.shares[b.bid_id].device_ids
+    ]
+    assert sorted(members) == sorted(portfolio.fleets["tcl"].ids)
 
 
 def test_tcl_downward_award_stays_in_comfort_band(tcl_case):
