@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grid_core.flex import Technology, table2_rules
+from grid_core.flex import (
+    Direction,
+    Technology,
+    assess_feeder,
+    price_quantity_curve,
+    table2_rules,
+)
 from grid_core.flex.resources import feeder_resources, merit_order_activation
 
 
@@ -57,3 +63,23 @@ def test_feeder_offers_follow_the_schedule(sardinia):
     k = b.ids.index(extra[0])
     np.testing.assert_allclose(b.up_mw[:, k], 0.05 * 0.25 * case.load_p_mw[:, col])
     np.testing.assert_allclose(b.base_p_mw[:, k], -0.25 * case.load_p_mw[:, col])
+
+
+def test_price_quantity_curve_of_an_interval(sardinia):
+    case, settings = sardinia
+    fa = assess_feeder(case, "D3", include_end_users=False, settings=settings)
+    t = [iv.label for iv in case.intervals].index("summer-working-12")
+    up = price_quantity_curve(fa, t, Direction.UP)
+    offer = fa.resources.up_mw[t]
+    price = fa.resources.up_price_eur_per_mwh[t]
+    # staircase: prices ascending, last step ends at the potential
+    assert np.all(np.diff(up.step_price_eur_per_mwh) >= 0)
+    assert up.step_end_mw[-1] == pytest.approx(offer.sum()) == pytest.approx(up.potential_mw)
+    # D3 is all green, so the whole potential is feasible
+    assert up.feasible_mw == pytest.approx(up.potential_mw)
+    # at the full quantity the average pay-as-bid price is the offer-weighted mean price
+    assert up.point_avg_price_eur_per_mwh[-1] == pytest.approx(
+        float(np.sum(offer * price) / offer.sum())
+    )
+    # the first point lies on the cheapest step
+    assert up.point_avg_price_eur_per_mwh[0] == pytest.approx(up.step_price_eur_per_mwh[0])
