@@ -222,3 +222,25 @@ def test_embedded_scenario_networks_match_runpp(scenario_networks):
                 np.testing.assert_allclose(
                     first.trafo_loading_percent, ref.res_trafo.loading_percent.to_numpy(), atol=1e-4
                 )
+
+
+@pytest.mark.parametrize("tap_side", ["hv", "lv"])
+def test_tap_update_equals_full_recompile(tap_side):
+    from grid_core.networks import build_feeder
+
+    net = build_feeder("bw33", vn_hv_kv=110.0)
+    net.trafo["tap_side"] = tap_side  # "hv": ratio-only fast path, "lv": full recompile
+    solver = ACPowerFlowSolver(net, "dso_1")
+    at_zero = solver.solve(step=0)
+    solver.set_tap_positions({0: 4})
+    moved = solver.solve(step=1)
+    ref_net = copy.deepcopy(net)
+    ref_net.trafo.at[0, "tap_pos"] = 4
+    fresh = ACPowerFlowSolver(ref_net, "dso_1")
+    fresh_res = fresh.solve()
+    diff = solver.operating_state().Ybus - fresh.operating_state().Ybus
+    assert abs(diff).max() < 1e-12
+    np.testing.assert_allclose(moved.vm_pu, fresh_res.vm_pu, atol=1e-9)
+    np.testing.assert_allclose(moved.vm_pu, _runpp(ref_net).res_bus.vm_pu.to_numpy(), atol=1e-6)
+    # tap +4 x 1.5 % on the HV side lowers the MV busbar, on the LV side raises it
+    assert (moved.vm_at(1) < at_zero.vm_at(1)) == (tap_side == "hv")
