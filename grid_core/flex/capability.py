@@ -82,7 +82,9 @@ def reactive_limits_mvar(
     raise ValueError(f"technology {technology} has no reactive capability")
 
 
-def der_reactive_limits_mvar(der: Der, p_mw: float, q_min_p_fraction: float = 0.0):
+def der_reactive_limits_mvar(
+    der: Der, p_mw: float, q_min_p_fraction: float = 0.0
+) -> tuple[float, float]:
     """:func:`reactive_limits_mvar` for a :class:`Der` at active power ``p_mw`` [Mvar]."""
     return reactive_limits_mvar(
         der.technology,

@@ -192,7 +192,7 @@ class Feeder:
             raise FlexCaseError(
                 f"feeder {self.name!r} is not radial: {n} buses but {len(self.lines)} lines"
             )
-        reached = {0}
+        neighbours: dict[int, list[int]] = {k: [] for k in range(n)}
         for line in self.lines:
             for bus in (line.from_bus, line.to_bus):
                 if not 0 <= bus < n:
@@ -203,9 +203,20 @@ class Feeder:
                 raise FlexCaseError(
                     f"line {line.line_id!r} of feeder {self.name!r} needs r_ohm > 0, max_i_ka > 0"
                 )
-            reached.update((line.from_bus, line.to_bus))
+            neighbours[line.from_bus].append(line.to_bus)
+            neighbours[line.to_bus].append(line.from_bus)
+        reached, stack = {0}, [0]
+        while stack:
+            for nxt in neighbours[stack.pop()]:
+                if nxt not in reached:
+                    reached.add(nxt)
+                    stack.append(nxt)
         if len(reached) != n:
-            raise FlexCaseError(f"feeder {self.name!r} has buses not connected by any line")
+            lost = sorted(set(range(n)) - reached)
+            raise FlexCaseError(
+                f"feeder {self.name!r}: buses {[self.bus_names[k] for k in lost]} are not "
+                "connected to the busbar"
+            )
 
     @property
     def n_bus(self) -> int:

@@ -15,8 +15,9 @@ No ``market_core`` import: the federation glue turns market bids into :class:`Bi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ class NetBatchSolver:
         Network id (``dso_<k>``).
     """
 
-    def __init__(self, net, name: str = "dso", **solver_options) -> None:
+    def __init__(self, net: Any, name: str = "dso", **solver_options: Any) -> None:
         self._solver = ACPowerFlowSolver(net, name, **solver_options)
         self._bus_index = net.bus.index.to_numpy()
         slack = set(net.ext_grid.loc[net.ext_grid.in_service, "bus"].tolist())
@@ -177,7 +178,7 @@ def prequalify_bids(
     settings: FlexSettings | None = None,
     *,
     duration_h: float = 0.25,
-    bus_position=None,
+    bus_position: Callable[[int], int] | None = None,
 ) -> tuple[BidVerdict, ...]:
     """Classify each bid green / orange (+ extra cost) / red for the coming session.
 

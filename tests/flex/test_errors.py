@@ -110,3 +110,16 @@ def test_bad_settings():
         FlexSettings(n_points=0)
     with pytest.raises(InconsistentProfileError, match="min_vm_pu"):
         FlexSettings(min_vm_pu=1.1, max_vm_pu=1.0)
+
+
+def test_feeder_must_be_radial_and_connected():
+    from grid_core.flex import Feeder, Line
+
+    def line(i, f, t):
+        return Line(f"L{i}", f, t, "test", 1.0, 0.2, 0.3, 0.0, 0.3)
+
+    # 4 buses, 3 lines, but a loop 1-2-3 leaves every bus but the busbar unfed
+    with pytest.raises(FlexCaseError, match=r"\['B1', 'B2', 'B3'\] are not connected"):
+        Feeder("T", 20.0, ("BB", "B1", "B2", "B3"), (line(0, 1, 2), line(1, 2, 3), line(2, 3, 1)))
+    with pytest.raises(FlexCaseError, match="not radial"):
+        Feeder("T", 20.0, ("BB", "B1"), (line(0, 0, 1), line(1, 0, 1)))
