@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return 2
     out = pathlib.Path(args.out or f"results/flex_{case.name}")
-    page = write_report(case, results, out, curve_intervals=curves)
+    page = write_report(case, results, out, curve_intervals=curves, settings=settings)
     print(table3(results).to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     for ca in results:
         print(f"case {ca.case_label}: " + json.dumps(substation_totals(ca), indent=None))

@@ -8,6 +8,7 @@ request.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import pathlib
@@ -18,7 +19,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from grid_core.flex.model import Direction, FlexCase, Status
+from grid_core.flex.model import Direction, FlexCase, FlexSettings, Status
 from grid_core.flex.summary import (
     CaseAssessment,
     price_quantity_curve,
@@ -176,8 +177,11 @@ def write_report(
     out_dir: str | pathlib.Path,
     *,
     curve_intervals: Sequence[int] = (),
+    settings: FlexSettings | None = None,
 ) -> pathlib.Path:
     """Write CSV tables, PNG plots and ``index.html`` into ``out_dir``.
+
+    ``settings`` (limits, points, reactive price) are listed on the page when given.
 
     Returns
     -------
@@ -221,6 +225,11 @@ def write_report(
         f"<li>case {ca.case_label}: {ca.n_power_flows} AC power flows in {ca.wall_s:.1f} s</li>"
         for ca in assessments
     )
+    setting_items = (
+        "".join(f"<li>{html.escape(k)} = {v}</li>" for k, v in dataclasses.asdict(settings).items())
+        if settings is not None
+        else ""
+    )
     figs = "".join(
         f'<figure><img src="{src}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
         f"</figcaption></figure>"
@@ -241,6 +250,7 @@ Case A: DG only; case B: DG + end users. {len(case.intervals)} intervals.</p>
 <h2>Substation totals per year (cf. paper Table 4)</h2>
 {t4.to_html(float_format=lambda x: f"{x:.3f}")}
 <ul>{runs}</ul>
+{"<h3>Settings</h3><ul>" + setting_items + "</ul>" if setting_items else ""}
 {"<h3>Feeders without providers</h3><ul>" + skipped + "</ul>" if skipped else ""}
 <h2>Plots</h2>{figs}
 <p>CSV: table3_traffic_light_shares.csv, table4_substation_totals.csv, points_case_*.csv.</p>
