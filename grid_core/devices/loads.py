@@ -42,11 +42,12 @@ class AtomicLoadState(FleetState):
 class AtomicLoadFleet(Fleet[AtomicLoadParams, AtomicLoadState]):
     """Shiftable loads consuming ``p_mw`` for ``duration_min`` without interruption.
 
-    Control: without a set-point a load starts at ``scheduled_start_min``; a set-point asking
-    for consumption (``<= -p_mw / 2``) starts it (not before ``earliest_start_min``), a
-    set-point of 0 holds it off. The local controller forces the start when waiting longer
-    would miss ``latest_end_min``, and a started load runs to the end whatever the set-point
-    (each ignored set-point counts as an override).
+    Control: without a set-point a load starts at ``scheduled_start_min``; a negative
+    set-point (below -1 mW: asking for consumption, e.g. ``-p_mw`` or a product's mean
+    ``-p_mw x coverage``) starts it (not before ``earliest_start_min``), a set-point of 0
+    holds it off. The local controller forces the start when waiting longer would miss
+    ``latest_end_min``, and a started load runs to the end whatever the set-point (each
+    ignored "stop" counts as an override).
     """
 
     category = "atomic_load"
@@ -79,7 +80,8 @@ class AtomicLoadFleet(Fleet[AtomicLoadParams, AtomicLoadState]):
         t = state.t_s
         not_started = np.isnan(state.start_s)
         running = ~not_started & (state.remaining_s > 0.0)
-        wants_run = np.where(has, sp <= -0.5 * self.p_mw, t >= self.scheduled_start_s - 1e-9)
+        # a set-point below -1 mW asks for the run (float residues of 0 do not)
+        wants_run = np.where(has, sp < -1e-9, t >= self.scheduled_start_s - 1e-9)
         can_start = not_started & (t >= self.earliest_start_s - 1e-9)
         # waiting one more step would end after latest_end: start now
         forced = not_started & (t + dt_s > self.latest_start_s + 1e-9)

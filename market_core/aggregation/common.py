@@ -94,7 +94,9 @@ class AggregationConfig:
     res_upward_price_eur_per_mwh
         Price of releasing derated renewable power [EUR/MWh] (no fuel cost).
     atomic_lookahead_s
-        How far after the horizon an atomic load's planned start may be advanced from [s].
+        Largest shift of an atomic load's start [s].
+    atomic_alternatives
+        Largest number of alternative start times (bids) offered per atomic load.
     q_mvar_per_mw
         Reactive ratio written into every bid [Mvar/MW].
     min_bid_mw
@@ -114,6 +116,7 @@ class AggregationConfig:
     res_support_eur_per_mwh: float = 20.0
     res_upward_price_eur_per_mwh: float = 0.0
     atomic_lookahead_s: float = 4 * 3600.0
+    atomic_alternatives: int = 3
     q_mvar_per_mw: float = 0.0
     min_bid_mw: float = 1e-4
 
@@ -252,6 +255,7 @@ def forecast_baseline(
     profiles: Mapping[str, np.ndarray],
     window: SessionWindow,
     dt_s: float,
+    pending: Callable[[float], np.ndarray | None] | None = None,
 ) -> BaselineForecast:
     """Predict a fleet's baseline over the delivery window from an observed state.
 
@@ -267,6 +271,9 @@ def forecast_baseline(
         Delivery window.
     dt_s
         Model step [s]; must divide the product length.
+    pending
+        Set-points [MW] still to be applied between the observation and delivery start (the
+        previous session's dispatch, ``t_s -> array`` in fleet order), ``None`` for none.
     """
     if observed.t_s > window.delivery_start_s + 1e-9:
         raise AggregationError(
@@ -276,7 +283,7 @@ def forecast_baseline(
     steps_per_period = round(window.period_s / dt_s)
     if abs(steps_per_period * dt_s - window.period_s) > 1e-6:
         raise AggregationError(f"model step {dt_s} s does not divide the product length")
-    _, pre, _ = simulate(fleet, observed, profiles, window.delivery_start_s, dt_s)
+    _, pre, _ = simulate(fleet, observed, profiles, window.delivery_start_s, dt_s, pending)
     start = pre[-1]
     p, states, dists = simulate(fleet, start, profiles, window.delivery_end_s, dt_s)
     period = p.reshape(len(fleet), window.n_periods, steps_per_period).mean(axis=2)

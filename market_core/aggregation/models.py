@@ -178,53 +178,61 @@ def _coverage(start_s: np.ndarray, duration_s: np.ndarray, win: SessionWindow) -
 
 
 def atomic_load_model(inp: ModelInput) -> ModelOutput:
-    """Atomic loads: one all-or-nothing bid per shiftable load (SmartNet "atomic loads").
+    """Atomic loads: all-or-nothing bids that move a whole run (SmartNet "atomic loads").
 
-    - upward (delay): a load that has not started by delivery start but would run inside the
-      window in the baseline, and may still start at the end of the window, is held off for
-      the whole window; it starts at the end of the window (the rebound falls after the
-      horizon, where the next session's baseline sees it).
-    - downward (advance): a load planned to start after the window (within
-      ``atomic_lookahead_s``) that may already start at delivery start is started then.
+    For every load that has not started by delivery start, the alternatives are: start at
+    the beginning of any product of the window, or at the end of the window, within
+    ``[earliest_start, latest_end - duration]`` and within ``atomic_lookahead_s`` of the
+    baseline start, up to ``atomic_alternatives`` of them (smallest shifts first). Each
+    alternative is one bid, all-or-nothing over all products: its injection change per
+    product ``p_mw x (baseline coverage - new coverage)`` is split into the activation (the
+    sign of the first change gives the direction: a delay is upward, an advance downward) and
+    the rebound (the opposite-sign part, where the run went). The alternatives of one load
+    form an exclusive group. Whatever moves outside the window falls in the next sessions.
 
-    Price: ``shift_cost_eur_per_mwh``. No aFRR share (the issue excludes atomic loads).
+    Price: ``shift_cost_eur_per_mwh`` x run energy / activated energy (the owner is paid for
+    moving the whole run). No aFRR share (the issue excludes atomic loads).
     """
     fleet: AtomicLoadFleet = inp.fleet  # type: ignore[assignment]
     cfg, win = inp.config, inp.window
+    n = win.n_periods
     st = inp.baseline.start_state
     waiting = np.isnan(st.start_s)  # type: ignore[attr-defined]
-    cons = -inp.baseline.period_p_mw  # baseline consumption per product [MW]
-    runs_inside = cons.max(axis=1) > 1e-12
-    delay_ok = waiting & runs_inside & (fleet.latest_start_s >= win.delivery_end_s - 1e-9)
-    advance_ok = (
-        waiting
-        & ~runs_inside
-        & (fleet.earliest_start_s <= win.delivery_start_s + 1e-9)
-        & (fleet.scheduled_start_s >= win.delivery_end_s - 1e-9)
-        & (fleet.scheduled_start_s <= win.delivery_end_s + cfg.atomic_lookahead_s)
-    )
-    adv_cov = _coverage(np.full(len(fleet), win.delivery_start_s), fleet.duration_s, win)
+    base_start = np.maximum(fleet.scheduled_start_s, win.delivery_start_s)
+    base_cov = _coverage(base_start, fleet.duration_s, win)
+    starts = win.delivery_start_s + win.period_s * np.arange(n + 1)
     offers = []
-    n = win.n_periods
     attrs = {"divisible": False, "all_periods": True}
-    for i in np.flatnonzero(delay_ok | advance_ok):
-        idx = np.array([i])
-        price = _const_price(fleet.cost_eur_per_mwh[i], n)
-        if delay_ok[i]:
-            cap = cons[i][None, :]
-            first = int(np.flatnonzero(cap[0] > 1e-12)[0])
-            ctrl = (np.arange(n) >= first)[None, :]
-            direction = Direction.UP
-        else:
-            cap = (fleet.p_mw[i] * adv_cov[i])[None, :]
-            ctrl = cap > 1e-12
-            direction = Direction.DOWN
-        offers.append(
-            Offer(
-                fleet.category, inp.networks[i], inp.buses[i], direction, idx, cap, price,
-                controlled=ctrl, attrs=dict(attrs),
-            )
-        )  # fmt: skip
+    for i in np.flatnonzero(waiting):
+        feasible = [
+            s0
+            for s0 in starts
+            if fleet.earliest_start_s[i] - 1e-9 <= s0 <= fleet.latest_start_s[i] + 1e-9
+            and abs(s0 - base_start[i]) <= cfg.atomic_lookahead_s
+            and abs(s0 - base_start[i]) > 1e-9
+        ]
+        feasible.sort(key=lambda s0, i=i: (abs(s0 - base_start[i]), s0))
+        e_run = fleet.p_mw[i] * fleet.duration_s[i] / 3600.0
+        for s0 in feasible[: cfg.atomic_alternatives]:
+            new_cov = _coverage(np.array([s0]), fleet.duration_s[[i]], win)[0]
+            delta = fleet.p_mw[i] * (base_cov[i] - new_cov)  # injection change [MW]
+            moved = np.flatnonzero(np.abs(delta) > 1e-12)
+            if len(moved) == 0:
+                continue
+            direction = Direction.UP if delta[moved[0]] > 0 else Direction.DOWN
+            act = np.maximum(direction.sign * delta, 0.0)
+            rebound = np.where(direction.sign * delta < 0.0, delta, 0.0)
+            e_act = act.sum() * win.period_h
+            offers.append(
+                Offer(
+                    fleet.category, inp.networks[i], inp.buses[i], direction, np.array([i]),
+                    act[None, :], _const_price(fleet.cost_eur_per_mwh[i] * e_run / e_act, n),
+                    rebound_mw=rebound[None, :],
+                    # hold off / start as planned in every product of the window
+                    controlled=np.ones((1, n), dtype=bool),
+                    attrs=dict(attrs), group_key=f"atomic/{fleet.ids[i]}",
+                )
+            )  # fmt: skip
     return ModelOutput(offers, _zeros(inp), _zeros(inp))
 
 

@@ -97,6 +97,7 @@ def build_bids(
     forecast_profiles: Mapping[str, np.ndarray],
     window: SessionWindow,
     config: AggregationConfig | None = None,
+    previous: Dispatch | None = None,
 ) -> BidBook:
     """Bids of one aggregator for one session (SmartNet bidding layer).
 
@@ -112,6 +113,10 @@ def build_bids(
         Delivery window of the session.
     config
         Aggregation parameters (aFRR share, prices, ...).
+    previous
+        Dispatch of the previous session, still applied between the observation and this
+        delivery start (its last product overlaps the gate-closure lead time); the baseline
+        forecast follows it there.
 
     Returns
     -------
@@ -130,7 +135,15 @@ def build_bids(
     for cat, fleet in portfolio.fleets.items():
         if cat not in observed:
             raise AggregationError(f"{portfolio.aggregator_id}: no observed state for {cat!r}")
-        base = forecast_baseline(fleet, observed[cat], forecast_profiles, window, cfg.step_s)
+        pending = None
+        if previous is not None:
+
+            def pending(t_s: float, ids: tuple[str, ...] = fleet.ids) -> np.ndarray:
+                return previous.setpoints_for(ids, t_s)
+
+        base = forecast_baseline(
+            fleet, observed[cat], forecast_profiles, window, cfg.step_s, pending
+        )
         inp = ModelInput(window, cfg, fleet, base, portfolio.networks[cat], portfolio.buses[cat])
         out = MODEL_BY_CATEGORY[cat](inp)
         for offer in out.offers:
@@ -296,7 +309,10 @@ def disaggregate(book: BidBook, awards: Mapping[str, Sequence[float]]) -> Dispat
                 left = left - x * win.period_h
         deviation[rows] += dev
         controlled[rows] |= share.controlled
-    setpoint = np.where(controlled, book.baseline_mw + deviation, np.nan)
+    setpoint = book.baseline_mw + deviation
+    # a cancelled baseline is exactly 0 (e.g. an atomic load held off), not -1e-19
+    setpoint = np.where(np.abs(setpoint) < 1e-12, 0.0, setpoint)
+    setpoint = np.where(controlled, setpoint, np.nan)
     return Dispatch(
         window=win,
         device_ids=book.device_ids,

@@ -228,38 +228,70 @@ ATOMIC = [
 ]  # fmt: skip
 
 
-def test_atomic_loads_all_or_nothing_never_interrupted_energy_preserved():
+def test_atomic_load_alternatives_hand_values():
+    """atomic_load_1: 90 min planned at 490 min; window 480-540 min (products of 15 min).
+
+    Alternatives by shift: start 495 (+5 min), 480 (-10), 510 (+20). Baseline coverage of
+    the products [1/3, 1, 1, 1]; new coverage [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1].
+    """
+    portfolio = Portfolio.from_specs("agg_1", specs("atomic_load", ATOMIC[:1], [1]))
+    book, _ = session(portfolio, PROFILES, T0)
+    assert validate_bids(book.bids) == []
+    p = 0.002
+    got = [(b.direction, b.max_quantity_mw, b.rebound_p_mw) for b in book.bids]
+    expected = [
+        (Direction.UP, (p / 3, 0, 0, 0), (0, 0, 0, 0)),
+        (Direction.DOWN, (2 * p / 3, 0, 0, 0), (0, 0, 0, 0)),
+        (Direction.UP, (p / 3, p, 0, 0), (0, 0, 0, 0)),
+    ]
+    assert len(got) == 3
+    for (d, q, r), (de, qe, re) in zip(got, expected, strict=True):
+        assert d is de
+        assert q == pytest.approx(qe, abs=1e-15)
+        assert r == pytest.approx(re, abs=1e-15)
+    assert {b.exclusive_group for b in book.bids} == {"agg_1/8/atomic/atomic_load_1"}
+    assert all(not b.divisible and b.all_periods for b in book.bids)
+    # price: shift cost x run energy / activated energy = 10 x 0.003 / (0.002/3 x 0.25)
+    assert book.bids[0].price_eur_per_mwh[0] == pytest.approx(10.0 * 0.003 / (p / 3 * 0.25))
+
+
+@pytest.mark.parametrize("choice", [0, -1])
+def test_atomic_loads_all_or_nothing_never_interrupted_energy_preserved(choice):
     portfolio = Portfolio.from_specs("agg_1", specs("atomic_load", ATOMIC, [1, 2, 3, 4, 5, 6]))
     book, observed = session(portfolio, PROFILES, T0)
     assert validate_bids(book.bids) == []
-    kinds = {book.shares[b.bid_id].device_ids[0]: b.direction for b in book.bids}
-    # planned 490/500 (inside 480..540) -> delay; 560/600 -> advance; 470 started before
-    # delivery (not shiftable); 485 -> latest start 650 >= 540 -> delay
-    assert kinds == {
-        "atomic_load_1": Direction.UP,
-        "atomic_load_2": Direction.UP,
-        "atomic_load_3": Direction.DOWN,
-        "atomic_load_4": Direction.DOWN,
-        "atomic_load_6": Direction.UP,
-    }
+    groups: dict[str, list] = {}
     for bid in book.bids:
-        assert not bid.divisible and bid.all_periods
-    _, dispatch = accept_all(book)
+        groups.setdefault(bid.exclusive_group, []).append(bid)
+    owners = {book.shares[g[0].bid_id].device_ids[0] for g in groups.values()}
+    # atomic_load_5 (planned 470 min) is already running at delivery start (480): no bid
+    assert owners == {f"atomic_load_{k}" for k in (1, 2, 3, 4, 6)}
+    # one alternative per load: the smallest (choice 0) or the largest offered shift
+    chosen = [g[choice] for g in groups.values()]
+    from market_core.aggregation import disaggregate
+
+    dispatch = disaggregate(book, {b.bid_id: b.max_quantity_mw for b in chosen})
     fleet = portfolio.fleets["atomic_load"]
-    p, states = run_physics(fleet, observed["atomic_load"], PROFILES, 1000 * 60.0, dispatch)
+    t_end = 1000 * 60.0
+    p_b, _ = run_physics(fleet, observed["atomic_load"], PROFILES, t_end)
+    p, states = run_physics(fleet, observed["atomic_load"], PROFILES, t_end, dispatch)
     for i, params in enumerate(ATOMIC):
         on = p[i] < 0.0
         blocks = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])) == 1)
-        assert len(blocks) <= 1, f"{fleet.ids[i]} was interrupted"
+        assert len(blocks) == 1, f"{fleet.ids[i]} was interrupted (or did not run)"
         energy = -p[i].sum() / 60.0  # every load starts after the gate closure
         assert math.isclose(energy, 0.002 * params["duration_min"] / 60.0, rel_tol=1e-9)
         start = states[-1].start_s[i]
-        if kinds.get(fleet.ids[i]) is Direction.UP:
-            assert start >= book.window.delivery_end_s
-        elif kinds.get(fleet.ids[i]) is Direction.DOWN:
-            assert start == book.window.delivery_start_s
+        assert params["earliest_start_min"] * 60 <= start
         assert start + params["duration_min"] * 60 <= params["latest_end_min"] * 60
     assert states[-1].n_override.sum() == 0
+    # the delivered change per product is the bid's activation plus its rebound, exactly
+    delivered = period_means(p - p_b, GC, book.window).sum(axis=0)
+    expected = sum(
+        b.direction.sign * np.asarray(b.max_quantity_mw) + np.asarray(b.rebound_p_mw)
+        for b in chosen
+    )
+    np.testing.assert_allclose(delivered, expected, atol=1e-12)
 
 
 # ----------------------------------------------------------------------- storage
@@ -485,3 +517,31 @@ def test_conventional_awards_are_split_in_proportion_and_delivered_after_the_ram
     # at the end of each product the units have reached their set-points
     ends = [round((T0 - GC) / 60.0) + 15 * (k + 1) - 1 for k in range(4)]
     np.testing.assert_allclose((p_a - p_b)[:, ends].sum(axis=0), award, atol=1e-9)
+
+
+def test_next_session_baseline_follows_the_previous_dispatch():
+    """The previous window's last product overlaps the next gate-closure lead time: the
+    baseline forecast must follow the pending set-points there (a held-off atomic load starts
+    at the end of the previous window, not at the next gate closure)."""
+    # 40 min planned at 500 min; held off until the window end (540 min)
+    portfolio = Portfolio.from_specs("agg_1", specs("atomic_load", ATOMIC[1:2], [1]))
+    cfg = AggregationConfig(atomic_alternatives=5)
+    book, observed = session(portfolio, PROFILES, T0, config=cfg)
+    out = max(book.bids, key=lambda b: sum(b.max_quantity_mw))
+    assert out.max_quantity_mw == pytest.approx((0.0, 0.002 * 2 / 3, 0.002, 0.002))
+    from market_core.aggregation import SessionWindow, build_bids, disaggregate
+
+    dispatch = disaggregate(book, {out.bid_id: out.max_quantity_mw})
+    fleet = portfolio.fleets["atomic_load"]
+    gate = T0 + 2700.0
+    _, states = run_physics(fleet, observed["atomic_load"], PROFILES, gate, dispatch)
+    window = SessionWindow(9, T0 + 3600.0)
+    truth, _ = run_physics(fleet, states[-1], PROFILES, window.delivery_end_s, dispatch)
+    now = {"atomic_load": states[-1]}
+    with_prev = build_bids(portfolio, now, PROFILES, window, cfg, previous=dispatch)
+    without = build_bids(portfolio, now, PROFILES, window, cfg)
+    actual = period_means(truth, gate, window)
+    np.testing.assert_allclose(with_prev.baseline_mw, actual, atol=1e-15)
+    # runs 540..580 min: products [1, 1, 2/3, 0] (without the pending hold: 525..565 min)
+    assert with_prev.baseline_mw[0] == pytest.approx([-0.002, -0.002, -0.002 * 2 / 3, 0.0])
+    assert not np.allclose(without.baseline_mw, actual)
