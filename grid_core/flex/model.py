@@ -329,7 +329,7 @@ class FlexSettings:
     lopf_max_iterations: int = 3
     lopf_margin_pu: float = 0.0005
     lopf_margin_percent: float = 0.5
-    fd_step_mvar: float = 0.01
+    fd_step_mvar: float = 0.001
 
     def __post_init__(self) -> None:
         if self.n_points < 1:
