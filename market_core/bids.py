@@ -230,11 +230,14 @@ def validate_bids(
                 "price_eur_per_mwh",
                 f"{len(bid.price_eur_per_mwh)} periods, the session has {n_periods}",
             )
-        if any(not _finite(q) or q < 0.0 for q in bid.max_quantity_mw):
+        # sequences are tuples of float after Bid.__post_init__
+        if not all(map(math.isfinite, bid.max_quantity_mw)) or (
+            bid.max_quantity_mw and min(bid.max_quantity_mw) < 0.0
+        ):
             err("max_quantity_mw", "every quantity must be finite and >= 0")
         elif bid.max_quantity_mw and max(bid.max_quantity_mw) == 0.0:
             err("max_quantity_mw", "all quantities are 0: the bid offers nothing")
-        if any(not _finite(p) for p in bid.price_eur_per_mwh):
+        if not all(map(math.isfinite, bid.price_eur_per_mwh)):
             err("price_eur_per_mwh", "every price must be finite")
         if not _finite(bid.q_mvar_per_mw):
             err("q_mvar_per_mw", "must be finite")

@@ -266,8 +266,9 @@ class _Context:
 
     inp: ClearingInput
     valid: list[Bid]
-    # per valid bid: period -> (column, coefficient of the award [MW per unit of column])
-    award_terms: list[dict[int, tuple[int, float]]] = field(default_factory=list)
+    # the same as arrays [bid x period]: column (-1: none) and quantity [MW]
+    award_col: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    award_qty: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     # per valid bid: column of the all-periods fraction (rebound), or -1
     fraction_col: list[int] = field(default_factory=list)
     # per valid bid: period -> "on" column (binary) used by min quantity / duration
@@ -292,6 +293,13 @@ class _Context:
     convexity_rows: dict[str, int] = field(default_factory=dict)
     proposal_cols: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def terms(self, b: int) -> dict[int, tuple[int, float]]:
+        """Award of valid bid ``b``: period -> (column, MW per unit of the column)."""
+        cols = self.award_col[b]
+        return {
+            int(t): (int(cols[t]), float(self.award_qty[b, t])) for t in np.flatnonzero(cols >= 0)
+        }
+
 
 # --------------------------------------------------------------------------- building blocks
 
@@ -303,81 +311,109 @@ def declare_var_award(asm: Assembly, ctx: _Context) -> None:
     all-or-nothing bids make it binary; all-periods bids get one fraction for the whole
     session. Buy bids (scheme E) enter with a negative cost (willingness to pay).
     """
-    dt_h = ctx.inp.dt_h
-    for bid in ctx.valid:
-        q = np.asarray(bid.max_quantity_mw)
-        price = np.asarray(bid.price_eur_per_mwh)
-        sign_cost = -1.0 if bid.side is Side.BUY else 1.0
-        terms: dict[int, tuple[int, float]] = {}
-        if bid.all_periods:
-            cost = sign_cost * float(np.sum(price * q)) * dt_h
-            col = int(asm.add_cols("award", 1, 0.0, 1.0, cost, not bid.divisible)[0])
-            terms = {t: (col, float(q[t])) for t in range(len(q)) if q[t] > 0.0}
-            ctx.fraction_col.append(col)
-        else:
-            periods = np.flatnonzero(q > 0.0)
-            cols = asm.add_cols(
-                "award",
-                periods.size,
-                0.0,
-                1.0,
-                sign_cost * price[periods] * q[periods] * dt_h,
-                not bid.divisible,
-            )
-            terms = {int(t): (int(c), float(q[t])) for t, c in zip(periods, cols, strict=True)}
-            ctx.fraction_col.append(-1)
-        ctx.award_terms.append(terms)
+    dt_h, n_t, n_b = ctx.inp.dt_h, ctx.inp.n_periods, len(ctx.valid)
+    qty = np.array([b.max_quantity_mw for b in ctx.valid], float).reshape(n_b, n_t)
+    price = np.array([b.price_eur_per_mwh for b in ctx.valid], float).reshape(n_b, n_t)
+    sign_cost = np.array([-1.0 if b.side is Side.BUY else 1.0 for b in ctx.valid])
+    linked = np.array([b.all_periods for b in ctx.valid], bool)
+    integer = np.array([not b.divisible for b in ctx.valid], bool)
+    col = np.full((n_b, n_t), -1, dtype=np.int64)
+    # per-period fractions of the ordinary bids, all in one block
+    mask = (qty > 0.0) & ~linked[:, None]
+    rows_b, rows_t = np.nonzero(mask)
+    cost = sign_cost[rows_b] * price[rows_b, rows_t] * qty[rows_b, rows_t] * dt_h
+    col[rows_b, rows_t] = asm.add_cols("award", rows_b.size, 0.0, 1.0, cost, integer[rows_b])
+    # one fraction per all-periods bid
+    fraction = np.full(n_b, -1, dtype=np.int64)
+    lb = np.flatnonzero(linked)
+    if lb.size:
+        cost = sign_cost[lb] * np.sum(price[lb] * qty[lb], axis=1) * dt_h
+        fraction[lb] = asm.add_cols("award", lb.size, 0.0, 1.0, cost, integer[lb])
+        col[lb] = np.where(qty[lb] > 0.0, fraction[lb, None], -1)
+    ctx.award_col, ctx.award_qty = col, np.where(col >= 0, qty, 0.0)
+    ctx.fraction_col = [int(f) for f in fraction]
 
 
 def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
     """Nodal injection-change columns and the rows tying them to the awards.
 
-    Interface proposals (scheme D, decentralised) enter here too: a convex combination of the
-    proposed schedules of a distribution network is its injection ``p(dso_k, -1, t)``.
-
     ``p(n, t) = sum over bids at n of sign * award + rebound * fraction`` [MW]; for nodes of
     included distribution networks also ``q(n, t) = sum of q_mvar_per_mw * p_bid`` [Mvar]. On
     top, one column per transmission bus aggregates what the PTDF sees (transmission bids plus
-    the interface changes of the distribution networks connected there).
+    the interface changes of the distribution networks connected there). Interface proposals
+    (scheme D, decentralised) enter here too: a convex combination of the proposed schedules
+    of a distribution network is its injection ``p(dso_k, -1, t)``.
     """
     inp, n_t = ctx.inp, ctx.inp.n_periods
     included = {m.network_id for m in inp.distribution}
-    entries: dict[tuple[str, int], list[tuple[int, int, float, float]]] = {}
-    for b, bid in enumerate(ctx.valid):
-        if bid.side is Side.BUY:
-            continue
-        key = (bid.network_id, bid.bus)
-        lst = entries.setdefault(key, [])
-        for t, (col, qty) in ctx.award_terms[b].items():
-            lst.append((t, col, bid.direction.sign * qty, bid.q_mvar_per_mw))
-        if bid.rebound_p_mw:
-            col = ctx.fraction_col[b]
-            for t, r in enumerate(bid.rebound_p_mw):
-                if r != 0.0:
-                    lst.append((t, col, r, bid.q_mvar_per_mw))
-    for key, lst in entries.items():
-        arr = np.array(lst, dtype=float).reshape(-1, 4)
-        t_idx, cols, coef, ratio = (
-            arr[:, 0].astype(int),
-            arr[:, 1].astype(int),
-            arr[:, 2],
-            arr[:, 3],
-        )
+    sellers = [b for b, bid in enumerate(ctx.valid) if bid.side is Side.SELL]
+    node_of: dict[tuple[str, int], int] = {}
+    bid_node = np.array(
+        [
+            node_of.setdefault((ctx.valid[b].network_id, ctx.valid[b].bus), len(node_of))
+            for b in sellers
+        ],
+        dtype=np.int64,
+    )
+    keys = list(node_of)
+    n_node = len(keys)
+    sel = np.asarray(sellers, dtype=np.int64)
+    sign = np.array([ctx.valid[b].direction.sign for b in sellers], float)
+    ratio = np.array([ctx.valid[b].q_mvar_per_mw for b in sellers], float)
+    # entries (node, period, column, coefficient, ratio) of the awards ...
+    cols = ctx.award_col[sel] if sel.size else np.zeros((0, n_t), np.int64)
+    eb, et = np.nonzero(cols >= 0)
+    e_node, e_t, e_col = bid_node[eb], et, cols[eb, et]
+    e_coef = sign[eb] * ctx.award_qty[sel][eb, et]
+    e_ratio = ratio[eb]
+    # ... and of the rebound profiles (few bids, loop)
+    extra = [
+        (bid_node[i], t, ctx.fraction_col[b], r, ratio[i])
+        for i, b in enumerate(sellers)
+        if ctx.valid[b].rebound_p_mw
+        for t, r in enumerate(ctx.valid[b].rebound_p_mw)
+        if r != 0.0
+    ]
+    if extra:
+        x = np.array(extra, float)
+        e_node = np.concatenate([e_node, x[:, 0].astype(np.int64)])
+        e_t = np.concatenate([e_t, x[:, 1].astype(np.int64)])
+        e_col = np.concatenate([e_col, x[:, 2].astype(np.int64)])
+        e_coef = np.concatenate([e_coef, x[:, 3]])
+        e_ratio = np.concatenate([e_ratio, x[:, 4]])
+    cost = np.zeros((n_node, n_t))
+    for i, key in enumerate(keys):
         value = inp.injection_value_eur_per_mwh.get(key[0])
-        cost = 0.0 if value is None else -np.asarray(value, float) * inp.dt_h
-        pcols = asm.add_cols("p_node", n_t, -np.inf, np.inf, cost)
-        rows = asm.add_rows("def_p_node", n_t, 0.0, 0.0)
-        asm.add_entries(rows, pcols, 1.0)
-        asm.add_entries(rows[t_idx], cols, -coef)
-        ctx.node_p[key] = pcols
-        ctx.node_p_max[key] = np.bincount(t_idx, np.abs(coef), minlength=n_t)
-        if key[0] in included and np.any(ratio != 0.0):
-            qcols = asm.add_cols("q_node", n_t, -np.inf, np.inf, 0.0)
-            qrows = asm.add_rows("def_q_node", n_t, 0.0, 0.0)
-            asm.add_entries(qrows, qcols, 1.0)
-            asm.add_entries(qrows[t_idx], cols, -coef * ratio)
-            ctx.node_q[key] = qcols
-            ctx.node_q_max[key] = np.bincount(t_idx, np.abs(coef * ratio), minlength=n_t)
+        if value is not None:
+            cost[i] = -np.asarray(value, float) * inp.dt_h
+    pcols = asm.add_cols("p_node", n_node * n_t, -np.inf, np.inf, cost.ravel()).reshape(n_node, n_t)
+    prows = asm.add_rows("def_p_node", n_node * n_t, 0.0, 0.0).reshape(n_node, n_t)
+    asm.add_entries(prows, pcols, 1.0)
+    asm.add_entries(prows[e_node, e_t], e_col, -e_coef)
+    p_max = np.zeros((n_node, n_t))
+    np.add.at(p_max, (e_node, e_t), np.abs(e_coef))
+    for i, key in enumerate(keys):
+        ctx.node_p[key] = pcols[i]
+        ctx.node_p_max[key] = p_max[i]
+    # reactive injections only where a distribution model uses them
+    has_q = np.zeros(n_node, bool)
+    np.logical_or.at(has_q, e_node, e_ratio != 0.0)
+    has_q &= np.array([k[0] in included for k in keys], bool) if keys else has_q
+    q_nodes = np.flatnonzero(has_q)
+    if q_nodes.size:
+        q_index = np.full(n_node, -1, dtype=np.int64)
+        q_index[q_nodes] = np.arange(q_nodes.size)
+        qcols = asm.add_cols("q_node", q_nodes.size * n_t, -np.inf, np.inf, 0.0).reshape(-1, n_t)
+        qrows = asm.add_rows("def_q_node", q_nodes.size * n_t, 0.0, 0.0).reshape(-1, n_t)
+        asm.add_entries(qrows, qcols, 1.0)
+        keep = has_q[e_node]
+        qi = q_index[e_node[keep]]
+        asm.add_entries(qrows[qi, e_t[keep]], e_col[keep], -e_coef[keep] * e_ratio[keep])
+        q_max = np.zeros((q_nodes.size, n_t))
+        np.add.at(q_max, (qi, e_t[keep]), np.abs(e_coef[keep] * e_ratio[keep]))
+        for j, i in enumerate(q_nodes):
+            ctx.node_q[keys[i]] = qcols[j]
+            ctx.node_q_max[keys[i]] = q_max[j]
     for nid, proposals in inp.interface_proposals.items():
         if not proposals:
             continue
@@ -424,12 +460,13 @@ def declare_eq_balance(asm: Assembly, ctx: _Context) -> None:
     for a, req in enumerate(inp.requirements):
         rhs = np.asarray(req.requirement_mw, float)
         rows = asm.add_rows("balance", n_t, rhs, rhs)
-        for key, pcols in ctx.node_p.items():
-            if req.covers(key[0]):
-                asm.add_entries(rows, pcols, 1.0)
+        covered = [pcols for key, pcols in ctx.node_p.items() if req.covers(key[0])]
+        if covered:
+            block = np.vstack(covered)
+            asm.add_entries(np.broadcast_to(rows, block.shape), block, 1.0)
         for b, bid in enumerate(ctx.valid):
             if bid.side is Side.BUY and req.covers(bid.network_id):
-                for t, (col, qty) in ctx.award_terms[b].items():
+                for t, (col, qty) in ctx.terms(b).items():
                     asm.add_entries([rows[t]], [col], [-bid.direction.sign * qty])
         short = asm.add_cols("slack_short", n_t, 0.0, np.inf, penalty)
         long_ = asm.add_cols("slack_long", n_t, 0.0, np.inf, penalty)
@@ -535,25 +572,37 @@ def declare_ineq_lindistflow(asm: Assembly, ctx: _Context, model: LinDistFlowMod
         ctx.dist_rows.extend(
             (int(r), nid, "vm", int(k), t, 1.0, 1.0) for r, k in zip(rows, keep, strict=True)
         )
-        # branches: one block of n_br rows per polygon side
+        # branches: all polygon sides stacked, side k on rows k * n_br ... (k + 1) * n_br - 1
         dp_reach = np.abs(sb_p) @ pmax
         dq_reach = np.abs(sb_q[:, has_q]) @ qmax if qmax.size else np.zeros(n_br)
-        for c, s in zip(cos_a, sin_a, strict=True):
-            coef = np.hstack([c * sb_p, s * sb_q[:, has_q]])
-            base = c * base_bp[:, t] + s * base_bq[:, t]
-            reach = abs(c) * dp_reach + abs(s) * dq_reach
-            upper = model.max_branch_s_mva * shrink
-            keep, rows = _network_rows(
-                asm, ctx, "lindistflow_branch", coef, cols, base, -np.inf * upper, upper, reach
-            )
-            ctx.dist_rows.extend(
-                (int(r), nid, "branch", int(k), t, float(c), float(s))
-                for r, k in zip(rows, keep, strict=True)
-            )
+        side_c, side_s = np.repeat(cos_a, n_br), np.repeat(sin_a, n_br)
+        coef = np.hstack(
+            [np.vstack([c * sb_p for c in cos_a]), np.vstack([s * sb_q[:, has_q] for s in sin_a])]
+        )
+        base = side_c * np.tile(base_bp[:, t], k_sides) + side_s * np.tile(base_bq[:, t], k_sides)
+        reach = np.abs(side_c) * np.tile(dp_reach, k_sides) + np.abs(side_s) * np.tile(
+            dq_reach, k_sides
+        )
+        upper = np.tile(model.max_branch_s_mva * shrink, k_sides)
+        keep, rows = _network_rows(
+            asm,
+            ctx,
+            "lindistflow_branch",
+            coef,
+            cols,
+            base,
+            np.full_like(upper, -np.inf),
+            upper,
+            reach,
+        )
+        ctx.dist_rows.extend(
+            (int(r), nid, "branch", int(k % n_br), t, float(side_c[k]), float(side_s[k]))
+            for r, k in zip(rows, keep, strict=True)
+        )
 
 
 def _award_expr(ctx: _Context, b: int, t: int) -> tuple[int, float] | None:
-    return ctx.award_terms[b].get(t)
+    return ctx.terms(b).get(t)
 
 
 def declare_ineq_ramp(asm: Assembly, ctx: _Context) -> None:
@@ -583,7 +632,7 @@ def declare_ineq_energy(asm: Assembly, ctx: _Context) -> None:
         if bid.max_energy_mwh is None:
             continue
         row = asm.add_rows("energy", 1, -np.inf, bid.max_energy_mwh)
-        for col, qty in ctx.award_terms[b].values():
+        for col, qty in ctx.terms(b).values():
             asm.add_entries(row, [col], [qty * ctx.inp.dt_h])
 
 
@@ -600,7 +649,7 @@ def declare_ineq_min_duration(asm: Assembly, ctx: _Context) -> None:
         need_on = bid.min_quantity_mw > 0.0 or bid.min_duration_periods > 1
         if not need_on or bid.side is Side.BUY:
             continue
-        terms = ctx.award_terms[b]
+        terms = ctx.terms(b)
         if bid.all_periods:
             # one fraction: a minimum quantity applies to the largest period
             if bid.min_quantity_mw > 0.0 and bid.divisible:
@@ -656,7 +705,7 @@ def declare_ineq_exclusive(asm: Assembly, ctx: _Context) -> None:
         row = asm.add_rows("exclusive_group", 1, -np.inf, 1.0)
         asm.add_entries(np.repeat(row, zs.size), zs, 1.0)
         for z, b in zip(zs, members, strict=True):
-            cols = sorted({col for col, _ in ctx.award_terms[b].values()})
+            cols = sorted({col for col, _ in ctx.terms(b).values()})
             rows = asm.add_rows("exclusive_link", len(cols), -np.inf, 0.0)
             asm.add_entries(rows, cols, 1.0)
             asm.add_entries(rows, np.full(len(cols), z), -1.0)
@@ -856,7 +905,7 @@ def solve_clearing(
     problem: ClearingProblem,
     *,
     warm_start: ClearingSolution | None = None,
-    mip_rel_gap: float = 1e-6,
+    mip_rel_gap: float = 1e-4,
     time_limit_s: float | None = None,
 ) -> ClearingSolution:
     """Solve a built clearing with HiGHS; LP duals from the LP with integers fixed.
@@ -1194,8 +1243,9 @@ def extract_result(
     for b, bid in enumerate(ctx.valid):
         qty = np.zeros(n_t)
         uplift = 0.0
-        for t, (col, q) in ctx.award_terms[b].items():
-            qty[t] = max(0.0, q * x[col])
+        cols = ctx.award_col[b]
+        has = cols >= 0
+        qty[has] = np.maximum(0.0, ctx.award_qty[b, has] * x[cols[has]])
         qty[qty < 1e-7] = 0.0
         frac = x[ctx.fraction_col[b]] if ctx.fraction_col[b] >= 0 else 0.0
         if not np.any(qty > 0.0):

@@ -1,0 +1,232 @@
+"""Market clearing benchmark: reference-size session, LP / MILP / warm re-solve.
+
+Session: 2000 bids, 4 periods of 15 min, IEEE-118 transmission (PTDF from a pandapower DC
+power flow of ``case118``) and 20 distribution networks (LinDistFlow of ``case33bw``, 32
+branches each) hanging off load buses of the 118-bus grid. Half the bids are in distribution.
+
+Prints a few human-readable lines, then, as the last line, one JSON object with build, solve
+and total seconds for the LP, for the MILP (10 % of the bids all-or-nothing) and for a warm
+re-solve of the next session (same products, new prices and needs), plus the target ratios
+(issue 4): LP total <= 1 s; build <= 0.2 x solve; MILP <= 10 x LP; warm <= 0.3 x cold.
+
+Usage: ``python bench/bench_market.py [--seed N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import warnings
+
+import numpy as np
+
+from market_core.bids import Bid
+from market_core.clearing import (
+    BalancingRequirement,
+    ClearingInput,
+    build_clearing,
+    extract_result,
+    solve_clearing,
+)
+from market_core.network import LinDistFlowModel, PtdfModel, radial_lindistflow
+
+N_PERIODS = 4
+N_DSO = 20
+N_BIDS = 2000
+
+
+def ieee118_ptdf() -> PtdfModel:
+    """PTDF model of pandapower's case118 around its DC power flow (limits: base + margin)."""
+    import pandapower as pp
+    import pandapower.networks as pn
+    from pandapower.pypower.makePTDF import makePTDF
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = pn.case118()
+        pp.rundcpp(net)
+    ppc = net._ppc
+    ptdf_int = makePTDF(ppc["baseMVA"], ppc["bus"], ppc["branch"])  # [branch x internal bus]
+    lookup = net._pd2ppc_lookups["bus"]
+    bus_ids = tuple(int(b) for b in net.bus.index)
+    ptdf = ptdf_int[:, [lookup[b] for b in bus_ids]]
+    base = np.concatenate([net.res_line.p_from_mw.to_numpy(), net.res_trafo.p_hv_mw.to_numpy()])
+    line_ids = [f"line_{i}" for i in net.line.index] + [f"trafo_{i}" for i in net.trafo.index]
+    # limits tight enough for some congestion: 10 % above the base flow or 60 MW
+    limit = np.maximum(1.1 * np.abs(base), 60.0)
+    return PtdfModel(ptdf, bus_ids, line_ids, limit, base)
+
+
+def case33_lindistflow(network_id: str, tso_bus: int, scale: float) -> LinDistFlowModel:
+    """LinDistFlow of pandapower's case33bw (radial, tie switches open), loads scaled."""
+    import pandapower.networks as pn
+
+    net = pn.case33bw()
+    lines = net.line[net.line.in_service]
+    vn = float(net.bus.vn_kv.iloc[0])
+    branches = [
+        (
+            int(r.from_bus),
+            int(r.to_bus),
+            r.r_ohm_per_km * r.length_km,
+            r.x_ohm_per_km * r.length_km,
+            max(1.2 * 3**0.5 * vn * r.max_i_ka, 0.5),
+        )
+        for r in lines.itertuples()
+    ]
+    p = np.zeros(len(net.bus))
+    q = np.zeros(len(net.bus))
+    p[net.load.bus.to_numpy()] -= scale * net.load.p_mw.to_numpy()
+    q[net.load.bus.to_numpy()] -= scale * net.load.q_mvar.to_numpy()
+    return radial_lindistflow(
+        network_id,
+        tuple(int(b) for b in net.bus.index),
+        branches,
+        vn_kv=vn,
+        interface_bus=int(net.ext_grid.bus.iloc[0]),
+        tso_bus=tso_bus,
+        base_p_inj_mw=p,
+        base_q_inj_mvar=q,
+        min_vm_pu=0.9,
+        max_vm_pu=1.1,
+    )
+
+
+def make_bids(rng: np.random.Generator, tx: PtdfModel, dsos, aon_share: float) -> list[Bid]:
+    """2000 random bids, half in transmission, half spread over the distribution networks."""
+    bids: list[Bid] = []
+    for i in range(N_BIDS):
+        up = rng.random() < 0.5
+        if i < N_BIDS // 2:
+            network, bus = "tso", int(rng.choice(tx.bus_ids))
+            qty = rng.uniform(1.0, 20.0, N_PERIODS)
+        else:
+            model = dsos[i % len(dsos)]
+            network, bus = model.network_id, int(rng.choice(model.bus_ids[1:]))
+            qty = rng.uniform(0.02, 0.3, N_PERIODS)
+        price = rng.uniform(20.0, 120.0, N_PERIODS) if up else rng.uniform(-10.0, 40.0, N_PERIODS)
+        bids.append(
+            Bid(
+                f"agg_{i % 50}/0/{i}",
+                f"agg_{i % 50}",
+                network,
+                bus,
+                "up" if up else "down",
+                qty,
+                price,
+                q_mvar_per_mw=float(rng.uniform(0.0, 0.4)) if network != "tso" else 0.0,
+                divisible=not (rng.random() < aon_share),
+            )
+        )
+    return bids
+
+
+def session(bids, tx, dsos, requirement) -> ClearingInput:
+    return ClearingInput(
+        bids=tuple(bids),
+        requirements=(BalancingRequirement("system", tuple(requirement)),),
+        transmission=tx,
+        distribution=tuple(dsos),
+        n_periods=N_PERIODS,
+        period_s=900.0,
+    )
+
+
+def timed(inp: ClearingInput, warm=None):
+    t0 = time.perf_counter()
+    problem = build_clearing(inp)
+    t1 = time.perf_counter()
+    solution = solve_clearing(problem, warm_start=warm)
+    t2 = time.perf_counter()
+    result = extract_result(problem, solution)
+    t3 = time.perf_counter()
+    return problem, solution, result, t1 - t0, t2 - t1, t3 - t2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rng = np.random.default_rng(args.seed)
+    tx = ieee118_ptdf()
+    load_buses = [b for b in tx.bus_ids if b % 3 == 0][:N_DSO]
+    dsos = [
+        case33_lindistflow(f"dso_{k + 1}", load_buses[k], float(rng.uniform(0.8, 1.4)))
+        for k in range(N_DSO)
+    ]
+    requirement = rng.uniform(-100.0, 200.0, N_PERIODS)
+    bids = make_bids(rng, tx, dsos, aon_share=0.0)
+    results = {}
+    # LP, cold (first call also warms imports; run twice and keep the second)
+    timed(session(bids, tx, dsos, requirement))
+    problem, sol_lp, res_lp, b, s, e = timed(session(bids, tx, dsos, requirement))
+    results["lp"] = {"build_s": b, "solve_s": s, "extract_s": e, "total_s": b + s + e}
+    print(
+        f"LP: {problem.matrix.shape[1]} cols, {problem.matrix.shape[0]} rows, "
+        f"{problem.matrix.nnz} nnz; {len(res_lp.awards)} awards; "
+        f"slack {res_lp.total_slack_mw:.2f} MW; binding {len(res_lp.binding)}"
+    )
+    # MILP: the same session with 10 % of the bids all-or-nothing
+    rng_aon = np.random.default_rng(args.seed + 1)
+    aon = [Bid(**{**x.__dict__, "divisible": False}) if rng_aon.random() < 0.1 else x for x in bids]
+    problem_m, _, res_m, b, s, e = timed(session(aon, tx, dsos, requirement))
+    results["milp"] = {"build_s": b, "solve_s": s, "extract_s": e, "total_s": b + s + e}
+    print(f"MILP: {int(problem_m.col_integer.sum())} integer cols; cost {res_m.objective_eur:.1f}")
+    # next session: same products, prices +-10 %, need moved; cold vs warm (previous basis)
+    rng_next = np.random.default_rng(args.seed + 2)
+    nxt = [
+        Bid(
+            **{
+                **x.__dict__,
+                "price_eur_per_mwh": tuple(
+                    p * rng_next.uniform(0.9, 1.1) for p in x.price_eur_per_mwh
+                ),
+            }
+        )
+        for x in bids
+    ]
+    req2 = requirement + rng_next.uniform(-30.0, 30.0, N_PERIODS)
+    _, sol_cold, res_cold, b_c, s_c, e_c = timed(session(nxt, tx, dsos, req2))
+    _, _, res_warm, b_w, s_w, e_w = timed(session(nxt, tx, dsos, req2), warm=sol_lp)
+    assert abs(res_warm.objective_eur - res_cold.objective_eur) <= 1e-6 * max(
+        1.0, abs(res_cold.objective_eur)
+    ), "warm and cold optimum differ"
+    results["next_cold"] = {"build_s": b_c, "solve_s": s_c, "total_s": b_c + s_c + e_c}
+    results["warm"] = {"build_s": b_w, "solve_s": s_w, "total_s": b_w + s_w + e_w}
+    lp = results["lp"]
+    ratios = {
+        "lp_total_s": lp["total_s"],
+        "build_over_solve": lp["build_s"] / lp["solve_s"],
+        "milp_over_lp": results["milp"]["total_s"] / lp["total_s"],
+        "warm_solve_over_cold_solve": s_w / s_c,
+        "warm_total_over_cold_total": results["warm"]["total_s"] / results["next_cold"]["total_s"],
+    }
+    targets = {
+        "lp_total_s": 1.0,
+        "build_over_solve": 0.2,
+        "milp_over_lp": 10.0,
+        "warm_solve_over_cold_solve": 0.3,
+    }
+    met = {k: ratios[k] <= v for k, v in targets.items()}
+    for k, v in ratios.items():
+        print(f"{k}: {v:.3f}" + (f" (target <= {targets[k]}, met: {met[k]})" if k in met else ""))
+    print(
+        json.dumps(
+            {
+                "bench": "market",
+                "bids": N_BIDS,
+                "periods": N_PERIODS,
+                "distribution_networks": N_DSO,
+                **{f"{k}_{m}": round(v, 4) for k, d in results.items() for m, v in d.items()},
+                **{k: round(v, 4) for k, v in ratios.items()},
+                "targets_met": met,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
