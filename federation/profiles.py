@@ -95,6 +95,34 @@ def solar_cos_zenith(clock_h: np.ndarray, *, day_of_year: int, latitude_deg: flo
     return math.sin(phi) * math.sin(delta) + math.cos(phi) * math.cos(delta) * np.cos(omega)
 
 
+def clear_sky_ghi_w_per_m2(
+    clock_h: np.ndarray, *, day_of_year: int, latitude_deg: float
+) -> np.ndarray:
+    """Clear-sky global horizontal irradiance [W/m^2], Haurwitz (1945).
+
+    G_cs = 1098 cos(z) exp(-0.057 / cos(z)) for the sun above the horizon, else 0.
+    """
+    cosz = solar_cos_zenith(clock_h, day_of_year=day_of_year, latitude_deg=latitude_deg)
+    safe = np.maximum(cosz, 0.01)
+    return np.where(cosz > 0.01, 1098.0 * safe * np.exp(-0.057 / safe), 0.0)
+
+
+def pv_from_ghi(
+    ghi_w_per_m2: np.ndarray,
+    ambient_degc: np.ndarray,
+    *,
+    noct_degc: float = 45.0,
+    temp_coeff_per_degc: float = -0.004,
+) -> np.ndarray:
+    """PV output per unit of STC rating [-] from irradiance, with the NOCT cell model.
+
+    T_c = T_a + (NOCT - 20) G / 800; p = G / 1000 (1 + gamma (T_c - 25)), clipped to [0, 1].
+    """
+    t_cell = ambient_degc + (noct_degc - 20.0) * ghi_w_per_m2 / 800.0
+    p = ghi_w_per_m2 / 1000.0 * (1.0 + temp_coeff_per_degc * (t_cell - 25.0))
+    return np.clip(p, 0.0, 1.0)
+
+
 def pv_per_unit(
     clock_h: np.ndarray,
     rng: np.random.Generator,
@@ -108,28 +136,54 @@ def pv_per_unit(
 ) -> np.ndarray:
     """PV output per unit of rated (STC, 1000 W/m^2) power [-].
 
-    - Clear-sky GHI, Haurwitz (1945): G_cs = 1098 cos(z) exp(-0.057 / cos(z)) [W/m^2].
+    - Clear-sky GHI: :func:`clear_sky_ghi_w_per_m2` (Haurwitz 1945).
     - Cloud cover c in [0, 1]: logistic transform of an AR(1) process (45 min correlation)
       whose mean is set by ``cloudiness``; attenuation after Kasten & Czeplak (1980):
       G = G_cs (1 - 0.75 c^3.4).
     - Cloud edges: multiplicative minute-scale fluctuation (5 min correlation) whose
       amplitude grows with c (1 - c) (broken clouds flicker, clear and overcast skies do not).
-    - Cell temperature, NOCT model: T_c = T_a + (NOCT - 20) G / 800; power derated by
-      ``temp_coeff_per_degc`` per degC above 25 degC.
-    Horizontal modules; the array is clipped to [0, 1].
+    - Cell temperature and output: :func:`pv_from_ghi` (NOCT model, horizontal modules).
     """
     n = len(clock_h)
-    cosz = solar_cos_zenith(clock_h, day_of_year=day_of_year, latitude_deg=latitude_deg)
-    cosz = np.clip(cosz, 0.0, None)
-    with np.errstate(divide="ignore"):
-        g_cs = np.where(cosz > 0.01, 1098.0 * cosz * np.exp(-0.057 / np.maximum(cosz, 0.01)), 0.0)
+    g_cs = clear_sky_ghi_w_per_m2(clock_h, day_of_year=day_of_year, latitude_deg=latitude_deg)
     logit_mean = math.log(max(cloudiness, 1e-3) / max(1.0 - cloudiness, 1e-3))
     c = 1.0 / (1.0 + np.exp(-(logit_mean + 1.5 * ar1(rng, n, 45.0))))
     flicker = 1.0 + 0.6 * c * (1.0 - c) * ar1(rng, n, 5.0)
     g = g_cs * (1.0 - 0.75 * c**3.4) * np.clip(flicker, 0.2, 1.3)
-    t_cell = ambient_degc + (noct_degc - 20.0) * g / 800.0
-    p = g / 1000.0 * (1.0 + temp_coeff_per_degc * (t_cell - 25.0))
-    return np.clip(p, 0.0, 1.0)
+    return pv_from_ghi(
+        g, ambient_degc, noct_degc=noct_degc, temp_coeff_per_degc=temp_coeff_per_degc
+    )
+
+
+def wind_power_curve(speed_m_per_s: np.ndarray) -> np.ndarray:
+    """Generic turbine power curve per unit [-]: 0 below 3 m/s (cut-in), cubic in speed up
+    to 12 m/s (rated), 1 up to 25 m/s (cut-out), 0 above."""
+    u = np.asarray(speed_m_per_s, dtype=float)
+    cut_in, rated, cut_out = 3.0, 12.0, 25.0
+    p = np.where(u < cut_in, 0.0, (u**3 - cut_in**3) / (rated**3 - cut_in**3))
+    p = np.where(u >= rated, 1.0, p)
+    return np.where(u >= cut_out, 0.0, np.clip(p, 0.0, 1.0))
+
+
+def wind_speed_m_per_s(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    mean_speed_m_per_s: float = 7.5,
+    weibull_k: float = 2.0,
+    correlation_h: float = 4.0,
+) -> np.ndarray:
+    """Hub-height wind speed [m/s], one value per minute.
+
+    Weibull(k, c) marginal, c = mean / Gamma(1 + 1/k), from a unit AR(1) Gaussian process
+    z (correlation ``correlation_h``) by the Gaussian copula u = F_W^-1(Phi(z)).
+    """
+    from scipy.special import ndtr
+
+    z = ar1(rng, n, 60.0 * correlation_h)
+    u01 = np.clip(ndtr(z), 1e-12, 1 - 1e-12)
+    scale = mean_speed_m_per_s / math.gamma(1.0 + 1.0 / weibull_k)
+    return scale * (-np.log1p(-u01)) ** (1.0 / weibull_k)
 
 
 def wind_per_unit(
@@ -140,24 +194,16 @@ def wind_per_unit(
     weibull_k: float = 2.0,
     correlation_h: float = 4.0,
 ) -> np.ndarray:
-    """Wind farm output per unit of rated power [-].
-
-    Hub wind speed u has a Weibull(k, c) marginal, c = mean / Gamma(1 + 1/k), obtained from
-    a unit AR(1) Gaussian process z (correlation ``correlation_h``) by the Gaussian copula
-    u = F_W^-1(Phi(z)). Generic power curve: 0 below 3 m/s cut-in, cubic in u between
-    cut-in and 12 m/s rated, 1 up to 25 m/s cut-out, 0 above.
-    """
-    from scipy.special import ndtr
-
-    n = len(clock_h)
-    z = ar1(rng, n, 60.0 * correlation_h)
-    u01 = np.clip(ndtr(z), 1e-9, 1 - 1e-9)
-    scale = mean_speed_m_per_s / math.gamma(1.0 + 1.0 / weibull_k)
-    u = scale * (-np.log1p(-u01)) ** (1.0 / weibull_k)
-    cut_in, rated, cut_out = 3.0, 12.0, 25.0
-    p = np.where(u < cut_in, 0.0, (u**3 - cut_in**3) / (rated**3 - cut_in**3))
-    p = np.where(u >= rated, 1.0, p)
-    return np.where(u >= cut_out, 0.0, np.clip(p, 0.0, 1.0))
+    """Wind farm output per unit of rated power [-]: :func:`wind_power_curve` of
+    :func:`wind_speed_m_per_s`."""
+    u = wind_speed_m_per_s(
+        len(clock_h),
+        rng,
+        mean_speed_m_per_s=mean_speed_m_per_s,
+        weibull_k=weibull_k,
+        correlation_h=correlation_h,
+    )
+    return wind_power_curve(u)
 
 
 def hydro_per_unit(

@@ -84,9 +84,18 @@ FEEDER_TYPES: dict[str, FeederType] = {
 }
 
 
+def _modernise(net: pp.pandapowerNet) -> pp.pandapowerNet:
+    # Older case data lack pandapower 3's `tap_dependency_table` column; without it every
+    # power flow emits a DeprecationWarning. No case we load uses tap-dependent impedance.
+    for table in ("trafo", "trafo3w"):
+        if table in net and "tap_dependency_table" not in net[table]:
+            net[table]["tap_dependency_table"] = False
+    return net
+
+
 @functools.cache
 def _builtin_case(name: str) -> pp.pandapowerNet:
-    return getattr(pn, name)()
+    return _modernise(getattr(pn, name)())
 
 
 def load_case(name: str) -> pp.pandapowerNet:
@@ -121,11 +130,11 @@ def load_file(path: str | pathlib.Path) -> pp.pandapowerNet:
         raise NetworkError(f"network file {str(p)!r} does not exist")
     try:
         if p.suffix == ".json":
-            return pp.from_json(str(p))
+            return _modernise(pp.from_json(str(p)))
         if p.suffix in (".m", ".mat"):
             from pandapower.converter import from_mpc
 
-            return from_mpc(str(p))
+            return _modernise(from_mpc(str(p)))
     except Exception as exc:  # pandapower raises many types; wrap with context
         raise NetworkError(f"cannot read network file {str(p)!r}: {exc}") from exc
     raise NetworkError(f"network file {str(p)!r}: unsupported suffix {p.suffix!r}")
