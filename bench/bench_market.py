@@ -189,7 +189,7 @@ def main() -> None:
         for x in bids
     ]
     req2 = requirement + rng_next.uniform(-30.0, 30.0, N_PERIODS)
-    _, sol_cold, res_cold, b_c, s_c, e_c = timed(session(nxt, tx, dsos, req2))
+    _, _, res_cold, b_c, s_c, e_c = timed(session(nxt, tx, dsos, req2))
     _, _, res_warm, b_w, s_w, e_w = timed(session(nxt, tx, dsos, req2), warm=sol_lp)
     assert abs(res_warm.objective_eur - res_cold.objective_eur) <= 1e-6 * max(
         1.0, abs(res_cold.objective_eur)
