@@ -528,9 +528,9 @@ def ev_model(inp: ModelInput) -> ModelOutput:
                     fleet.category, net, bus, Direction.UP, idx, defer[idx],
                     _const_price(cfg.ev_deferral_cost_eur_per_mwh, n),
                     rebound_mw=-rebound[idx], attrs={"all_periods": True},
-                    # hold the baseline in the other products too, so that the EV does not
-                    # catch up on its own before the announced rebound
-                    controlled=np.ones((len(idx), n), dtype=bool),
+                    # hold the baseline in the other products it is plugged in for too, so
+                    # that the EV does not catch up on its own before the announced rebound
+                    controlled=avail[idx],
                 )
             )  # fmt: skip
     # downward: EVs that already reached their departure SOC
