@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from grid_core.flex.model import Direction, FlexCase, FlexSettings, Status
 from grid_core.flex.summary import (
     CaseAssessment,
+    interval_table,
     price_quantity_curve,
     table3,
     table4,
@@ -195,10 +196,12 @@ def write_report(
     t3.to_csv(out / "table3_traffic_light_shares.csv", index=False, float_format="%.2f")
     t4.to_csv(out / "table4_substation_totals.csv", float_format="%.4f")
     images: list[tuple[str, str]] = []
+    labels = [iv.label for iv in case.intervals]
     for ca in assessments:
-        frames = []
+        frames, per_interval = [], []
         for name, fa in ca.feeders.items():
             frames.append(points_frame(fa, case))
+            per_interval.append(interval_table(fa, labels))
             scatter = f"pq_scatter_{name}_{ca.case_label}.png"
             profile = f"p_profile_{name}_{ca.case_label}.png"
             plot_pq_scatter(fa, out / scatter)
@@ -215,6 +218,9 @@ def write_report(
         if frames:
             pd.concat(frames).to_csv(
                 out / f"points_case_{ca.case_label}.csv", index=False, float_format="%.6g"
+            )
+            pd.concat(per_interval).to_csv(
+                out / f"intervals_case_{ca.case_label}.csv", index=False, float_format="%.6g"
             )
     skipped = "".join(
         f"<li>case {ca.case_label}: {html.escape(name)}: {html.escape(why)}</li>"
@@ -253,7 +259,9 @@ Case A: DG only; case B: DG + end users. {len(case.intervals)} intervals.</p>
 {"<h3>Settings</h3><ul>" + setting_items + "</ul>" if setting_items else ""}
 {"<h3>Feeders without providers</h3><ul>" + skipped + "</ul>" if skipped else ""}
 <h2>Plots</h2>{figs}
-<p>CSV: table3_traffic_light_shares.csv, table4_substation_totals.csv, points_case_*.csv.</p>
+<p>CSV: table3_traffic_light_shares.csv, table4_substation_totals.csv, intervals_case_*.csv
+(potential, feasible and non-feasible quantity per interval), points_case_*.csv (every
+classified point).</p>
 </body></html>
 """
     path = out / "index.html"

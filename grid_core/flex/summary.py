@@ -130,6 +130,43 @@ def _at_feasible(fa: FeederAssessment, values: np.ndarray) -> np.ndarray:
     return np.where(fa.feasible_index >= 0, picked, 0.0)
 
 
+def interval_table(fa: FeederAssessment, labels: Sequence[str]) -> pd.DataFrame:
+    """Per-interval results of one feeder: potential, feasible and non-feasible quantity,
+    cost of the feasible quantity and its reactive support, per direction.
+
+    Parameters
+    ----------
+    fa : FeederAssessment
+    labels : interval labels (``[iv.label for iv in case.intervals]``)
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per interval; quantities [MW], costs [EUR] for the interval's duration,
+        reactive support [Mvar].
+    """
+    cols: dict[str, object] = {
+        "feeder": fa.feeder,
+        "case": fa.case_label,
+        "interval": list(labels),
+        "base_p_interface_mw": fa.base_p_interface_mw,
+        "base_q_interface_mvar": fa.base_q_interface_mvar,
+        "base_status": [Status(int(s)).name.lower() for s in fa.base_status],
+    }
+    cost = _at_feasible(fa, fa.bid_cost_eur)
+    q = _at_feasible(fa, fa.q_support_mvar)
+    extra = _at_feasible(fa, fa.extra_cost_eur)
+    for d in Direction:
+        tag = d.name.lower()
+        cols[f"{tag}_potential_mw"] = fa.potential_mw[:, d]
+        cols[f"{tag}_feasible_mw"] = fa.feasible_mw[:, d]
+        cols[f"{tag}_non_feasible_mw"] = fa.potential_mw[:, d] - fa.feasible_mw[:, d]
+        cols[f"{tag}_bid_cost_eur"] = cost[:, d]
+        cols[f"{tag}_q_support_mvar"] = q[:, d]
+        cols[f"{tag}_extra_cost_eur"] = extra[:, d]
+    return pd.DataFrame(cols)
+
+
 def substation_totals(ca: CaseAssessment) -> dict[str, dict[str, float]]:
     """Yearly substation totals per direction (paper, Table 4).
 

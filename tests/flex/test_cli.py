@@ -37,6 +37,16 @@ def test_flex_cli_writes_tables_plots_and_page(tmp_path, sardinia, capsys):
         for j in cols
     )
     assert t4.loc["market_potential_gwh", "down_case_A"] == pytest.approx(expected / 1e3, rel=1e-3)
+    per_interval = pd.read_csv(out / "intervals_case_A.csv")
+    assert len(per_interval) == 288
+    np.testing.assert_allclose(
+        per_interval.down_potential_mw,
+        per_interval.down_feasible_mw + per_interval.down_non_feasible_mw,
+    )
+    # the yearly potential of Table 4 is the day-weighted sum of the per-interval potentials
+    assert np.sum(per_interval.down_potential_mw * w) / 1e3 == pytest.approx(
+        t4.loc["market_potential_gwh", "down_case_A"], rel=1e-4
+    )
     for name in (
         "index.html",
         "pq_scatter_D3_A.png",
@@ -44,6 +54,7 @@ def test_flex_cli_writes_tables_plots_and_page(tmp_path, sardinia, capsys):
         "pq_curve_D3_A_summer-working-12.png",
         "pq_curve_D3_A_summer-working-12.csv",
         "points_case_A.csv",
+        "intervals_case_A.csv",
     ):
         assert (out / name).stat().st_size > 0, name
     assert (
