@@ -1,6 +1,7 @@
 """AC power flow: reference values, agreement with pandapower runpp, repeated-step behaviour."""
 
 import copy
+import functools
 import warnings
 
 import numpy as np
@@ -60,11 +61,17 @@ NETWORKS = {
 }
 
 
+@functools.cache
+def _net_and_reference(name):
+    """Network and its runpp solution, computed once for both engines."""
+    net = NETWORKS[name]()
+    return net, _runpp(net)
+
+
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 @pytest.mark.parametrize("engine", ["lightsim2grid", "scipy"])
 def test_matches_pandapower_runpp(name, engine):
-    net = NETWORKS[name]()
-    ref = _runpp(net)
+    net, ref = _net_and_reference(name)
     res = ac_power_flow(net, name, engine=engine)
     # Independent reference: pandapower runpp on the same net (tolerances per quantity).
     np.testing.assert_allclose(res.vm_pu, ref.res_bus.vm_pu.to_numpy(), atol=1e-6)
