@@ -495,7 +495,8 @@ class Scenario:
     def device_baseline_p_mw(self, profiles: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Baseline (pre-market) injection of every device, shape (n_devices, n_minutes) [MW].
 
-        Rules (docs/scenario.md): conventional generators at the middle of their range;
+        Rules (docs/scenario.md): conventional generators at ``p_schedule_mw`` if given,
+        else the middle of their range;
         atomic loads at their scheduled start; CHP heat-led within its limits; TCLs at the
         mean electric power that holds the setpoint against the ambient; storage idle; EVs
         charging at full power from arrival until the departure SOC is reached;
@@ -555,7 +556,8 @@ def _device_baseline(sc: Scenario, profiles: Mapping[str, np.ndarray]) -> np.nda
         p = d.params
         c = d.category
         if c == "conventional_generator":
-            out[i] = 0.5 * (float(p["p_min_mw"]) + float(p["p_max_mw"]))
+            sched = float(p.get("p_schedule_mw", -1.0))  # optional, grid_core.devices
+            out[i] = sched if sched >= 0 else 0.5 * (float(p["p_min_mw"]) + float(p["p_max_mw"]))
         elif c == "atomic_load":
             s = int(p["scheduled_start_min"])
             on = (minutes >= s) & (minutes < s + int(p["duration_min"]))
@@ -1539,6 +1541,35 @@ def _draw_params(
     return out
 
 
+@functools.cache
+def _device_extra_params(cat: str) -> dict[str, type]:
+    """Optional params the device models (``grid_core.devices``) add, with their types.
+
+    The agreed schema lets the device author ADD fields with defaults (documented in
+    docs/aggregation.md); a scenario may set them. Empty if the device package is absent.
+    """
+    try:
+        from grid_core.devices.params import PARAMS_BY_CATEGORY
+    except ImportError:  # pragma: no cover - device models not installed
+        return {}
+    cls = PARAMS_BY_CATEGORY.get(cat)
+    if cls is None:
+        return {}
+    return {
+        f.name: (str if f.type in ("str", str) else float)
+        for f in dataclasses.fields(cls)
+        if f.name not in CATEGORY_PARAMS[cat]
+    }
+
+
+def _device_params_check() -> Callable[[str, Mapping[str, Any], str], Any] | None:
+    try:
+        from grid_core.devices import make_params
+    except ImportError:  # pragma: no cover - device models not installed
+        return None
+    return make_params
+
+
 def _make_device(
     r: _Reader,
     fld: str,
@@ -1562,7 +1593,7 @@ def _make_device(
             r.bad(f"{fld}.network", f"unknown network {network!r} (have: {sorted(networks)})")
         elif bus is not None and bus not in networks[network][0]:
             r.bad(f"{fld}.bus", f"bus {bus} does not exist in network {network}")
-    types_ = CATEGORY_PARAMS[cat]
+    types_ = {**_device_extra_params(cat), **CATEGORY_PARAMS[cat]}
     p: dict[str, Any] = dict(PARAM_DEFAULTS.get(cat, {}))
     for key, v in params.items():
         if key not in types_:
@@ -1575,11 +1606,19 @@ def _make_device(
             r.bad(f"{fld}.params.{key}", f"expected {typ.__name__}, got {v!r}")
             continue
         p[key] = v
-    for key in types_:
+    for key in CATEGORY_PARAMS[cat]:
         if key not in p:
             r.bad(f"{fld}.params.{key}", "missing")
     if len(r.problems) == n_before:
         _check_params(r, f"{fld}.params", cat, p, profiles, n_min)
+    if len(r.problems) == n_before:
+        # the device physics has the last word on its own parameters
+        check = _device_params_check()
+        if check is not None:
+            try:
+                check(cat, p, dev_id)
+            except ValueError as exc:
+                r.bad(f"{fld}.params", str(exc))
     if len(r.problems) != n_before:
         return None
     return DeviceSpec(dev_id, cat, agg, network, bus, _frozen_map(p))  # type: ignore[arg-type]

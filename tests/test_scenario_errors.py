@@ -272,3 +272,14 @@ def test_toml_syntax_error_and_unknown_name(tmp_path):
     assert info.value.problems[0][0] == "(syntax)"
     with pytest.raises(ScenarioError, match="neither an embedded scenario"):
         load_scenario("tinyy")
+
+
+def test_fields_added_by_the_device_models_are_accepted_and_checked(tmp_path):
+    # grid_core.devices adds optional fields with defaults (docs/aggregation.md)
+    doc = copy.deepcopy(tiny_doc())
+    doc["devices"][0]["params"]["p_schedule_mw"] = 12.0
+    sc = load_scenario(_write(tmp_path, doc))
+    assert sc.devices[0].params["p_schedule_mw"] == 12.0
+    # ... and the device physics' own validation reaches the user as a ScenarioError
+    _, err = _problems(tmp_path, lambda d: d["devices"][0]["params"].update(response_time_s=-5.0))
+    _assert_problem(err, "devices[0].params", "response_time_s")
