@@ -387,6 +387,10 @@ def assess_feeder(
     settings = settings or FlexSettings()
     fd = case.feeder(feeder)
     res = feeder_resources(case, feeder, include_end_users=include_end_users)
+    durations = {iv.duration_h for iv in case.intervals}
+    if len(durations) != 1:
+        raise InconsistentProfileError(f"case {case.name!r}: intervals of unequal duration")
+    duration_h = durations.pop()
     counting = _CountingSolver(solver or RadialFeederSolver(fd))
     n_t, n_pts, n_r = len(case.intervals), settings.n_points, len(res.ids)
     p0, q0 = base_injections(case, feeder)
@@ -409,8 +413,7 @@ def assess_feeder(
         quantity[:, d, :] = potential[:, d, None] * steps[None, :]
         a = merit_order_activation(quantity[:, d, :], offer, price)
         act[:, d] = d.sign * a
-        dur = np.array([iv.duration_h for iv in case.intervals])
-        bid_cost[:, d, :] = np.einsum("tnr,tr->tn", a, price) * dur[:, None]
+        bid_cost[:, d, :] = np.einsum("tnr,tr->tn", a, price) * duration_h
     dp_bus = act @ bus_map_r  # [T, 2, N, n]
     dq_bus = (act * res.tan_phi) @ bus_map_r
     p_pts = (p0[:, None, None, :] + dp_bus).reshape(-1, fd.n_bus)
@@ -443,10 +446,6 @@ def assess_feeder(
         max_dq_mvar=max_dq.reshape(n_flat, providers.size),
         price_eur_per_mvarh=price.reshape(n_flat, providers.size),
     )
-    durations = {iv.duration_h for iv in case.intervals}
-    if len(durations) != 1:
-        raise InconsistentProfileError(f"case {case.name!r}: intervals of unequal duration")
-    duration_h = durations.pop()
     cls = classify_points(counting, p_pts, q_pts, support, settings, duration_h=duration_h)
     sampled = np.broadcast_to(potential[:, :, None] > _TOL, shape)
     status = np.where(sampled, cls.status.reshape(shape), Status.NOT_SAMPLED).astype(np.int8)
