@@ -391,6 +391,9 @@ class Dispatch:
     setpoint_mw: np.ndarray
     deviation_mw: np.ndarray
     _index: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _rows: dict[tuple[str, ...], np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "setpoint_mw", frozen_2d(self.setpoint_mw))
@@ -398,16 +401,21 @@ class Dispatch:
         object.__setattr__(self, "_index", {d: i for i, d in enumerate(self.device_ids)})
 
     def setpoints_for(self, device_ids: Sequence[str], t_s: float) -> np.ndarray:
-        """Set-points [MW] of ``device_ids`` at ``t_s`` [s] (NaN when none applies)."""
-        out = np.full(len(device_ids), np.nan)
+        """Set-points [MW] of ``device_ids`` at ``t_s`` [s] (NaN when none applies).
+
+        The row lookup of a given id tuple is cached, so calling this every physical step for
+        a fleet costs one numpy gather.
+        """
         k = self.window.period_of(t_s)
         if k is None:
-            return out
-        for j, d in enumerate(device_ids):
-            i = self._index.get(d)
-            if i is not None:
-                out[j] = self.setpoint_mw[i, k]
-        return out
+            return np.full(len(device_ids), np.nan)
+        key = tuple(device_ids)
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = np.array([self._index.get(d, -1) for d in key], dtype=int)
+            self._rows[key] = rows
+        column = np.append(self.setpoint_mw[:, k], np.nan)  # row -1 -> NaN
+        return column[rows]
 
 
 def frozen_2d(values: np.ndarray) -> np.ndarray:
