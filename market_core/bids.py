@@ -270,7 +270,11 @@ def validate_bids(
             )
         if not _finite(bid.min_quantity_mw) or bid.min_quantity_mw < 0.0:
             err("min_quantity_mw", "must be finite and >= 0")
-        elif bid.max_quantity_mw and bid.min_quantity_mw > max(bid.max_quantity_mw):
+        elif (
+            bid.min_quantity_mw > 0.0
+            and bid.max_quantity_mw
+            and bid.min_quantity_mw > max(bid.max_quantity_mw)
+        ):
             err("min_quantity_mw", "exceeds every period's max_quantity_mw")
         if bid.max_energy_mwh is not None and (
             not _finite(bid.max_energy_mwh) or bid.max_energy_mwh <= 0.0

@@ -897,6 +897,10 @@ def _highs(problem: ClearingProblem, lower: np.ndarray, upper: np.ndarray, integ
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
+    if not integer:
+        # primal simplex: "no activation + balancing slack" is a primal feasible start, and
+        # on the reference session it needs ~30 % fewer iterations than dual simplex
+        h.setOptionValue("simplex_strategy", 4)
     h.passModel(lp)
     return h
 

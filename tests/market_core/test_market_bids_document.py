@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -178,3 +179,28 @@ def test_python_dash_m_market_core(tmp_path):
     # the invalid bid is rejected with its reason, the market still clears the 10 MW
     assert {r["bid_id"]: r["reason"] for r in result["rejected"]}["bad"] == "invalid"
     assert sum(a["p_mw"][0] for a in result["awards"]) == pytest.approx(10.0)
+
+
+def test_docs_worked_example(tmp_path):
+    # The example of docs/market-json.md, run as written; numbers from the doc's explanation.
+    text = (pathlib.Path(__file__).parents[2] / "docs" / "market-json.md").read_text()
+    block = text.split("## Worked example", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    src = tmp_path / "example.json"
+    src.write_text(block)
+    out = tmp_path / "result.json"
+    assert smartnet(["clear", str(src), "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    awards = {a["bid_id"]: a for a in result["awards"]}
+    assert awards["d1_up"]["quantity_mw"] == pytest.approx([6.619], abs=1e-3)
+    assert awards["tso_up"]["quantity_mw"] == pytest.approx([3.381], abs=1e-3)
+    assert awards["d1_up"]["price_eur_per_mwh"] == pytest.approx([20.0], abs=1e-4)
+    assert result["total_payment_eur"] == pytest.approx(335.22, abs=0.01)
+    assert result["cost_split_eur"]["tso"] == pytest.approx(600.0, abs=0.01)
+    assert result["cost_split_eur"]["dso_1"] == pytest.approx(-264.78, abs=0.01)
+    (market,) = result["markets"]
+    node = next(p for p in market["prices"] if (p["network_id"], p["bus"]) == ("dso_1", 2))
+    assert node["distribution_eur_per_mwh"] == pytest.approx(-40.0, abs=1e-4)
+    assert [(b["network_id"], b["element"]) for b in market["binding"]] == [("dso_1", "branch_1_2")]
+    rejected = {r["bid_id"]: r for r in result["rejected"]}
+    assert rejected["bad"]["reason"] == "invalid"
+    assert rejected["bad"]["message"] == "max_quantity_mw: every quantity must be finite and >= 0"
