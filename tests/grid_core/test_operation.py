@@ -236,3 +236,42 @@ def test_td_split_rejects_bad_inputs():
     pp.create_ext_grid(d2, 5)
     with pytest.raises(NetworkModelError, match="exactly one in-service ext_grid"):
         split_transmission_distribution(tso, {"dso_2": (d2, 4)})
+
+
+def test_redispatch_fixes_overvoltage_with_cheapest_means(feeder):
+    solver = ACPowerFlowSolver(feeder, "dso_1")
+    p, q = solver.base_injections()
+    p[18] += 1.5  # PV plant: 1.006 pu at its bus, lines at most 91 % loaded
+    band = {"min_vm_pu": 0.85, "max_vm_pu": 1.0, "duration_s": 3600.0}
+    units_q = [
+        FlexibleUnit(
+            "pv",
+            18,
+            1.5,
+            0.0,
+            1.5,
+            1000.0,
+            60.0,
+            min_q_mvar=-1.0,
+            max_q_mvar=0.0,
+            cost_q_eur_per_mvarh=1.0,
+        )
+    ]
+    out = redispatch(solver, p, q, units_q, **band)
+    assert [v.kind for v in out.violations_before] == [ViolationKind.VM_HIGH] * len(
+        out.violations_before
+    )
+    assert out.clean and out.result.vm_pu.max() <= 1.0 + 1e-6
+    # reactive absorption (1 EUR/Mvarh) is far cheaper than curtailment (60 EUR/MWh)
+    assert out.delta_p_mw["pv"] == 0.0
+    assert -1.0 <= out.delta_q_mvar["pv"] < 0.0
+    assert out.cost_eur == pytest.approx(abs(out.delta_q_mvar["pv"]) * 1.0)
+    # without a reactive range the same violation costs curtailment (unbalanced: one unit)
+    units_p = [FlexibleUnit("pv", 18, 1.5, 0.0, 1.5, 1000.0, 60.0)]
+    out_p = redispatch(solver, p, q, units_p, balanced=False, **band)
+    assert out_p.clean and out_p.delta_p_mw["pv"] < 0.0
+    assert out_p.cost_eur == pytest.approx(-out_p.delta_p_mw["pv"] * 60.0)
+    assert out_p.cost_eur > out.cost_eur
+    # balanced re-dispatch with a single unit cannot move P: the violation stays, reported
+    out_b = redispatch(solver, p, q, units_p, **band)
+    assert not out_b.clean and out_b.cost_eur == 0.0
