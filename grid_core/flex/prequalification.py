@@ -25,7 +25,12 @@ from grid_core.errors import PowerFlowNotConverged
 from grid_core.flex.errors import EmptyDerSetError, InconsistentProfileError
 from grid_core.flex.model import FlexSettings, Status
 from grid_core.flex.solver import BatchPowerFlow
-from grid_core.flex.traffic_light import BatchSolver, ReactiveSupport, classify_points
+from grid_core.flex.traffic_light import (
+    BatchSolver,
+    PointClassification,
+    ReactiveSupport,
+    classify_points,
+)
 from grid_core.powerflow import ACPowerFlowSolver
 
 
@@ -169,50 +174,14 @@ class NetBatchSolver:
         return BatchPowerFlow(vm, va, i_ka, np.nan_to_num(loading), p_s, q_s, ok)
 
 
-def prequalify_bids(
+def _check_inputs(
     solver: BatchSolver,
     base_p_inj_mw: np.ndarray,
     base_q_inj_mvar: np.ndarray,
     bids: Sequence[BidToCheck],
     providers: Sequence[ReactiveProvider],
-    settings: FlexSettings | None = None,
-    *,
-    duration_h: float = 0.25,
-    bus_position: Callable[[int], int] | None = None,
-) -> tuple[BidVerdict, ...]:
-    """Classify each bid green / orange (+ extra cost) / red for the coming session.
-
-    Parameters
-    ----------
-    solver : BatchSolver
-        AC power flow of the DSO network (:class:`NetBatchSolver` for a pandapower net).
-    base_p_inj_mw, base_q_inj_mvar : array [P, n]
-        Forecast net bus injections of each period [MW], [Mvar] (solver bus order).
-    bids : sequence of BidToCheck
-        Each with ``P`` per-period deltas.
-    providers : sequence of ReactiveProvider
-        Units available for reactive support (may be empty: then violations are red).
-    settings : FlexSettings, optional
-        Voltage / loading limits and LOPF options.
-    duration_h : float
-        Length of one period [h] (15-min products: 0.25).
-    bus_position : callable, optional
-        Maps a bid / provider bus to a column of the injection arrays; defaults to the
-        solver's ``bus_position`` if it has one, else the identity.
-
-    Returns
-    -------
-    tuple of BidVerdict
-        In the order of ``bids``.
-
-    Raises
-    ------
-    EmptyDerSetError
-        If ``bids`` is empty.
-    InconsistentProfileError
-        If a bid's periods do not match the forecast, or a bus is unknown.
-    """
-    settings = settings or FlexSettings()
+    bus_position: Callable[[int], int] | None,
+) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
     if not bids:
         raise EmptyDerSetError("the bid set handed to prequalification")
     p0 = np.atleast_2d(np.asarray(base_p_inj_mw, dtype=float))
@@ -240,60 +209,127 @@ def prequalify_bids(
         if not all(math.isfinite(x) for x in bid.delta_p_mw):
             raise InconsistentProfileError(f"bid {bid.bid_id!r} has a non-finite quantity")
     cols = [column(b.bus, f"bid {b.bid_id!r}") for b in bids]
-    prov_cols = np.array([column(pr.bus, f"provider {pr.provider_id!r}") for pr in providers])
-    n_k = len(bids) * n_per
-    p = np.repeat(p0[None], len(bids), axis=0)
-    q = np.repeat(q0[None], len(bids), axis=0)
-    for i, (bid, c) in enumerate(zip(bids, cols, strict=True)):
-        p[i, :, c] += np.asarray(bid.delta_p_mw)
-        if bid.delta_q_mvar is not None:
-            q[i, :, c] += np.asarray(bid.delta_q_mvar)
+    prov_cols = [column(pr.bus, f"provider {pr.provider_id!r}") for pr in providers]
+    return p0, q0, cols, np.array(prov_cols, dtype=int)
+
+
+def _support(
+    providers: Sequence[ReactiveProvider], prov_cols: np.ndarray, n_k: int
+) -> ReactiveSupport:
     n_j = len(providers)
-    support = ReactiveSupport(
-        bus=prov_cols.astype(int) if n_j else np.zeros(0, dtype=int),
-        min_dq_mvar=np.tile([pr.min_dq_mvar for pr in providers], (n_k, 1)).reshape(n_k, n_j),
-        max_dq_mvar=np.tile([pr.max_dq_mvar for pr in providers], (n_k, 1)).reshape(n_k, n_j),
-        price_eur_per_mvarh=np.tile([pr.price_eur_per_mvarh for pr in providers], (n_k, 1)).reshape(
-            n_k, n_j
-        ),
+
+    def tile(values: list[float]) -> np.ndarray:
+        return np.tile(np.asarray(values, dtype=float), (n_k, 1)).reshape(n_k, n_j)
+
+    return ReactiveSupport(
+        bus=prov_cols,
+        min_dq_mvar=tile([pr.min_dq_mvar for pr in providers]),
+        max_dq_mvar=tile([pr.max_dq_mvar for pr in providers]),
+        price_eur_per_mvarh=tile([pr.price_eur_per_mvarh for pr in providers]),
     )
+
+
+def _verdict(
+    bid_id: str, cls: PointClassification, rows: np.ndarray, duration_h: float
+) -> BidVerdict:
+    status = cls.status[rows]
+    worst = Status(int(status.max()))
+    reason = ""
+    if worst is not Status.GREEN:
+        t = int(np.argmax(status))
+        k = rows[t]
+        if not cls.converged[k]:
+            cause = "AC power flow does not converge"
+        else:
+            cause = (
+                f"vm {cls.min_vm_pu[k]:.4f}-{cls.max_vm_pu[k]:.4f} pu, "
+                f"max loading {cls.max_loading_percent[k]:.1f} %"
+            )
+        fix = "solved by reactive support" if worst is Status.ORANGE else "not solvable"
+        reason = f"period {t}: {cause}; {fix}"
+    orange = worst is Status.ORANGE
+    return BidVerdict(
+        bid_id=bid_id,
+        status=worst,
+        extra_cost_eur=float(cls.extra_cost_eur[rows].sum()) if orange else 0.0,
+        q_support_mvarh=float(cls.q_support_mvar[rows].sum() * duration_h) if orange else 0.0,
+        period_status=tuple(Status(int(s)) for s in status),
+        reason=reason,
+    )
+
+
+def prequalify_bids(
+    solver: BatchSolver,
+    base_p_inj_mw: np.ndarray,
+    base_q_inj_mvar: np.ndarray,
+    bids: Sequence[BidToCheck],
+    providers: Sequence[ReactiveProvider],
+    settings: FlexSettings | None = None,
+    *,
+    duration_h: float = 0.25,
+    bus_position: Callable[[int], int] | None = None,
+    combined: bool = False,
+) -> tuple[BidVerdict, ...]:
+    """Classify each bid green / orange (+ extra cost) / red for the coming session.
+
+    Parameters
+    ----------
+    solver : BatchSolver
+        AC power flow of the DSO network (:class:`NetBatchSolver` for a pandapower net).
+    base_p_inj_mw, base_q_inj_mvar : array [P, n]
+        Forecast net bus injections of each period [MW], [Mvar] (solver bus order).
+    bids : sequence of BidToCheck
+        Each with ``P`` per-period deltas.
+    providers : sequence of ReactiveProvider
+        Units available for reactive support (may be empty: then violations are red).
+    settings : FlexSettings, optional
+        Voltage / loading limits and LOPF options.
+    duration_h : float
+        Length of one period [h] (15-min products: 0.25).
+    bus_position : callable, optional
+        Maps a bid / provider bus to a column of the injection arrays; defaults to the
+        solver's ``bus_position`` if it has one, else the identity.
+    combined : bool
+        Also check all bids activated together; its verdict (``bid_id = "*"``) is appended
+        after the individual ones.
+
+    Returns
+    -------
+    tuple of BidVerdict
+        In the order of ``bids`` (then the combined verdict if asked).
+
+    Raises
+    ------
+    EmptyDerSetError
+        If ``bids`` is empty.
+    InconsistentProfileError
+        If a bid's periods do not match the forecast, or a bus is unknown.
+    """
+    settings = settings or FlexSettings()
+    p0, q0, cols, prov_cols = _check_inputs(
+        solver, base_p_inj_mw, base_q_inj_mvar, bids, providers, bus_position
+    )
+    n_per, n_b = p0.shape[0], len(bids)
+    n_sets = n_b + (1 if combined else 0)
+    p = np.repeat(p0[None], n_sets, axis=0)
+    q = np.repeat(q0[None], n_sets, axis=0)
+    for i, (bid, c) in enumerate(zip(bids, cols, strict=True)):
+        dp = np.asarray(bid.delta_p_mw, dtype=float)
+        dq = np.zeros(n_per) if bid.delta_q_mvar is None else np.asarray(bid.delta_q_mvar)
+        for row in (i, n_b) if combined else (i,):
+            p[row, :, c] += dp
+            q[row, :, c] += dq
+    n_k = n_sets * n_per
     cls = classify_points(
         solver,
         p.reshape(n_k, -1),
         q.reshape(n_k, -1),
-        support,
+        _support(providers, prov_cols, n_k),
         settings,
         duration_h=duration_h,
     )
-    status = cls.status.reshape(len(bids), n_per)
-    extra = cls.extra_cost_eur.reshape(len(bids), n_per)
-    qsup = cls.q_support_mvar.reshape(len(bids), n_per)
-    conv = cls.converged.reshape(len(bids), n_per)
-    vmin = cls.min_vm_pu.reshape(len(bids), n_per)
-    vmax = cls.max_vm_pu.reshape(len(bids), n_per)
-    load = cls.max_loading_percent.reshape(len(bids), n_per)
-    verdicts = []
-    for i, bid in enumerate(bids):
-        worst = Status(int(status[i].max()))
-        reason = ""
-        if worst is not Status.GREEN:
-            t = int(np.argmax(status[i]))
-            if not conv[i, t]:
-                cause = "AC power flow does not converge"
-            else:
-                cause = f"vm {vmin[i, t]:.4f}-{vmax[i, t]:.4f} pu, max loading {load[i, t]:.1f} %"
-            fix = "solved by reactive support" if worst is Status.ORANGE else "not solvable"
-            reason = f"period {t}: {cause}; {fix}"
-        verdicts.append(
-            BidVerdict(
-                bid_id=bid.bid_id,
-                status=worst,
-                extra_cost_eur=float(extra[i].sum()) if worst is Status.ORANGE else 0.0,
-                q_support_mvarh=float(qsup[i].sum() * duration_h)
-                if worst is Status.ORANGE
-                else 0.0,
-                period_status=tuple(Status(int(s)) for s in status[i]),
-                reason=reason,
-            )
-        )
+    rows = np.arange(n_k).reshape(n_sets, n_per)
+    verdicts = [_verdict(bid.bid_id, cls, rows[i], duration_h) for i, bid in enumerate(bids)]
+    if combined:
+        verdicts.append(_verdict("*", cls, rows[n_b], duration_h))
     return tuple(verdicts)

@@ -94,3 +94,18 @@ def test_bad_bid_inputs(one_line):
         prequalify_bids(
             solver, np.zeros((2, 3)), np.zeros((2, 3)), [BidToCheck("b", 1, (1.0, 1.0))], []
         )
+
+
+def test_bids_fine_alone_can_need_support_together(one_line):
+    # two 7 MW bids at bus 1: each keeps vm ~ 1 + 0.035 - 0.003 = 1.032 (green); together
+    # 14 MW give ~ 1.057, which about -0.7 Mvar of absorption brings back (orange)
+    _, net = _one_line_dso(one_line)
+    solver = NetBatchSolver(net)
+    base = np.zeros((1, 2))
+    bids = [BidToCheck("a", 1, (7.0,)), BidToCheck("b", 1, (7.0,))]
+    providers = [ReactiveProvider("pv_1", 1, -5.2, 5.2, PRICE)]
+    v = prequalify_bids(solver, base, base, bids, providers, combined=True, duration_h=1.0)
+    assert [x.bid_id for x in v] == ["a", "b", "*"]
+    assert [x.status for x in v] == [Status.GREEN, Status.GREEN, Status.ORANGE]
+    assert 0.5 < v[2].q_support_mvarh < 1.0
+    assert v[2].extra_cost_eur == pytest.approx(v[2].q_support_mvarh * PRICE)
