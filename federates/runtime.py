@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import pathlib
 import sys
 import time
@@ -57,7 +58,7 @@ class FederateRuntime:
 
     # -- lifecycle -------------------------------------------------------------------------
     def enter(self) -> None:
-        """Enter executing mode, or raise :class:`StartupTimeoutError` naming the missing federates."""
+        """Enter executing mode; raise :class:`StartupTimeoutError` naming who never came."""
         self.fed.enter_executing_mode_async()
         deadline = time.monotonic() + self.startup_timeout_s
         while not self.fed.is_async_operation_completed():
@@ -191,6 +192,14 @@ def main(factory: Any, argv: Iterable[str] | None = None) -> int:
         )
         _write_timing(runtime)
         return 0
+    except StartupTimeoutError as exc:
+        # HELICS cannot leave a pending enter-executing-mode cleanly (disconnect blocks), and
+        # the federation is dead anyway: report and end the process now.
+        log.error("%s", exc)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     except Exception:
         name = runtime.name if runtime else args.config
         log.exception("%s: federate failed", name)

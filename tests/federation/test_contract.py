@@ -1,0 +1,176 @@
+"""The interface contract, generated files and message validation (no HELICS)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from federation.adapters import topology_from_scenario
+from federation.build import ROOT, BrokerSettings, federate_config, interface_markdown, root_files
+from federation.contract import (
+    SCHEMAS,
+    SCHEMES,
+    Stage,
+    Timing,
+    build_contract,
+    make_message,
+    validate_message,
+)
+
+
+@pytest.fixture(scope="module", params=sorted(SCHEMES))
+def contract(request, tiny):
+    return build_contract(topology_from_scenario(tiny, request.param))
+
+
+def test_every_input_is_published_once_and_every_key_is_unique(contract):
+    keys = [v.key for v in contract.values]
+    assert len(keys) == len(set(keys))
+    names = {f.name for f in contract.federates}
+    for v in contract.values:
+        assert v.publisher in names and set(v.subscribers) <= names, v.key
+        assert "recorder" in v.subscribers, v.key
+        assert v.key.startswith(v.publisher + "/"), v.key  # keys are <federate>/<element>/...
+    for e in contract.endpoints:
+        assert e.owner in names and set(e.senders) <= names, e.name
+        assert e.schema in SCHEMAS
+
+
+def test_tiny_federation_follows_scenario_and_scheme(contract, tiny):
+    names = [f.name for f in contract.federates]
+    # tiny: 2 DSOs, 6 aggregators (scenarios/tiny.toml) + tso, market, afrr, recorder
+    assert sorted(n for n in names if n.startswith("dso_")) == ["dso_1", "dso_2"]
+    assert sorted(n for n in names if n.startswith("agg_")) == [f"agg_{k}" for k in range(1, 7)]
+    assert {"tso", "market_central", "afrr", "recorder"} <= set(names)
+    model_senders = next(
+        e.senders for e in contract.endpoints if e.name == "market_central/network_model"
+    )
+    if SCHEMES[contract.topology.scheme].dso_models:
+        assert model_senders == ("tso", "dso_1", "dso_2")
+    else:
+        assert model_senders == ("tso",)
+
+
+def test_stages_run_in_the_documented_order():
+    order = [
+        Stage.DSO,
+        Stage.TSO,
+        Stage.AFRR,
+        Stage.RECORD,
+        Stage.BID,
+        Stage.CLEAR_CENTRAL,
+        Stage.DISPATCH,
+    ]
+    offsets = [s.value for s in order]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    assert offsets[-1] < 1.0  # every stage inside the same second as its step
+
+
+def test_timing_of_tiny_sessions_and_products(tiny):
+    t = topology_from_scenario(tiny).timing
+    # tiny: 3 h, sessions every hour, 900-s gate closure and products (scenarios/tiny.toml)
+    assert t.session_times() == [0.0, 3600.0, 7200.0]
+    assert t.delivery_periods(0.0) == [
+        (900.0, 900.0),
+        (1800.0, 900.0),
+        (2700.0, 900.0),
+        (3600.0, 900.0),
+    ]
+    # the last session is cut at the end of the run
+    assert t.delivery_periods(7200.0) == [(8100.0, 900.0), (9000.0, 900.0), (9900.0, 900.0)]
+    assert t.n_steps == 180
+
+
+def test_timing_rejects_inconsistent_products():
+    with pytest.raises(ValueError, match="multiple"):
+        Timing(duration_s=3600.0, product_s=700.0)
+
+
+def test_validation_returns_every_problem_at_once():
+    doc = make_message(
+        "awards",
+        60.0,
+        "market_central",
+        session=0,
+        market="market_central",
+        aggregator="agg_1",
+        items=[
+            {
+                "bid_id": "agg_1/0/0",
+                "period": 0,
+                "start_s": 900.0,
+                "duration_s": 900.0,
+                "quantity_mw": 1.0,
+                "p_mw": 1.0,
+                "price_eur_per_mwh": 50.0,
+            }
+        ],
+    )
+    assert validate_message(doc, "awards") == []
+    bad = dict(doc, schema_version=99, session="zero")
+    bad["items"] = [dict(doc["items"][0], quantity_mw=math.nan), "x"]
+    del bad["aggregator"]
+    errors = validate_message(bad, "awards")
+    assert len(errors) == 5, errors
+    joined = " ".join(errors)
+    for fragment in (
+        "schema_version 99",
+        "'session' is str",
+        "missing field 'aggregator'",
+        "'quantity_mw' is not finite",
+        "items[1] is not an object",
+    ):
+        assert fragment in joined
+    assert validate_message([1, 2], "bids") == ["bids: document is list, expected an object"]
+
+
+def test_nullable_setpoint_is_accepted_but_not_a_string():
+    item = {
+        "device": "pv_1",
+        "start_s": 900.0,
+        "duration_s": 900.0,
+        "setpoint_mw": None,
+        "deviation_mw": 0.0,
+        "baseline_mw": 0.1,
+        "afrr_up_mw": 0.0,
+        "afrr_down_mw": 0.01,
+    }
+    doc = make_message(
+        "setpoints", 0.0, "agg_1", session=0, aggregator="agg_1", network="dso_1", items=[item]
+    )
+    assert validate_message(doc, "setpoints") == []
+    doc["items"] = [dict(item, setpoint_mw="1")]
+    assert validate_message(doc, "setpoints") == [
+        "setpoints.items[0]: field 'setpoint_mw' is str, expected number?"
+    ]
+
+
+def test_federate_config_carries_broker_and_contract_interfaces(contract):
+    broker = BrokerSettings(23999, "k-test")
+    cfg = federate_config(contract, "tso", broker, results="r.h5")
+    assert (cfg["brokerPort"], cfg["brokerKey"]) == (23999, "k-test")
+    assert cfg["terminate_on_error"] is True and cfg["uninterruptible"] is True
+    pubs = {p["key"] for p in cfg["publications"]}
+    assert {"tso/system/imbalance_mw", "tso/slack/p_mw"} <= pubs
+    subs = {s["key"] for s in cfg["subscriptions"]}
+    assert {"dso_1/interface/p_mw", "dso_2/interface/q_mvar", "afrr/tso/setpoint_mw"} <= subs
+    assert {e["name"] for e in cfg["endpoints"]} == {"tso/out", "tso/setpoints"}
+    json.dumps(cfg)  # serialisable as a HELICS JSON config
+
+
+def test_fresh_brokers_differ():
+    a, b = BrokerSettings.fresh(), BrokerSettings.fresh()
+    assert a.key != b.key and a.port > 1024
+
+
+def test_committed_root_files_match_the_generator():
+    for name, text in root_files().items():
+        assert (ROOT / name).read_text() == text, f"{name} drifted: run smartnet build --root"
+
+
+def test_interface_doc_matches_the_contract():
+    assert (ROOT / "docs" / "interface.md").read_text() == interface_markdown(), (
+        "docs/interface.md drifted: run smartnet build --docs"
+    )

@@ -1,0 +1,128 @@
+"""aFRR controller, results file and KPIs, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from federation.adapters import AfrrGains, AfrrState, afrr_control, afrr_split
+from federation.kpi import compute_kpis, format_summary
+from federation.results import ResultsWriter, read_results
+
+
+def test_afrr_pi_steps_by_hand():
+    gains = AfrrGains(kp=0.3, ki=0.7)
+    # system short by 10 MW: u = 0 - 0.7 * (-10) - 0.3 * (-10 - 0) = 10, clamped to 8 MW up
+    s1 = afrr_control(AfrrState(), -10.0, 8.0, 5.0, gains)
+    assert s1.activation_mw == pytest.approx(8.0)
+    # next step short by 2 MW: u = 8 + 1.4 - 0.3 * (-2 + 10) = 7.0
+    s2 = afrr_control(s1, -2.0, 8.0, 5.0, gains)
+    assert s2.activation_mw == pytest.approx(7.0)
+    # long by 20 MW: u = 7 - 14 - 0.3 * 22 = -13.6, clamped to the 5 MW downward band
+    assert afrr_control(s2, 20.0, 8.0, 5.0, gains).activation_mw == pytest.approx(-5.0)
+
+
+def test_afrr_closes_a_constant_imbalance_in_a_loop():
+    # plant: imbalance = disturbance + activation (activation applied one step later)
+    state, applied = AfrrState(), 0.0
+    for _ in range(30):
+        imbalance = -3.0 + applied
+        state = afrr_control(state, imbalance, 10.0, 10.0)
+        applied = state.activation_mw
+    assert applied == pytest.approx(3.0, abs=1e-6)
+
+
+def test_afrr_split_in_proportion_to_band():
+    split = afrr_split(6.0, {"tso": (2.0, 1.0), "dso_1": (1.0, 4.0)})
+    assert split == pytest.approx({"tso": 4.0, "dso_1": 2.0})
+    split = afrr_split(-5.0, {"tso": (2.0, 1.0), "dso_1": (1.0, 4.0)})
+    assert split == pytest.approx({"tso": -1.0, "dso_1": -4.0})
+    assert afrr_split(1.0, {"tso": (0.0, 0.0)}) == {"tso": 0.0}
+
+
+KEYS = [
+    "afrr/activation/p_mw",
+    "tso/unwanted/volume_mw",
+    "tso/unwanted/cost_eur",
+    "tso/violations/before_count",
+    "tso/violations/after_count",
+    "tso/voltage/min_vm_pu",
+    "tso/voltage/max_vm_pu",
+    "tso/lines/max_loading_percent",
+    "tso/system/imbalance_mw",
+]
+
+
+def _session(k: int, cost: float, items: list) -> dict:
+    return {
+        "t_s": 3600.0 * k,
+        "session": k,
+        "n_bids": 3,
+        "n_rejected": 0,
+        "cost_eur": cost,
+        "total_slack_mw": 0.0,
+        "status": "optimal",
+        "requirement_mw": [1.0, 2.0],
+        "items": items,
+    }
+
+
+def _award(k: int, q: float) -> dict:
+    return {
+        "owner": "agg_1",
+        "bid_id": f"agg_1/{k}/0",
+        "period": 0,
+        "start_s": 900.0,
+        "duration_s": 900.0,
+        "quantity_mw": q,
+        "p_mw": q,
+        "price_eur_per_mwh": 40.0,
+    }
+
+
+def test_results_file_is_readable_after_each_flush_and_kpis_add_up(tmp_path):
+    path = tmp_path / "r.h5"
+    w = ResultsWriter(path, {"scenario": "hand", "scheme": "A", "seed": 1}, KEYS, n_periods=2)
+    values = dict.fromkeys(KEYS, 0.0)
+    values.update({"tso/voltage/min_vm_pu": 0.98, "tso/voltage/max_vm_pu": 1.02})
+    for k in range(4):
+        v = dict(
+            values,
+            **{
+                "afrr/activation/p_mw": [6.0, -6.0, 3.0, 0.0][k],
+                "tso/unwanted/volume_mw": [0.0, 12.0, 0.0, 0.0][k],
+                "tso/unwanted/cost_eur": [0.0, 50.0, 0.0, 0.0][k],
+                "tso/violations/before_count": [0, 2, 0, 0][k],
+                "tso/violations/after_count": [0, 1, 0, 0][k],
+            },
+        )
+        w.add_step(60.0 * k, v)
+        if k == 1:
+            w.add_session(_session(0, 100.0, [_award(0, 4.0)]))
+            w.flush()
+            # a run dying now keeps what was flushed: the file opens and holds session 0
+            with h5py.File(path, "r") as f:
+                assert f["steps/t_s"].shape == (2,) and f["sessions/t_s"].shape == (1,)
+                assert not f.attrs["complete"]
+    w.add_session(_session(1, 20.0, [_award(1, 1.0)]))
+    w.flush(complete=True)
+    r = read_results(path)
+    assert r["steps"]["t_s"].tolist() == [0.0, 60.0, 120.0, 180.0]
+    assert r["sessions"]["requirement_mw"].tolist() == [[1.0, 2.0], [1.0, 2.0]]
+    assert r["awards"]["bid_id"].tolist() == [b"agg_1/0/0", b"agg_1/1/0"]
+    kpis = compute_kpis(path, {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 96.0})
+    # mFRR: (4 + 1) MW * 0.25 h = 1.25 MWh for 120 EUR -> 96 EUR/MWh
+    assert kpis["mfrr_mwh"] == pytest.approx(1.25)
+    assert kpis["mfrr_cost_eur"] == pytest.approx(120.0)
+    # aFRR: (6 + 6 + 3) MW * 1/60 h = 0.25 MWh at 1.5 * 96 EUR/MWh = 36 EUR
+    assert kpis["afrr_mwh"] == pytest.approx(0.25)
+    assert kpis["afrr_cost_eur"] == pytest.approx(36.0)
+    # unwanted: 12 MW for one minute = 0.2 MWh, 50 EUR; ICT: 96 EUR/day * 4 min = 0.2667 EUR
+    assert kpis["unwanted_mwh"] == pytest.approx(0.2)
+    assert kpis["ict_cost_eur"] == pytest.approx(96.0 * 4 / 1440)
+    assert kpis["total_cost_eur"] == pytest.approx(120 + 36 + 50 + 96.0 * 4 / 1440)
+    assert (kpis["violation_steps_before"], kpis["violation_steps_after"]) == (1, 1)
+    assert kpis["complete"] is True
+    assert "unwanted measures" in format_summary(kpis)
+    assert np.isclose(kpis["networks"]["tso"]["min_vm_pu"], 0.98)
