@@ -23,11 +23,11 @@ framework overhead included):
 * ``"lightsim2grid"`` (default): the C++ Newton-Raphson of lightsim2grid (``NRSing_KLU``,
   KLU sparse LU) is kept alive between steps. 0.2-0.7 ms per step for case33bw and
   0.4-1.0 ms for case118 (the Newton-Raphson itself is ~0.06 / ~0.2 ms; the rest is the
-  injection mapping and result extraction), against 45-75 ms / 110-210 ms for
+  injection mapping and result extraction), against 45-75 ms / 60-210 ms for
   ``pandapower.runpp`` (numba is not installed here) -- 70-500x faster, well inside the
   2 ms / 5 ms targets.
 * ``"scipy"``: a compact polar Newton-Raphson in numpy/scipy (Jacobian assembled entry-wise
-  on the ``Ybus`` pattern, SuperLU): ~1.1 ms (case33bw) and ~5 ms (case118) per step, 5-12x
+  on the ``Ybus`` pattern, SuperLU): 1.1-1.3 ms (case33bw) and 5-7 ms (case118) per step, 5-15x
   slower than the C++ engine but still 10-50x faster than ``runpp``. It is an independent
   cross-check in the tests and the fall-back if the lightsim2grid extension cannot be loaded.
 
@@ -351,8 +351,9 @@ class ACPowerFlowSolver:
     tolerance_mva : float
         Largest admissible bus power mismatch [MVA].
     max_iteration : int
-        Newton-Raphson iterations per attempt. A failed warm-started attempt is retried
-        once from a flat start with ``3 * max_iteration`` iterations before raising.
+        Newton-Raphson iterations of the warm-started attempt. If it fails, the step is
+        retried from the no-load voltages with DC angles, then from a flat start, each with
+        ``3 * max_iteration`` iterations, before :class:`PowerFlowNotConverged` is raised.
 
     Notes
     -----
