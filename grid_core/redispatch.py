@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from grid_core._lp import solve_lp
 from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult
 from grid_core.sensitivity import ac_sensitivities
-from grid_core.violations import Violation, find_violations, total_excess
+from grid_core.violations import Violation, find_violations, total_excess, unit_bus_rows
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +216,7 @@ def redispatch(
     viol = find_violations(res, max_loading_percent=max_loading_percent, **limits)
     before = viol
     n_u = len(units)
-    pos = {int(b): i for i, b in enumerate(solver.bus_index)}
-    unit_rows = np.array([pos[int(u.bus)] for u in units], dtype=np.int64)
+    unit_rows = unit_bus_rows(solver, units)
     p_now = np.array([u.p_mw for u in units], dtype=float)
     q_now = np.array([u.q_mvar for u in units], dtype=float)
     p_lo = np.array([u.min_p_mw for u in units], dtype=float)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
-from grid_core.powerflow import PowerFlowResult
+from grid_core.errors import NetworkModelError
+from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult
 
-__all__ = ["Violation", "ViolationKind", "find_violations", "total_excess"]
+__all__ = ["Violation", "ViolationKind", "find_violations", "total_excess", "unit_bus_rows"]
 
 
 class ViolationKind(StrEnum):
@@ -105,3 +108,22 @@ def total_excess(violations: tuple[Violation, ...]) -> tuple[float, float]:
         x.excess for x in violations if x.kind not in (ViolationKind.VM_LOW, ViolationKind.VM_HIGH)
     )
     return float(v), float(ld)
+
+
+def unit_bus_rows(solver: ACPowerFlowSolver, units: Sequence[Any]) -> np.ndarray:
+    """Position in the injection vectors of each unit's ``bus`` (units need ``unit_id``, ``bus``).
+
+    Raises
+    ------
+    NetworkModelError
+        Naming the first unit whose bus is not in the solver's network.
+    """
+    pos = {int(b): i for i, b in enumerate(solver.bus_index)}
+    rows = np.empty(len(units), dtype=np.int64)
+    for k, u in enumerate(units):
+        if int(u.bus) not in pos:
+            raise NetworkModelError(
+                f"unit {u.unit_id}: bus {u.bus} is not in network {solver.name!r}"
+            )
+        rows[k] = pos[int(u.bus)]
+    return rows

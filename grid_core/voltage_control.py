@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from grid_core._lp import solve_lp
 from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult
 from grid_core.sensitivity import ac_sensitivities
-from grid_core.violations import Violation, ViolationKind, find_violations
+from grid_core.violations import Violation, ViolationKind, find_violations, unit_bus_rows
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +252,7 @@ def control_voltage(
 
     # ---- stage 2: reactive power of DG
     q_set = {u.unit_id: float(u.q_mvar) for u in units}
-    pos = {int(b): i for i, b in enumerate(solver.bus_index)}
-    unit_rows = np.array([pos[int(u.bus)] for u in units], dtype=np.int64)
+    unit_rows = unit_bus_rows(solver, units)
     ranges = [u.q_range_mvar() for u in units]
     viol = _voltage_violations(res, min_vm_pu, max_vm_pu)
     n_bus = res.vm_pu.size

@@ -275,3 +275,12 @@ def test_redispatch_fixes_overvoltage_with_cheapest_means(feeder):
     # balanced re-dispatch with a single unit cannot move P: the violation stays, reported
     out_b = redispatch(solver, p, q, units_p, **band)
     assert not out_b.clean and out_b.cost_eur == 0.0
+
+
+def test_units_on_unknown_buses_are_named(feeder):
+    solver = ACPowerFlowSolver(feeder, "dso_1")
+    p, q = solver.base_injections()
+    with pytest.raises(NetworkModelError, match="unit ghost: bus 500"):
+        redispatch(solver, p, q, [FlexibleUnit("ghost", 500, 0.0, 0.0, 1.0, 1.0, 1.0)])
+    with pytest.raises(NetworkModelError, match="unit ghost: bus 500"):
+        control_voltage(solver, p, q, units=[ReactiveCapability("ghost", 500, 0.0, 1.0)])
