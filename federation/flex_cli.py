@@ -50,6 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feeder", action="append", help="assess only this feeder (repeatable)")
     parser.add_argument("--points", type=int, default=None, help="points per direction (10)")
     parser.add_argument(
+        "--activation",
+        choices=("merit_order", "pro_rata"),
+        default=None,
+        help="how a sampled quantity is spread over the bids (default merit_order)",
+    )
+    parser.add_argument(
         "--curves",
         action="append",
         default=[],
@@ -66,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         case, settings = load_case(case_dir)
         if args.points is not None:
             settings = dataclasses.replace(settings, n_points=args.points)
+        if args.activation is not None:
+            settings = dataclasses.replace(settings, activation=args.activation)
         labels = [iv.label for iv in case.intervals]
         curves = []
         for c in args.curves:

@@ -318,6 +318,9 @@ class FlexSettings:
     lopf_margin_pu : the LP keeps voltages this far inside the limits [pu]
     lopf_margin_percent : the LP keeps loadings this far below the limit [%]
     fd_step_mvar : finite-difference step of the reactive sensitivities [Mvar]
+    activation : how a sampled quantity is spread over the offers: ``"merit_order"``
+        (cheapest first, what a pay-as-bid buyer does) or ``"pro_rata"`` (every offer the
+        same fraction, the whole portfolio moving together)
     """
 
     n_points: int = 10
@@ -330,8 +333,13 @@ class FlexSettings:
     lopf_margin_pu: float = 0.0005
     lopf_margin_percent: float = 0.5
     fd_step_mvar: float = 0.001
+    activation: str = "merit_order"
 
     def __post_init__(self) -> None:
+        if self.activation not in ("merit_order", "pro_rata"):
+            raise InconsistentProfileError(
+                f"activation must be 'merit_order' or 'pro_rata' (got {self.activation!r})"
+            )
         if self.n_points < 1:
             raise InconsistentProfileError(f"n_points must be >= 1 (got {self.n_points})")
         if not self.min_vm_pu < self.max_vm_pu:

@@ -154,6 +154,22 @@ def merit_order_activation(
     return frac * offer_mw[:, None, :]
 
 
+def activate(
+    quantity_mw: np.ndarray, offer_mw: np.ndarray, price_eur_per_mwh: np.ndarray, rule: str
+) -> np.ndarray:
+    """[T, N, R] activation of the offers for each quantity by ``rule``.
+
+    ``"merit_order"``: :func:`merit_order_activation`; ``"pro_rata"``: every offer activated
+    by the same fraction ``quantity / sum(offers)``.
+    """
+    if rule == "merit_order":
+        return merit_order_activation(quantity_mw, offer_mw, price_eur_per_mwh)
+    total = offer_mw.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.nan_to_num(quantity_mw / total[:, None], nan=0.0)
+    return np.clip(frac, 0.0, 1.0)[:, :, None] * offer_mw[:, None, :]
+
+
 def reactive_providers(case: FlexCase, feeder: str) -> np.ndarray:
     """Indices into ``case.ders`` of the DG units of ``feeder`` that can give Q support."""
     return np.array(

@@ -31,8 +31,8 @@ from grid_core.flex.lopf import LopfProblem, LopfStatus, run_lopf
 from grid_core.flex.model import Direction, FlexCase, FlexSettings, Status
 from grid_core.flex.resources import (
     FeederResources,
+    activate,
     feeder_resources,
-    merit_order_activation,
     reactive_providers,
 )
 from grid_core.flex.solver import BatchPowerFlow, RadialFeederSolver
@@ -279,6 +279,7 @@ class FeederAssessment:
     feasible_index : [T, 2] index k of that point (-1 if none)
     min_vm_pu, max_vm_pu, max_loading_percent : [T, 2, N] extremes before support
     n_power_flows : AC power flows solved (points, sensitivities and re-checks)
+    activation : rule that spread each quantity over the offers (see :class:`FlexSettings`)
     provider_ids : DG units offering reactive support (``J``)
     provider_bus : [J] their buses
     support_dq_mvar : [T, 2, N, J] reactive support each unit gives at orange points [Mvar]
@@ -309,6 +310,7 @@ class FeederAssessment:
     provider_bus: np.ndarray
     support_dq_mvar: np.ndarray
     duration_h: float = 1.0
+    activation: str = "merit_order"
 
     @property
     def n_points(self) -> int:
@@ -363,7 +365,8 @@ def assess_feeder(
 
     Paper, section 4.3: step 1 (range of the interface working point from the providers'
     offers), step 2 (``settings.n_points`` equally spaced quantities per direction, served
-    in merit order), step 3 (AC power flow, LOPF with reactive support, traffic light).
+    in merit order or pro rata, ``settings.activation``), step 3 (AC power flow, LOPF with
+    reactive support, traffic light).
 
     Parameters
     ----------
@@ -411,7 +414,7 @@ def assess_feeder(
         offer, price = res.quantity_mw(d), res.price_eur_per_mwh(d)
         potential[:, d] = offer.sum(axis=1)
         quantity[:, d, :] = potential[:, d, None] * steps[None, :]
-        a = merit_order_activation(quantity[:, d, :], offer, price)
+        a = activate(quantity[:, d, :], offer, price, settings.activation)
         act[:, d] = d.sign * a
         bid_cost[:, d, :] = np.einsum("tnr,tr->tn", a, price) * duration_h
     dp_bus = act @ bus_map_r  # [T, 2, N, n]
@@ -490,6 +493,7 @@ def assess_feeder(
         provider_bus=prov_bus,
         support_dq_mvar=cls.dq_mvar.reshape(*shape, providers.size),
         duration_h=duration_h,
+        activation=settings.activation,
     )
 
 
@@ -510,10 +514,11 @@ def point_injections(
     res = fa.resources
     p0, q0 = base_injections(case, fa.feeder)
     a = (
-        merit_order_activation(
+        activate(
             fa.quantity_mw[t : t + 1, direction, k : k + 1],
             res.quantity_mw(direction)[t : t + 1],
             res.price_eur_per_mwh(direction)[t : t + 1],
+            fa.activation,
         )[0, 0]
         * direction.sign
     )

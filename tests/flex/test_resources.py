@@ -83,3 +83,28 @@ def test_price_quantity_curve_of_an_interval(sardinia):
     )
     # the first point lies on the cheapest step
     assert up.point_avg_price_eur_per_mwh[0] == pytest.approx(up.step_price_eur_per_mwh[0])
+
+
+def test_pro_rata_activation_moves_every_offer_by_the_same_fraction(sardinia):
+    import dataclasses
+
+    from grid_core.flex.resources import activate
+
+    offer = np.array([[2.0, 1.0, 3.0]])
+    price = np.array([[10.0, 10.0, 5.0]])
+    a = activate(np.array([[3.0, 6.0]]), offer, price, "pro_rata")[0]
+    np.testing.assert_allclose(a, [[1.0, 0.5, 1.5], [2.0, 1.0, 3.0]])
+    # on a feeder: same potential and the same full-quantity point, other partial points
+    case, settings = sardinia
+    mo = assess_feeder(case, "R1", include_end_users=False, settings=settings)
+    pr = assess_feeder(
+        case,
+        "R1",
+        include_end_users=False,
+        settings=dataclasses.replace(settings, activation="pro_rata"),
+    )
+    np.testing.assert_allclose(pr.potential_mw, mo.potential_mw)
+    np.testing.assert_allclose(pr.bid_cost_eur[..., -1], mo.bid_cost_eur[..., -1], rtol=1e-9)
+    # merit order is never dearer than pro rata for the same quantity
+    assert np.all(mo.bid_cost_eur <= pr.bid_cost_eur + 1e-9)
+    assert np.any(mo.bid_cost_eur < pr.bid_cost_eur - 1e-6)
