@@ -93,12 +93,14 @@ def session_bids(scenario: Any, at_s: float, aggregator: str | None = None) -> d
     if aggregator is not None and aggregator not in scenario.aggregators:
         raise ValueError(f"aggregator {aggregator!r} is not in the scenario {scenario.aggregators}")
     cfg = aggregation_config(scenario)
-    forecast = forecast_model(scenario).forecast_profiles(scenario.profiles, at_s)
+    model = forecast_model(scenario)
+    forecast = model.forecast_profiles(scenario.profiles, at_s)
     bids, summaries = [], []
     for agg in names:
         portfolio = Portfolio.from_specs(agg, scenario.devices)
         observed = observed_states(portfolio, scenario.profiles, at_s, cfg.step_s)
-        book = build_bids(portfolio, observed, forecast, window, cfg)
+        seen = portfolio.with_forecast_arrivals(model, at_s)  # EV arrivals are forecast too
+        book = build_bids(seen, observed, forecast, window, cfg)
         bids.extend(book.bids)
         summaries.append(book_summary(book))
     errors = validate_bids(bids, n_periods=window.n_periods)

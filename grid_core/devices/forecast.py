@@ -19,6 +19,7 @@ forecast does not depend on which other forecasts were drawn before it (no globa
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ class ForecastErrorModel:
     absolute_profiles
         Names of profiles with an additive error in their own unit (besides every name ending
         in ``_degc``).
+    arrival_sigma_1h_min
+        Standard deviation of a forecast EV arrival time 1 h ahead [min] (same sqrt growth).
     """
 
     seed: int
@@ -53,6 +56,7 @@ class ForecastErrorModel:
     default_relative_sigma_1h: float = 0.05
     default_absolute_sigma_1h_degc: float = 0.5
     absolute_profiles: frozenset[str] = frozenset()
+    arrival_sigma_1h_min: float = 15.0
 
     def is_absolute(self, name: str) -> bool:
         """True when profile ``name`` gets an additive (not relative) error."""
@@ -113,6 +117,31 @@ class ForecastErrorModel:
         """Forecast of several profiles issued at ``issue_t_s`` [s] (default: all of them)."""
         chosen = profiles.keys() if names is None else names
         return {n: self.forecast(n, profiles[n], issue_t_s) for n in chosen}
+
+    def forecast_arrivals_min(
+        self, device_ids: Iterable[str], arrival_min: np.ndarray, issue_t_s: float
+    ) -> np.ndarray:
+        """Forecast arrival times [min] of EVs, issued at ``issue_t_s`` [s].
+
+        Arrivals up to the issue time are observed (unchanged); a later arrival ``a`` is
+        forecast as ``a + sigma sqrt((a - t0) / 1 h) z`` with ``sigma =
+        arrival_sigma_1h_min`` and ``z`` standard normal, seeded per device id and issue
+        minute, rounded to whole minutes and never before the next minute.
+        """
+        arrival = np.asarray(arrival_min, dtype=float)
+        issue_min = issue_t_s / 60.0
+        out = arrival.copy()
+        for i, device_id in enumerate(device_ids):
+            lead_min = arrival[i] - issue_min
+            if lead_min <= 0.0:
+                continue
+            seq = np.random.SeedSequence(
+                [int(self.seed), zlib.crc32(device_id.encode()), int(issue_min), 1]
+            )
+            z = np.random.default_rng(seq).standard_normal()
+            guess = arrival[i] + self.arrival_sigma_1h_min * np.sqrt(lead_min / 60.0) * z
+            out[i] = max(round(guess), math.floor(issue_min) + 1)
+        return frozen_array(out)
 
 
 def is_absolute(name: str) -> bool:

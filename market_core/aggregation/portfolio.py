@@ -11,14 +11,16 @@ accuracy and stay within each device's share, hence within its constraints.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from grid_core.devices import Fleet, FleetState, make_fleet
+from grid_core.devices import Fleet, FleetState, ForecastErrorModel, make_fleet
 from market_core.aggregation.common import (
     AfrrReserve,
     AggregationConfig,
@@ -85,6 +87,28 @@ class Portfolio:
     def device_ids(self) -> tuple[str, ...]:
         """All device ids, category by category (the order of every dispatch array)."""
         return tuple(d for f in self.fleets.values() for d in f.ids)
+
+    def with_forecast_arrivals(self, model: ForecastErrorModel, issue_t_s: float) -> Portfolio:
+        """The portfolio as the aggregator sees it at ``issue_t_s`` [s]: EVs that have not
+        arrived yet get a forecast arrival time (:meth:`ForecastErrorModel.
+        forecast_arrivals_min`), kept early enough to reach the departure SOC; the physical
+        layer keeps the true arrivals."""
+        fleet = self.fleets.get("ev")
+        if fleet is None:
+            return self
+        arrivals = np.array([p.arrival_min for p in fleet.params])
+        guess = model.forecast_arrivals_min(fleet.ids, arrivals, issue_t_s)
+        params = []
+        for p, a in zip(fleet.params, guess, strict=True):
+            need_mwh = max(p.soc_departure - p.soc_arrival, 0.0) * p.e_max_mwh / p.efficiency
+            latest = p.departure_min - math.ceil(need_mwh / p.p_max_mw * 60.0)
+            # never later than the departure SOC allows (nor earlier than the truth if the
+            # truth itself is that tight)
+            a = min(a, max(latest, p.arrival_min))
+            params.append(dataclasses.replace(p, arrival_min=float(a)))
+        fleets = dict(self.fleets)
+        fleets["ev"] = make_fleet("ev", fleet.ids, params)
+        return Portfolio(self.aggregator_id, fleets, self.networks, self.buses)
 
     def initial_states(self, t_s: float = 0.0) -> dict[str, FleetState]:
         """Initial state of every fleet (what the aggregator observes at the start)."""

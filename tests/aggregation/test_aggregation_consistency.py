@@ -26,7 +26,13 @@ from agg_helpers import (
 )
 
 from grid_core.devices import ForecastErrorModel
-from market_core.aggregation import AggregationConfig, Portfolio, tcl_rebound_ratio
+from market_core.aggregation import (
+    AggregationConfig,
+    Portfolio,
+    SessionWindow,
+    build_bids,
+    tcl_rebound_ratio,
+)
 from market_core.bids import Direction, validate_bids
 
 PROFILES = day_profiles()
@@ -545,3 +551,27 @@ def test_next_session_baseline_follows_the_previous_dispatch():
     # runs 540..580 min: products [1, 1, 2/3, 0] (without the pending hold: 525..565 min)
     assert with_prev.baseline_mw[0] == pytest.approx([-0.002, -0.002, -0.002 * 2 / 3, 0.0])
     assert not np.allclose(without.baseline_mw, actual)
+
+
+def test_forecast_ev_arrivals_change_only_the_aggregators_view():
+    """EVs arriving after the gate closure: the aggregator plans with forecast arrivals, the
+    physics keeps the true ones, and every departure SOC is still met."""
+    late = [dict(p, arrival_min=490, departure_min=p["departure_min"] + 120) for p in EVS]
+    portfolio = Portfolio.from_specs("agg_1", specs("ev", late, [2, 2, 4, 4, 6, 6]))
+    model = ForecastErrorModel(seed=1, arrival_sigma_1h_min=30.0)
+    seen = portfolio.with_forecast_arrivals(model, GC)
+    np.testing.assert_array_equal(portfolio.fleets["ev"].arrival_s, 490 * 60.0)  # truth
+    seen_min = seen.fleets["ev"].arrival_s / 60.0
+    assert np.any(seen_min != 490.0) and np.all(seen_min > GC / 60.0)
+    # once arrived, the arrival is observed
+    after = portfolio.with_forecast_arrivals(model, 495 * 60.0)
+    np.testing.assert_array_equal(after.fleets["ev"].arrival_s, 490 * 60.0)
+    observed = observe(portfolio, PROFILES, GC)  # measured on the truth
+    book = build_bids(seen, observed, PROFILES, SessionWindow(8, T0))
+    assert validate_bids(book.bids) == []
+    _, dispatch = accept_all(book)
+    fleet = portfolio.fleets["ev"]
+    _, states = run_physics(fleet, observed["ev"], PROFILES, 1300 * 60.0, dispatch)
+    for i, params in enumerate(late):
+        k = round((params["departure_min"] * 60.0 - GC) / 60.0)
+        assert states[k].soc[i] >= params["soc_departure"] - 1e-9

@@ -66,3 +66,17 @@ def test_relative_error_keeps_non_negative_quantities_non_negative():
     model = ForecastErrorModel(seed=2, sigma_1h={"pv": 3.0})
     f = model.forecast("pv", TRUTH["pv"], 0.0)
     assert f.min() >= 0.0
+
+
+def test_ev_arrival_forecast_reproducible_observed_past_and_growing_spread():
+    model = ForecastErrorModel(seed=4, arrival_sigma_1h_min=20.0)
+    ids = [f"ev_{k}" for k in range(400)]
+    truth = np.array([30.0] * 200 + [300.0] * 200)  # minutes; issued at minute 60
+    a = model.forecast_arrivals_min(ids, truth, 3600.0)
+    np.testing.assert_array_equal(a, model.forecast_arrivals_min(ids, truth, 3600.0))
+    np.testing.assert_array_equal(a[:200], 30.0)  # already arrived: observed
+    assert np.all(a[200:] >= 61.0) and np.all(a == np.round(a))
+    # lead 4 h -> sigma = 20 sqrt(4) = 40 min (400 samples: ~4 % standard error)
+    assert abs(np.std(a[200:] - 300.0) - 40.0) < 6.0
+    near = model.forecast_arrivals_min(ids, np.full(400, 90.0), 3600.0)  # lead 30 min
+    assert np.std(near - 90.0) < np.std(a[200:] - 300.0)
