@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import sys
 
 from federation.scenario import SCENARIO_DIR
 from grid_core.flex import (
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             for eu in which
         ]
     except FlexError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     out = pathlib.Path(args.out or f"results/flex_{case.name}")
     page = write_report(case, results, out, curve_intervals=curves, settings=settings)

@@ -66,8 +66,8 @@ def test_flex_cli_writes_tables_plots_and_page(tmp_path, sardinia, capsys):
 
 def test_flex_cli_unknown_scenario_and_interval(tmp_path, capsys):
     assert main(["flex", "--scenario", "atlantis", "--out", str(tmp_path)]) == 2
-    assert "no flexibility case 'atlantis'" in capsys.readouterr().out
+    assert "no flexibility case 'atlantis'" in capsys.readouterr().err
     args = ["flex", "--scenario", "sardinia", "--feeder", "D3", "--curves", "monday-99"]
     code = main([*args, "--out", str(tmp_path)])
     assert code == 2
-    assert "unknown interval 'monday-99'" in capsys.readouterr().out
+    assert "unknown interval 'monday-99'" in capsys.readouterr().err
