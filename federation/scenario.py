@@ -22,8 +22,7 @@ import math
 import pathlib
 import re
 import tomllib
-import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,18 +175,51 @@ class ScenarioError(ValueError):
 
     def __init__(self, file: str | pathlib.Path, problems: list[tuple[str, str]]) -> None:
         self.file = str(file)
-        self.problems = list(problems)
+        self.problems = [(str(f), str(m)) for f, m in problems]
+        super().__init__(self.file, self.problems)  # args kept so the error pickles
+
+    def __str__(self) -> str:
         lines = [f"{self.file}: {fld}: {msg}" for fld, msg in self.problems]
         head = f"invalid scenario ({len(lines)} problem{'s' if len(lines) != 1 else ''})"
-        super().__init__(head + ":\n  " + "\n  ".join(lines))
+        return head + ":\n  " + "\n  ".join(lines)
 
 
 # --------------------------------------------------------------------------------------
 # the model
 
 
+class FrozenMap(Mapping[str, Any]):
+    """Read-only mapping (picklable, unlike ``types.MappingProxyType``)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, d: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_d", dict(d))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._d[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._d!r})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrozenMap is read-only")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._d
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "_d", state)
+
+
 def _frozen_map(d: Mapping[str, Any]) -> Mapping[str, Any]:
-    return types.MappingProxyType(dict(d))
+    return FrozenMap(d)
 
 
 @dataclass(frozen=True)
@@ -430,14 +462,17 @@ class Scenario:
         if not 0 <= at_min < self.n_minutes:
             raise ValueError(f"at_min {at_min} outside [0, {self.n_minutes})")
         inj = self._bus_device_injection_at(at_min)
-        exch = {}
+        exch: dict[str, tuple[float, float]] = {}
         for d in self.distribution:
             net = dnets[d.id]
             scale = float(self.profiles[d.load_profile][at_min])
             net.load["p_mw"] *= scale
             net.load["q_mvar"] *= scale
             _add_baseline_sgens(net, inj.get(d.id, {}))
-            exch[d.id] = float(net.load.p_mw.sum()) - sum(inj.get(d.id, {}).values())
+            exch[d.id] = (
+                float(net.load.p_mw.sum()) - sum(inj.get(d.id, {}).values()),
+                float(net.load.q_mvar.sum()),  # devices run at unity power factor
+            )
         scale = float(self.profiles[self.transmission.load_profile][at_min])
         nominal_gen = float(tnet.gen.p_mw.sum())
         tnet.load["p_mw"] *= scale
@@ -446,9 +481,9 @@ class Scenario:
         import pandapower as pp
 
         for d in self.distribution:
-            q = exch[d.id] * 0.3  # cos(phi) ~ 0.96 lagging for the aggregate exchange
+            p_mw, q_mvar = exch[d.id]
             pp.create_load(
-                tnet, d.interface_bus, p_mw=exch[d.id], q_mvar=q, name=f"{d.id}_interface"
+                tnet, d.interface_bus, p_mw=p_mw, q_mvar=q_mvar, name=f"{d.id}_interface"
             )
         residual = float(tnet.load.p_mw.sum()) - sum(inj.get("tso", {}).values())
         if nominal_gen > 0:
@@ -489,6 +524,8 @@ class Scenario:
         net = nets.load_case(d.case) if d.case else nets.load_file(d.file)  # type: ignore[arg-type]
         net.load["p_mw"] *= d.load_scale
         net.load["q_mvar"] *= d.load_scale
+        if len(net.trafo):
+            net.trafo.loc[net.trafo.index[0], "tap_pos"] = d.oltc.tap_pos_init
         return net
 
     # ---- baseline and day-ahead -------------------------------------------------------
@@ -1239,6 +1276,15 @@ def _distribution(
                 if list(net.bus.index) != list(range(len(net.bus))):
                     r.bad(fld, "bus indices must be 0..n-1")
                 n_bus = len(net.bus)
+                n_branch = int(net.line.in_service.sum() + net.trafo.in_service.sum())
+                if n_branch != n_bus - 1:
+                    r.bad(
+                        fld,
+                        f"not radial: {n_branch} in-service branches for {n_bus} buses "
+                        f"(a radial network has {n_bus - 1})",
+                    )
+                if len(net.ext_grid) != 1 or int(net.ext_grid.bus.iat[0]) != 0:
+                    r.bad(fld, "needs exactly one ext_grid (the slack), at bus 0")
                 per_bus = net.load.groupby("bus")["p_mw"].sum().sort_index()
                 per_bus = per_bus[per_bus > 0]
                 load_buses = tuple(int(b) for b in per_bus.index)

@@ -283,3 +283,41 @@ def test_fields_added_by_the_device_models_are_accepted_and_checked(tmp_path):
     # ... and the device physics' own validation reaches the user as a ScenarioError
     _, err = _problems(tmp_path, lambda d: d["devices"][0]["params"].update(response_time_s=-5.0))
     _assert_problem(err, "devices[0].params", "response_time_s")
+
+
+def test_dso_from_a_builtin_case_and_a_meshed_file(tmp_path):
+    import pandapower as pp
+
+    from grid_core import networks as nets
+
+    doc = copy.deepcopy(tiny_doc())
+    del doc["distribution"][0]["feeder"]
+    doc["distribution"][0]["case"] = "case33bw"  # radial: its 5 tie lines are open
+    sc = load_scenario(_write(tmp_path, doc))
+    assert sc.dso("dso_1").n_bus == 33
+    _, dnets = sc.build_networks(at_min=0)
+    pp.runpp(dnets["dso_1"])
+    assert dnets["dso_1"].converged
+    meshed = nets.load_case("case33bw")
+    meshed.line["in_service"] = True  # close the ties: five meshes
+    pp.to_json(meshed, str(tmp_path / "meshed.json"))
+
+    def mutate(d):
+        del d["distribution"][0]["feeder"]
+        d["distribution"][0]["file"] = "meshed.json"
+
+    _, err = _problems(tmp_path, mutate)
+    _assert_problem(err, "distribution[dso_1]", "not radial: 37 in-service branches for 33")
+
+
+def test_scenario_error_pickles_with_its_problems():
+    import pickle
+
+    err = ScenarioError("f.toml", [("scenario.scheme", "unknown value 'F'")])
+    again = pickle.loads(pickle.dumps(err))
+    assert again.file == "f.toml" and again.problems == err.problems
+    assert (
+        str(again)
+        == str(err)
+        == ("invalid scenario (1 problem):\n  f.toml: scenario.scheme: unknown value 'F'")
+    )
