@@ -687,7 +687,8 @@ class ACPowerFlowSolver:
             Bus net injections (generation minus load) in ``net.bus`` order [MW], [Mvar].
             ``None`` uses :meth:`base_injections`. At PV (``gen``) buses the reactive
             injection is an output; at slack buses both are local injections added to what
-            the external grid supplies.
+            the external grid supplies; at out-of-service or unsupplied buses they are
+            ignored (as pandapower does).
         step : object, optional
             Label reported in errors and in the result (e.g. ``t_s``).
         slack_vm_pu, slack_va_degree : float, optional
