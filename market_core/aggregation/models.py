@@ -115,6 +115,8 @@ def _energy_limited_offers(
     """
     win = inp.window
     horizon_h = win.n_periods * win.period_h
+    # no device offers more in one product than its energy allows
+    cap = np.minimum(cap, (np.maximum(energy_mwh, 0.0) / win.period_h)[:, None])
     peak = cap[idx].max(axis=1)
     long = energy_mwh[idx] >= peak * horizon_h - 1e-12
     out = []

@@ -575,3 +575,13 @@ def test_forecast_ev_arrivals_change_only_the_aggregators_view():
     for i, params in enumerate(late):
         k = round((params["departure_min"] * 60.0 - GC) / 60.0)
         assert states[k].soc[i] >= params["soc_departure"] - 1e-9
+
+
+def test_full_heat_store_gives_no_upward_chp_bid_without_rebound():
+    """A store already full leaves no room for extra heat: no plain upward bid (and never a
+    bid with a zero energy limit, which validate_bids would reject)."""
+    full = dict(CHP, heat_soc_init=1.0, heat_soc_target=1.0)
+    portfolio = Portfolio.from_specs("agg_1", specs("chp", [full], [9]))
+    book, _ = session(portfolio, PROFILES, T0)
+    assert validate_bids(book.bids) == []
+    assert not [b for b in book.bids if b.direction is Direction.UP and not b.all_periods]
