@@ -1565,26 +1565,42 @@ def _draw_params(
             if set(v) != {"after", "plus"} or v["after"] not in out:
                 r.bad(f"{fld}.{key}", "expected {after = <earlier key>, plus = [lo, hi]}")
                 return None
-            lo, hi = v["plus"]
-            base = out[v["after"]]
-            out[key] = base + (
-                int(rng.integers(lo, hi + 1)) if typ is int else float(rng.uniform(lo, hi))
-            )
-        elif isinstance(v, list):
-            if v and all(isinstance(x, str) for x in v):
-                out[key] = str(v[int(rng.integers(len(v)))])
-            elif len(v) == 2 and all(isinstance(x, int | float) for x in v) and v[0] <= v[1]:
-                out[key] = (
-                    int(rng.integers(v[0], v[1] + 1))
-                    if typ is int
-                    else float(rng.uniform(v[0], v[1]))
-                )
-            else:
-                r.bad(f"{fld}.{key}", f"a range must be [lo, hi] with lo <= hi, got {v!r}")
+            step = _uniform(r, f"{fld}.{key}.plus", v["plus"], typ, rng)
+            if step is None:
                 return None
+            out[key] = out[v["after"]] + step
+        elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            out[key] = str(v[int(rng.integers(len(v)))])
+        elif isinstance(v, list):
+            value = _uniform(r, f"{fld}.{key}", v, typ, rng)
+            if value is None:
+                return None
+            out[key] = value
         else:
             out[key] = v
     return out
+
+
+def _uniform(
+    r: _Reader, fld: str, bounds: Any, typ: type, rng: np.random.Generator
+) -> float | int | None:
+    """Uniform draw in ``[lo, hi]`` (inclusive integers for integer params)."""
+    ok = (
+        isinstance(bounds, list)
+        and len(bounds) == 2
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in bounds)
+        and bounds[0] <= bounds[1]
+    )
+    if not ok:
+        r.bad(fld, f"a range must be [lo, hi] with lo <= hi, got {bounds!r}")
+        return None
+    lo, hi = bounds
+    if typ is int:
+        if not (isinstance(lo, int) and isinstance(hi, int)):
+            r.bad(fld, f"an integer parameter needs integer bounds, got {bounds!r}")
+            return None
+        return int(rng.integers(lo, hi + 1))
+    return float(rng.uniform(lo, hi))
 
 
 @functools.cache

@@ -321,3 +321,17 @@ def test_scenario_error_pickles_with_its_problems():
         == str(err)
         == ("invalid scenario (1 problem):\n  f.toml: scenario.scheme: unknown value 'F'")
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("duration_min", [30.5, 60], "integer bounds"),
+        ("duration_min", [60, 30], "lo <= hi"),
+        ("p_mw", [0.1, 0.2, 0.3], "lo <= hi"),
+        ("scheduled_start_min", {"after": "nothing", "plus": [0, 1]}, "earlier key"),
+    ],
+)
+def test_bad_group_ranges(tmp_path, key, value, fragment):
+    _, err = _problems(tmp_path, lambda d: d["device_groups"][0]["params"].update({key: value}))
+    assert any(fragment in m for f, m in err.problems if f.startswith("device_groups[0]"))
