@@ -289,3 +289,19 @@ def test_waterfill_hand_cases():
     # more than the caps: everyone at cap
     np.testing.assert_allclose(waterfill(20.0, np.array([1.0, 2.0]), np.ones(2)), [1.0, 2.0])
     assert waterfill(0.0, np.ones(2), np.ones(2)).sum() == 0.0
+
+
+def test_aggregator_without_devices_submits_nothing():
+    empty = Portfolio.from_specs("agg_9", mixed_devices("agg_1"))
+    book = build_bids(empty, {}, PROFILES, SessionWindow(1, 3600.0))
+    assert book.bids == () and book.device_ids == ()
+    assert book.baseline_mw.shape == (0, 4)
+    assert disaggregate(book, {}).setpoint_mw.shape == (0, 4)
+
+
+def test_session_window_products():
+    w = SessionWindow(2, 7200.0)
+    assert w.delivery_end_s == 10800.0 and w.period_h == 0.25
+    assert [w.period_of(t) for t in (7199.0, 7200.0, 8099.0, 8100.0, 10799.0, 10800.0)] == [
+        None, 0, 0, 1, 3, None,
+    ]  # fmt: skip
