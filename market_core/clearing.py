@@ -277,11 +277,12 @@ class _Context:
     node_p: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     node_q: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     # (network_id, bus) -> array[period] of max |injection change| [MW] / [Mvar]
-    node_p_max: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
-    node_q_max: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    # (network_id, bus) -> array[2 x period]: largest increase / decrease of the injection
+    node_p_range: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    node_q_range: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     # transmission bus -> array[period] of columns (aggregated injections seen by the PTDF)
     tx_p: dict[int, np.ndarray] = field(default_factory=dict)
-    tx_p_max: dict[int, np.ndarray] = field(default_factory=dict)
+    tx_p_range: dict[int, np.ndarray] = field(default_factory=dict)
     # balance rows: area index -> array[period] of row indices
     balance_rows: dict[int, np.ndarray] = field(default_factory=dict)
     balance_slack: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -390,11 +391,12 @@ def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
     prows = asm.add_rows("def_p_node", n_node * n_t, 0.0, 0.0).reshape(n_node, n_t)
     asm.add_entries(prows, pcols, 1.0)
     asm.add_entries(prows[e_node, e_t], e_col, -e_coef)
-    p_max = np.zeros((n_node, n_t))
-    np.add.at(p_max, (e_node, e_t), np.abs(e_coef))
+    p_rng = np.zeros((n_node, 2, n_t))
+    np.add.at(p_rng, (e_node, 0, e_t), np.maximum(e_coef, 0.0))
+    np.add.at(p_rng, (e_node, 1, e_t), np.maximum(-e_coef, 0.0))
     for i, key in enumerate(keys):
         ctx.node_p[key] = pcols[i]
-        ctx.node_p_max[key] = p_max[i]
+        ctx.node_p_range[key] = p_rng[i]
     # reactive injections only where a distribution model uses them
     has_q = np.zeros(n_node, bool)
     np.logical_or.at(has_q, e_node, e_ratio != 0.0)
@@ -409,11 +411,13 @@ def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
         keep = has_q[e_node]
         qi = q_index[e_node[keep]]
         asm.add_entries(qrows[qi, e_t[keep]], e_col[keep], -e_coef[keep] * e_ratio[keep])
-        q_max = np.zeros((q_nodes.size, n_t))
-        np.add.at(q_max, (qi, e_t[keep]), np.abs(e_coef[keep] * e_ratio[keep]))
+        q_rng = np.zeros((q_nodes.size, 2, n_t))
+        dq = e_coef[keep] * e_ratio[keep]
+        np.add.at(q_rng, (qi, 0, e_t[keep]), np.maximum(dq, 0.0))
+        np.add.at(q_rng, (qi, 1, e_t[keep]), np.maximum(-dq, 0.0))
         for j, i in enumerate(q_nodes):
             ctx.node_q[keys[i]] = qcols[j]
-            ctx.node_q_max[keys[i]] = q_max[j]
+            ctx.node_q_range[keys[i]] = q_rng[j]
     for nid, proposals in inp.interface_proposals.items():
         if not proposals:
             continue
@@ -427,7 +431,9 @@ def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
         tt, jj = np.meshgrid(np.arange(n_t), np.arange(len(proposals)), indexing="ij")
         asm.add_entries(rows[tt.ravel()], lam[jj.ravel()], -prof.T.ravel())
         ctx.node_p[(nid, -1)] = pcols
-        ctx.node_p_max[(nid, -1)] = np.abs(prof).max(axis=0)
+        ctx.node_p_range[(nid, -1)] = np.vstack(
+            [np.maximum(prof.max(axis=0), 0.0), np.maximum(-prof.min(axis=0), 0.0)]
+        )
         ctx.convexity_rows[nid] = int(conv[0])
         ctx.proposal_cols[nid] = lam
     if inp.transmission is None:
@@ -445,7 +451,7 @@ def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
         for key in keys:
             asm.add_entries(rows, ctx.node_p[key], -1.0)
         ctx.tx_p[tx_bus] = cols
-        ctx.tx_p_max[tx_bus] = np.sum([ctx.node_p_max[k] for k in keys], axis=0)
+        ctx.tx_p_range[tx_bus] = np.sum([ctx.node_p_range[k] for k in keys], axis=0)
 
 
 def declare_eq_balance(asm: Assembly, ctx: _Context) -> None:
@@ -485,15 +491,20 @@ def _network_rows(
     base: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
-    reach: np.ndarray,
+    up: np.ndarray,
+    down: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Add rows ``lower <= base + coef @ x[cols] <= upper`` for the rows that can bind.
 
-    ``reach`` bounds ``|coef @ x|``; a row with ``base +- reach`` inside its limits is skipped.
+    ``up`` / ``down`` are the largest increase / decrease of each column (>= 0); a row whose
+    largest possible rise and fall stay inside its limits cannot bind and is skipped.
     A row already violated in the base state gets a penalised slack column. Returns the kept
     element indices and their row indices.
     """
-    keep = np.flatnonzero((base + reach > upper - _TOL) | (base - reach < lower + _TOL))
+    pos, neg = np.maximum(coef, 0.0), np.maximum(-coef, 0.0)
+    rise = pos @ up + neg @ down
+    fall = pos @ down + neg @ up
+    keep = np.flatnonzero((base + rise > upper - _TOL) | (base - fall < lower + _TOL))
     if keep.size == 0:
         return keep[:0], keep[:0]
     rows = asm.add_rows(name, keep.size, lower[keep] - base[keep], upper[keep] - base[keep])
@@ -525,9 +536,9 @@ def declare_ineq_ptdf_flow(asm: Assembly, ctx: _Context, model: PtdfModel) -> No
     limit = model.max_flow_mw
     for t in range(n_t):
         cols = np.array([ctx.tx_p[b][t] for b in buses], dtype=np.int64)
-        reach = np.abs(ptdf) @ np.array([ctx.tx_p_max[b][t] for b in buses], dtype=float)
+        rng = np.array([ctx.tx_p_range[b][:, t] for b in buses], dtype=float).reshape(-1, 2)
         keep, rows = _network_rows(
-            asm, ctx, "ptdf_flow", ptdf, cols, base[:, t], -limit, limit, reach
+            asm, ctx, "ptdf_flow", ptdf, cols, base[:, t], -limit, limit, rng[:, 0], rng[:, 1]
         )
         ctx.ptdf_rows.extend((int(r), int(k), t) for r, k in zip(rows, keep, strict=True))
 
@@ -557,43 +568,50 @@ def declare_ineq_lindistflow(asm: Assembly, ctx: _Context, model: LinDistFlowMod
     cos_a, sin_a = np.cos(angles), np.sin(angles)
     shrink = math.cos(math.pi / k_sides)
     n_br = len(model.branch_ids)
+    side_c, side_s = np.repeat(cos_a, n_br), np.repeat(sin_a, n_br)
+    # branches: all polygon sides stacked, side k on rows k * n_br ... (k + 1) * n_br - 1
+    coef_branch = np.hstack(
+        [np.vstack([c * sb_p for c in cos_a]), np.vstack([s * sb_q[:, has_q] for s in sin_a])]
+    )
+    coef_vm = np.hstack([sv_p, sv_q[:, has_q]])
+    upper = np.tile(model.max_branch_s_mva * shrink, k_sides)
+    lower = np.full_like(upper, -np.inf)
+    q_keys = [k for k in keys if k in ctx.node_q]
     for t in range(n_t):
-        pcols = np.array([ctx.node_p[k][t] for k in keys], dtype=np.int64)
-        pmax = np.array([ctx.node_p_max[k][t] for k in keys], dtype=float)
-        qcols = np.array([ctx.node_q[k][t] for k in keys if k in ctx.node_q], dtype=np.int64)
-        qmax = np.array([ctx.node_q_max[k][t] for k in keys if k in ctx.node_q])
-        # voltages
-        coef = np.hstack([sv_p, sv_q[:, has_q]])
-        cols = np.concatenate([pcols, qcols])
-        reach = np.abs(sv_p) @ pmax + (np.abs(sv_q[:, has_q]) @ qmax if qmax.size else 0.0)
+        cols = np.array(
+            [ctx.node_p[k][t] for k in keys] + [ctx.node_q[k][t] for k in q_keys], dtype=np.int64
+        )
+        rng = np.array(
+            [ctx.node_p_range[k][:, t] for k in keys] + [ctx.node_q_range[k][:, t] for k in q_keys],
+            dtype=float,
+        ).reshape(-1, 2)
         keep, rows = _network_rows(
-            asm, ctx, "lindistflow_vm", coef, cols, base_v2[:, t], vmin2, vmax2, reach
+            asm,
+            ctx,
+            "lindistflow_vm",
+            coef_vm,
+            cols,
+            base_v2[:, t],
+            vmin2,
+            vmax2,
+            rng[:, 0],
+            rng[:, 1],
         )
         ctx.dist_rows.extend(
             (int(r), nid, "vm", int(k), t, 1.0, 1.0) for r, k in zip(rows, keep, strict=True)
         )
-        # branches: all polygon sides stacked, side k on rows k * n_br ... (k + 1) * n_br - 1
-        dp_reach = np.abs(sb_p) @ pmax
-        dq_reach = np.abs(sb_q[:, has_q]) @ qmax if qmax.size else np.zeros(n_br)
-        side_c, side_s = np.repeat(cos_a, n_br), np.repeat(sin_a, n_br)
-        coef = np.hstack(
-            [np.vstack([c * sb_p for c in cos_a]), np.vstack([s * sb_q[:, has_q] for s in sin_a])]
-        )
         base = side_c * np.tile(base_bp[:, t], k_sides) + side_s * np.tile(base_bq[:, t], k_sides)
-        reach = np.abs(side_c) * np.tile(dp_reach, k_sides) + np.abs(side_s) * np.tile(
-            dq_reach, k_sides
-        )
-        upper = np.tile(model.max_branch_s_mva * shrink, k_sides)
         keep, rows = _network_rows(
             asm,
             ctx,
             "lindistflow_branch",
-            coef,
+            coef_branch,
             cols,
             base,
-            np.full_like(upper, -np.inf),
+            lower,
             upper,
-            reach,
+            rng[:, 0],
+            rng[:, 1],
         )
         ctx.dist_rows.extend(
             (int(r), nid, "branch", int(k % n_br), t, float(side_c[k]), float(side_s[k]))
@@ -1242,19 +1260,20 @@ def extract_result(
     rejected = list(merged.values())
     split: dict[str, float] = {"tso": 0.0}
     accepted_groups: set[str] = set()
-    zero_award: list[Bid] = []
     total_pay = buyer_pay = act_cost = total_uplift = 0.0
-    for b, bid in enumerate(ctx.valid):
-        qty = np.zeros(n_t)
+    # awards of all bids at once [bid x period]; only awarded bids are visited below
+    n_b = len(ctx.valid)
+    qty_all = np.zeros((n_b, n_t))
+    has = ctx.award_col >= 0
+    qty_all[has] = np.maximum(0.0, ctx.award_qty[has] * x[ctx.award_col[has]])
+    qty_all[qty_all < 1e-7] = 0.0
+    awarded = np.any(qty_all > 0.0, axis=1) if n_b else np.zeros(0, bool)
+    zero_award = [ctx.valid[b] for b in np.flatnonzero(~awarded)]
+    for b in np.flatnonzero(awarded):
+        bid = ctx.valid[b]
+        qty = qty_all[b]
         uplift = 0.0
-        cols = ctx.award_col[b]
-        has = cols >= 0
-        qty[has] = np.maximum(0.0, ctx.award_qty[b, has] * x[cols[has]])
-        qty[qty < 1e-7] = 0.0
         frac = x[ctx.fraction_col[b]] if ctx.fraction_col[b] >= 0 else 0.0
-        if not np.any(qty > 0.0):
-            zero_award.append(bid)
-            continue
         if bid.exclusive_group is not None:
             accepted_groups.add(bid.exclusive_group)
         price_bid = np.asarray(bid.price_eur_per_mwh)
@@ -1353,9 +1372,9 @@ def extract_result(
             prev = np.asarray(iface.get(key[0], (0.0,) * n_t))
             iface[key[0]] = tuple(_clean(v) for v in prev - x[cols])
     node_prices = tuple(
-        NodePrice(net, bus, t, *(_clean(v) for v in arr[t]))
+        NodePrice(net, bus, t, *row)
         for (net, bus), arr in sorted(prices.items())
-        for t in range(n_t)
+        for t, row in enumerate(np.where(np.abs(arr) < 1e-9, 0.0, arr).tolist())
     )
     timings = {
         "build_s": problem.build_s,
