@@ -154,6 +154,9 @@ class ClearingInput:
     interface_proposals
         Per distribution network, feasible interface schedules proposed by its local market;
         the clearing picks a convex combination of them (Dantzig-Wolfe master, scheme D).
+    blocked_bid_ids
+        Bids kept in the problem with a zero upper bound (a DSO blocked them, scheme A); the
+        problem keeps its shape, so the previous solution can warm-start the re-clearing.
     """
 
     bids: tuple[Bid, ...]
@@ -170,6 +173,7 @@ class ClearingInput:
     market_id: str = "central"
     injection_value_eur_per_mwh: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     interface_proposals: Mapping[str, tuple[InterfaceProposal, ...]] = field(default_factory=dict)
+    blocked_bid_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bids", tuple(self.bids))
@@ -318,18 +322,21 @@ def declare_var_award(asm: Assembly, ctx: _Context) -> None:
     sign_cost = np.array([-1.0 if b.side is Side.BUY else 1.0 for b in ctx.valid])
     linked = np.array([b.all_periods for b in ctx.valid], bool)
     integer = np.array([not b.divisible for b in ctx.valid], bool)
+    open_ = np.array([b.bid_id not in ctx.inp.blocked_bid_ids for b in ctx.valid], float)
     col = np.full((n_b, n_t), -1, dtype=np.int64)
     # per-period fractions of the ordinary bids, all in one block
     mask = (qty > 0.0) & ~linked[:, None]
     rows_b, rows_t = np.nonzero(mask)
     cost = sign_cost[rows_b] * price[rows_b, rows_t] * qty[rows_b, rows_t] * dt_h
-    col[rows_b, rows_t] = asm.add_cols("award", rows_b.size, 0.0, 1.0, cost, integer[rows_b])
+    col[rows_b, rows_t] = asm.add_cols(
+        "award", rows_b.size, 0.0, open_[rows_b], cost, integer[rows_b]
+    )
     # one fraction per all-periods bid
     fraction = np.full(n_b, -1, dtype=np.int64)
     lb = np.flatnonzero(linked)
     if lb.size:
         cost = sign_cost[lb] * np.sum(price[lb] * qty[lb], axis=1) * dt_h
-        fraction[lb] = asm.add_cols("award", lb.size, 0.0, 1.0, cost, integer[lb])
+        fraction[lb] = asm.add_cols("award", lb.size, 0.0, open_[lb], cost, integer[lb])
         col[lb] = np.where(qty[lb] > 0.0, fraction[lb, None], -1)
     ctx.award_col, ctx.award_qty = col, np.where(col >= 0, qty, 0.0)
     ctx.fraction_col = [int(f) for f in fraction]

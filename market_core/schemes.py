@@ -549,16 +549,19 @@ def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> Sche
     rejected = _not_in_market(buyers, "scheme A: only the TSO buys")
     blocked: dict[str, str] = {}
     rounds = 0
+    previous = None
     while True:
         rounds += 1
+        # blocked bids stay in the problem with a zero bound: same shape, warm re-clearing
         inp = session.clearing_input(
-            bids=tuple(b for b in sellers if b.bid_id not in blocked),
+            bids=tuple(sellers),
             requirements=(session.system_requirement(),),
             transmission=session.transmission,
             distribution=(),
             market_id="central",
+            blocked_bid_ids=frozenset(blocked),
         )
-        result, _ = clear(inp, scheme="A")
+        result, previous = clear(inp, scheme="A", warm_start=previous)
         if not dso_check_enabled:
             break
         new: dict[str, str] = {}
