@@ -118,7 +118,7 @@ class Fleet(Generic[P, S]):
         return frozen_array([getattr(p, name) for p in self.params])
 
     def subset(self, indices: Sequence[int]) -> Fleet[P, S]:
-        """A fleet of the devices at ``indices`` (same category, same models)."""
+        """A fleet of the devices at ``indices`` (same category and models, that order)."""
         return type(self)([self.ids[i] for i in indices], [self.params[i] for i in indices])
 
     def device_records(self, state: S) -> dict[str, dict[str, float]]:
@@ -166,11 +166,6 @@ class Fleet(Generic[P, S]):
         Pass the true profiles in the physical layer and forecast profiles in the aggregator.
         """
         return {}
-
-    def baseline_mw(self, state: S, disturbances: Disturbances) -> np.ndarray:
-        """Injection [MW] each device would take over the next step without a set-point."""
-        p, _ = self.step(state, 60.0, None, disturbances)
-        return p
 
     def step(
         self,

@@ -414,3 +414,14 @@ def test_device_records_rebuild_the_state_of_a_differently_ordered_fleet(cat, pr
             np.testing.assert_array_equal(getattr(rebuilt, name), np.asarray(value)[[2, 0]])
     with pytest.raises(DeviceError, match="'x'"):
         make_fleet(cat, ["x"], [PARAMS[cat]]).state_from_records(records, 0.0)
+
+
+@pytest.mark.parametrize("cat", CATEGORIES)
+def test_subset_fleet_steps_like_the_selected_rows(cat, profiles):
+    variants = [dict(PARAMS[cat]) for _ in range(3)]
+    fleet = make_fleet(cat, ["a", "b", "c"], variants)
+    sub = fleet.subset([2, 0])
+    assert sub.ids == ("c", "a") and type(sub) is type(fleet)
+    p_all, _ = run(fleet, fleet.initial_state(0.0), profiles, 50)
+    p_sub, _ = run(sub, sub.initial_state(0.0), profiles, 50)
+    np.testing.assert_array_equal(p_sub, p_all[:, [2, 0]])
