@@ -369,16 +369,25 @@ class ProfileSpec:
 class DayAheadSchedule:
     """Day-ahead schedule implied by the seeded day-ahead forecast of the baseline.
 
-    bus_p_inj_mw : network id -> array (n_products, n_bus) of 15-min mean net injection per
-        bus (pandapower bus order of ``build_networks``) [MW, injection]
+    bus_p_inj_mw : network id -> array (n_products, n_bus) of product-mean net injection per
+        bus (pandapower bus order of ``build_networks``) [MW, injection]: network loads and
+        flexible devices; for ``"tso"`` also minus each DSO's scheduled exchange at its
+        interface bus, but NOT the transmission case's own generators (see
+        ``tso_gen_p_mw``) nor the slack
     interface_p_mw : dso id -> array (n_products,) of the scheduled exchange, transmission
         into distribution, network losses neglected [MW]
     product_s : product length [s]
+    tso_gen_p_mw : array (n_products, n_gen) of the transmission case's generators (``net.gen``
+        order), scaled with the residual load as in ``Scenario.build_networks(at_min)``;
+        the slack covers the rest and the losses [MW]
+    tso_gen_bus : bus of each of those generators
     """
 
     bus_p_inj_mw: Mapping[str, np.ndarray]
     interface_p_mw: Mapping[str, np.ndarray]
     product_s: int
+    tso_gen_p_mw: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    tso_gen_bus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -683,9 +692,21 @@ def _day_ahead(sc: Scenario) -> DayAheadSchedule:
     for d in sc.distribution:
         tm[:, tidx[d.interface_bus]] -= iface[d.id]
     bus["tso"] = tm
-    for a in list(bus.values()) + list(iface.values()):
+    nominal_gen = float(tnet.gen.p_mw.sum())
+    gen_p = np.zeros((n_prod, len(tnet.gen)))
+    if nominal_gen > 0:
+        share = nominal_gen / max(sc._transmission_nominal_total_load_mw(), 1e-9)
+        residual = np.clip(-tm.sum(axis=1), 0.0, None)  # load + DSO import - tso devices
+        gen_p = np.outer(residual * share / nominal_gen, tnet.gen.p_mw.to_numpy())
+    for a in [*bus.values(), *iface.values(), gen_p]:
         a.setflags(write=False)
-    return DayAheadSchedule(_frozen_map(bus), _frozen_map(iface), sc.timing.product_s)
+    return DayAheadSchedule(
+        _frozen_map(bus),
+        _frozen_map(iface),
+        sc.timing.product_s,
+        tso_gen_p_mw=gen_p,
+        tso_gen_bus=tuple(int(b) for b in tnet.gen.bus),
+    )
 
 
 # --------------------------------------------------------------------------------------

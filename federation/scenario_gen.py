@@ -15,6 +15,7 @@ line ratings (``line_max_i_ka``) and the interface buses, and they are written e
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -434,7 +435,17 @@ N_DSO = 20
 FEEDER_OF_DSO = ["bw33x2", "bw33", "bw33", "bw33_rural"] * 5
 
 
+@functools.cache
+def _case118_line_ratings() -> tuple[float, ...]:
+    return tuple(case118_line_ratings_uncached())
+
+
 def case118_line_ratings() -> list[float]:
+    """Line thermal limits [kA] for case118 (cached; see RATING_FACTOR)."""
+    return list(_case118_line_ratings())
+
+
+def case118_line_ratings_uncached() -> list[float]:
     """Line thermal limits [kA] for case118 (pandapower ships none; see RATING_FACTOR)."""
     import pandapower as pp
 

@@ -226,3 +226,13 @@ def test_profiles_are_realistic_not_flat(default):
     assert pv.max() <= 1.0 and pv[(hours > 11) & (hours < 13)].mean() > 0.3
     amb = default.profiles["ambient_temp_degc"]
     assert math.isclose(amb.mean(), 13.0, abs_tol=1.0)
+
+
+def test_day_ahead_generator_schedule_follows_residual_load(tiny):
+    da = tiny.day_ahead
+    # case9 (MATPOWER): generators at 163 MW (bus 2) and 85 MW (bus 3), 315 MW of load;
+    # they keep their nominal share 248 / 315 of the residual load, the slack the rest
+    residual = -da.bus_p_inj_mw["tso"].sum(axis=1)
+    assert da.tso_gen_bus == (1, 2)
+    np.testing.assert_allclose(da.tso_gen_p_mw.sum(axis=1), residual * 248.0 / 315.0)
+    np.testing.assert_allclose(da.tso_gen_p_mw[:, 0] / da.tso_gen_p_mw[:, 1], 163.0 / 85.0)
