@@ -425,3 +425,38 @@ def test_radial_model_matches_hand_sensitivities():
     assert m.vm2_per_p == pytest.approx(np.array([[0, 0, 0], [0, 0.04, 0.04], [0, 0.04, 0.08]]))
     assert m.base_branch_p_mw == pytest.approx([2.0, 1.0])  # each branch feeds its downstream loads
     assert m.base_vm_pu[2] ** 2 == pytest.approx(1.0 - 0.04 - 0.08)
+
+
+def test_all_periods_all_or_nothing():
+    # Need (3, 3). Linked block: 4 MW in both periods at 10, all or nothing. Divisible "x" at
+    # 35, downward "dn" at 1. Block + 1 MW down twice = 80 + 2 = 82 < x for 6 MWh = 210.
+    bids = [
+        bid("blk", "tso", 0, "up", [4.0, 4.0], [10.0, 10.0], all_periods=True, divisible=False),
+        bid("x", "tso", 0, "up", [10.0, 10.0], [35.0, 35.0]),
+        bid("dn", "tso", 0, "down", [10.0, 10.0], [1.0, 1.0]),
+    ]
+    res, _ = clear(_inp(bids, [3.0, 3.0], n_periods=2))
+    assert res.awarded_mw("blk") == pytest.approx((4.0, 4.0))
+    assert res.awarded_mw("dn") == pytest.approx((1.0, 1.0))
+    # Need (3, 0) with downward at 10: the block costs 80 plus 1 + 4 MW down (50) = 130,
+    # more than 3 MW of x (105), so x serves instead.
+    pricier = [*bids[:2], bid("dn", "tso", 0, "down", [10.0, 10.0], [10.0, 10.0])]
+    res2, _ = clear(_inp(pricier, [3.0, 0.0], n_periods=2))
+    assert res2.award("blk") is None
+    assert res2.awarded_mw("x") == pytest.approx((3.0, 0.0))
+
+
+def test_minimum_quantity():
+    # Need 2 MW. "mq" (10 MW at 10) accepts no less than 3 MW: 3 MW + 1 MW down at 4 = 34
+    # beats "x" 2 MW at 20 = 40; with the downward bid at 15 (30 + 15 = 45 > 40) x wins.
+    bids = [
+        bid("mq", "tso", 0, "up", [10.0], [10.0], min_quantity_mw=3.0),
+        bid("x", "tso", 0, "up", [10.0], [20.0]),
+        bid("dn", "tso", 0, "down", [10.0], [4.0]),
+    ]
+    res, _ = clear(_inp(bids, [2.0]))
+    assert res.awarded_mw("mq") == pytest.approx((3.0,))
+    assert res.awarded_mw("dn") == pytest.approx((1.0,))
+    res2, _ = clear(_inp([*bids[:2], bid("dn", "tso", 0, "down", [10.0], [15.0])], [2.0]))
+    assert res2.award("mq") is None
+    assert res2.awarded_mw("x") == pytest.approx((2.0,))

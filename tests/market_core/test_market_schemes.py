@@ -191,3 +191,28 @@ def test_clear_scheme_dispatch_and_json():
         rejected = {r["bid_id"] for r in doc["rejected"]}
         assert awarded.isdisjoint(rejected)
         assert awarded | rejected == {b.bid_id for b in session.bids}
+
+
+def test_d_decentralised_without_transmission_model_uses_area_price():
+    # No PTDF: the interface price is the system energy price; still the joint optimum.
+    base = two_dso_session(load_dso2_mw=6.0)
+    session = MarketSession(
+        bids=base.bids,
+        requirement_mw=(7.0,),
+        transmission=None,
+        distribution=base.distribution,
+        period_s=3600.0,
+        n_periods=1,
+    )
+    joint = scheme_d(session)
+    iterated = scheme_d(session, decentralised=True)
+    assert iterated.activation_cost_eur == pytest.approx(joint.activation_cost_eur, rel=1e-7)
+    assert iterated.awarded_mw("d1_up") == pytest.approx(joint.awarded_mw("d1_up"), abs=1e-6)
+
+
+def test_pay_as_bid_scheme_settles_at_bid_prices():
+    session = two_dso_session()
+    session = MarketSession(**{**session.__dict__, "pricing": "pay_as_bid"})
+    res = scheme_d(session)
+    assert res.total_payment_eur == pytest.approx(res.activation_cost_eur)
+    assert sum(res.cost_split_eur.values()) == pytest.approx(res.total_payment_eur)
