@@ -1100,6 +1100,14 @@ def _profiles(
                     f"unknown load shape {params['shape']!r} (known: {prof.LOAD_SHAPES})",
                 )
                 continue
+            defaults = prof.PROFILE_MODELS[model]
+            bad_param = [
+                k for k, v in params.items() if k in defaults and not _same_kind(v, defaults[k])
+            ]
+            for k in bad_param:
+                r.bad(f"{fld}.{k}", f"expected {type(defaults[k]).__name__}, got {params[k]!r}")
+            if bad_param:
+                continue
             arr = prof.generate_profile(name, model, params, ambient_degc=ambient, **common)
             if model == "ambient" and ambient is None:
                 ambient = arr
@@ -1128,6 +1136,14 @@ def _profiles(
             continue
         arrays[name] = np.asarray(arr, dtype=float)
     return specs, arrays
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
 
 
 def _read_profile_file(

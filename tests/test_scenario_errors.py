@@ -335,3 +335,15 @@ def test_scenario_error_pickles_with_its_problems():
 def test_bad_group_ranges(tmp_path, key, value, fragment):
     _, err = _problems(tmp_path, lambda d: d["device_groups"][0]["params"].update({key: value}))
     assert any(fragment in m for f, m in err.problems if f.startswith("device_groups[0]"))
+
+
+def test_bad_profile_definitions(tmp_path):
+    def mutate(d):
+        d["profiles"]["pv"]["cloudiness"] = "high"
+        d["profiles"]["wind"] = {"model": "windy"}
+        d["profiles"]["load_commercial"] = {"model": "load", "shape": "offices"}
+
+    _, err = _problems(tmp_path, mutate)
+    _assert_problem(err, "profiles.pv.cloudiness", "expected float, got 'high'")
+    _assert_problem(err, "profiles.wind.model", "unknown model 'windy'")
+    _assert_problem(err, "profiles.load_commercial.shape", "unknown load shape 'offices'")
