@@ -365,7 +365,7 @@ class ProfileSpec:
     quantity: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DayAheadSchedule:
     """Day-ahead schedule implied by the seeded day-ahead forecast of the baseline.
 
@@ -390,9 +390,10 @@ class DayAheadSchedule:
     tso_gen_bus: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scenario:
-    """A validated, fully expanded scenario (read-only)."""
+    """A validated, fully expanded scenario (read-only; equality is identity, since the
+    profiles are arrays)."""
 
     name: str
     description: str
