@@ -15,9 +15,9 @@ import sys
 from typing import Any
 
 from federates.runtime import FederateRuntime, main
-from federation.adapters import merge_fleet_states
+from federation.adapters import merge_fleet_states, scenario_for
 from federation.contract import Stage
-from federation.scenario import forecast_profiles, load_scenario
+from federation.scenario import forecast_profiles
 from market_core.aggregation import (
     AggregationConfig,
     Portfolio,
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class AggregatorFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
-        self.sc = load_scenario(rt.run["scenario"])
+        self.sc = scenario_for(rt.run)
         self.portfolio = Portfolio.from_specs(rt.name, self.sc.devices)
         self.config = AggregationConfig(afrr_share=float(self.sc.afrr_share))
         self.book: Any = None

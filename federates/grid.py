@@ -13,9 +13,8 @@ import logging
 from typing import Any
 
 from federates.runtime import FederateRuntime
-from federation.adapters import NetworkPhysics
+from federation.adapters import NetworkPhysics, scenario_for
 from federation.contract import SCHEMES, Stage
-from federation.scenario import load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ class GridFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
         self.net = rt.name
-        self.sc = load_scenario(rt.run["scenario"])
+        self.sc = scenario_for(rt.run)
         self.phys = NetworkPhysics(self.sc, self.net)
         self.sessions = set(rt.timing.session_times())
         self.aggregators: list[str] = rt.params.get("aggregators", [])

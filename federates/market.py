@@ -14,7 +14,6 @@ from typing import Any
 
 from federates.runtime import FederateRuntime, main
 from federation.contract import Stage
-from federation.scenario import load_scenario
 from market_core.bids import BidFormatError, bid_from_dict
 from market_core.clearing import ClearingInfeasible
 from market_core.network import lindistflow_from_dict, ptdf_from_dict
@@ -26,10 +25,10 @@ log = logging.getLogger(__name__)
 class MarketFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
-        self.sc = load_scenario(rt.run["scenario"])
         self.scheme = rt.run["scheme"]
         self.aggregators: list[str] = rt.params["aggregators"]
-        self.interfaces = {d.id: int(d.interface_bus) for d in self.sc.distribution}
+        self.interfaces: dict[str, int] = rt.params["interfaces"]
+        self.pricing: str = rt.params["pricing"]
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
         rt = self.rt
@@ -61,7 +60,7 @@ class MarketFederate:
             interface_tso_bus=self.interfaces,
             period_s=timing.product_s,
             n_periods=len(periods),
-            pricing=str(self.sc.pricing),
+            pricing=self.pricing,
         )
         items_by_agg: dict[str, list[dict[str, Any]]] = {a: [] for a in self.aggregators}
         status, cost = "no_bids", 0.0
@@ -74,7 +73,7 @@ class MarketFederate:
                 rejected += sum(1 for r in result.rejected if r.reason == "invalid")
                 for a in result.awards:
                     for k, q in enumerate(a.quantity_mw):
-                        if abs(q) <= 1e-9:
+                        if abs(q) <= 1e-9 and abs(a.p_mw[k]) <= 1e-9:  # keep rebounds
                             continue
                         items_by_agg.setdefault(a.owner, []).append(
                             {

@@ -14,7 +14,6 @@ from federates.runtime import FederateRuntime, main
 from federation.contract import Stage
 from federation.kpi import compute_kpis, format_summary, write_kpis
 from federation.results import ResultsWriter
-from federation.scenario import load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +21,6 @@ log = logging.getLogger(__name__)
 class RecorderFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
-        self.sc = load_scenario(rt.run["scenario"])
         self.path = pathlib.Path(rt.run["results"])
         self.keys = sorted(rt.inputs)
         timing = rt.timing
@@ -43,14 +41,7 @@ class RecorderFederate:
         for doc in rt.receive("recorder/clearing"):
             self.writer.add_session(doc)
         self.writer.flush(complete=True)
-        costs = self.sc.costs
-        kpis = compute_kpis(
-            self.path,
-            {
-                "afrr_price_factor": costs.afrr_price_factor,
-                "ict_cost_eur_per_day": costs.ict_cost_eur_per_day.get(rt.run["scheme"], 0.0),
-            },
-        )
+        kpis = compute_kpis(self.path, rt.params["costs"])
         kpi_path = self.path.with_suffix(".kpi.json")
         write_kpis(kpis, kpi_path)
         log.info("%s\nresults: %s\nKPIs: %s", format_summary(kpis), self.path, kpi_path)

@@ -31,8 +31,16 @@ log = logging.getLogger("federates")
 FAR_FUTURE_S = 1e12
 
 
+#: exit code of a federate stopped because another federate failed (not the root cause)
+EXIT_ABORTED = 3
+
+
 class StartupTimeoutError(RuntimeError):
     """The federation did not assemble before the start-up deadline."""
+
+
+class FederationAbortedError(RuntimeError):
+    """HELICS ended the co-simulation while this federate waited (another one failed)."""
 
 
 class FederateRuntime:
@@ -93,7 +101,10 @@ class FederateRuntime:
 
     def request(self, t_s: float) -> float:
         started = time.perf_counter()
-        granted = self.fed.request_time(t_s)
+        try:
+            granted = self.fed.request_time(t_s)
+        except h.HelicsException as exc:
+            raise FederationAbortedError(str(exc)) from exc
         self.time_waiting_s += time.perf_counter() - started
         return granted
 
@@ -200,6 +211,9 @@ def main(factory: Any, argv: Iterable[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
+    except FederationAbortedError as exc:
+        log.error("%s: stopped because the federation ended: %s", runtime.name, exc)
+        return EXIT_ABORTED
     except Exception:
         name = runtime.name if runtime else args.config
         log.exception("%s: federate failed", name)

@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,14 @@ def topology_from_scenario(sc: Any, scheme: str | None = None) -> Topology:
         dso_ids=tuple(d.id for d in sc.distribution),
         aggregator_networks={a: tuple(sorted(n, key=order.__getitem__)) for a, n in nets.items()},
         timing=timing_from_scenario(sc),
+        interfaces={d.id: int(d.interface_bus) for d in sc.distribution},
+        pricing=str(sc.pricing),
+        costs={
+            "afrr_price_factor": float(sc.costs.afrr_price_factor),
+            "ict_cost_eur_per_day": float(
+                sc.costs.ict_cost_eur_per_day.get(str(scheme or sc.scheme), 0.0)
+            ),
+        },
     )
 
 
@@ -345,6 +354,8 @@ class NetworkPhysics:
             "unwanted/volume_mw": volume,
             "unwanted/cost_eur": cost,
             "devices/p_mw": dev_total,
+            "loads/p_mw": float((self.load_p * scale).sum()),
+            "generators/p_mw": float(self.gen_p.sum()),
             "devices/deviation_mw": deviation,
             "devices/mfrr_mw": mfrr,
             "losses/p_loss_mw": float(res.p_loss_mw),
@@ -367,7 +378,6 @@ class NetworkPhysics:
             rows = [i for i, d in enumerate(fleet.ids) if self._aggregator_of(d) == aggregator]
             if not rows:
                 continue
-            sub = fleet.subset(rows)
             rec = self.states[cat].to_record()
             state = {
                 k: ([v[i] for i in rows] if isinstance(v, list) else v) for k, v in rec.items()
@@ -375,7 +385,7 @@ class NetworkPhysics:
             out.append(
                 {
                     "category": cat,
-                    "ids": list(sub.ids),
+                    "ids": [fleet.ids[i] for i in rows],
                     "state": state,
                     "p_mw": float(sum(self.p_last[cat][i] for i in rows)),
                 }
@@ -457,3 +467,45 @@ def afrr_split(activation_mw: float, bands: Mapping[str, tuple[float, float]]) -
     if total <= 1e-12:
         return dict.fromkeys(bands, 0.0)
     return {n: activation_mw * b[k] / total for n, b in bands.items()}
+
+
+# ----------------------------------------------------------------------------- scenario cache
+
+
+def _mappingproxy(d: dict) -> Any:
+    import types
+
+    return types.MappingProxyType(d)
+
+
+def _reduce_mappingproxy(m: Any) -> tuple[Any, tuple[dict]]:
+    return _mappingproxy, (dict(m),)
+
+
+def save_scenario_cache(sc: Any, path: str | Path) -> None:
+    """Pickle a loaded scenario (with its day-ahead schedule computed) for the federates.
+
+    Every federate of a run needs the same scenario; loading and expanding it once in
+    ``smartnet build`` and unpickling it in each federate takes most of the start-up cost
+    out of the federation. The cache is private to one run directory.
+    """
+    import copyreg
+    import pickle
+    import types
+
+    copyreg.pickle(types.MappingProxyType, _reduce_mappingproxy)
+    _ = sc.day_ahead  # cached property: computed once, stored with the scenario
+    Path(path).write_bytes(pickle.dumps(sc, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def scenario_for(run: Mapping[str, Any]) -> Any:
+    """The scenario of a federate: the run's cache if there is one, else loaded by name."""
+    cache = run.get("scenario_cache")
+    if cache and Path(cache).exists():
+        import pickle
+
+        with open(cache, "rb") as f:
+            return pickle.load(f)  # written by smartnet build for this very run
+    from federation.scenario import load_scenario
+
+    return load_scenario(run["scenario"])

@@ -24,7 +24,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from federation.adapters import topology_from_scenario
+from federation.adapters import save_scenario_cache, topology_from_scenario
 from federation.contract import Contract, build_contract
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ ROOT_SCENARIO, ROOT_SCHEME = "default", "A"
 ROOT_BROKER_PORT = 23710
 ROOT_BROKER_KEY = "smartnet-default"
 DEFAULT_STARTUP_TIMEOUT_S = 60.0
+#: the run's pickled scenario, next to runner.json
+SCENARIO_CACHE = "scenario.pkl"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,10 @@ def federate_config(
         params["networks"] = list(topo.networks)
     elif spec.kind == "market":
         params["aggregators"] = list(topo.aggregator_ids)
+        params["interfaces"] = dict(topo.interfaces)
+        params["pricing"] = topo.pricing
+    elif spec.kind == "recorder":
+        params["costs"] = dict(topo.costs)
     smartnet: dict[str, Any] = {
         "kind": spec.kind,
         "scenario": topo.scenario,
@@ -269,6 +275,7 @@ def write_build(
     sc, contract = load_contract(scenario, scheme)
     results = f"results/{sc.name}_{scheme}.h5"
     meta = run_metadata(sc, scheme)
+    save_scenario_cache(sc, out / SCENARIO_CACHE)
     commands, configs = {}, []
     for f in contract.federates:
         cfg = federate_config(
@@ -280,6 +287,7 @@ def write_build(
             startup_timeout_s=startup_timeout_s,
             timing_dir=timing_dir,
         )
+        cfg["smartnet"]["scenario_cache"] = SCENARIO_CACHE
         path = out / "configs" / f"{f.name}.json"
         path.write_text(json.dumps(cfg, indent=1) + "\n")
         configs.append(path)

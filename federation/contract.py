@@ -116,6 +116,11 @@ class Topology:
     #: aggregator id -> networks ("tso", "dso_<k>") where its devices are connected
     aggregator_networks: dict[str, tuple[str, ...]]
     timing: Timing
+    #: DSO id -> transmission bus of its interface
+    interfaces: dict[str, int] = field(default_factory=dict)
+    pricing: str = "pay_as_clear"
+    #: KPI cost parameters: afrr_price_factor [-], ict_cost_eur_per_day [EUR/day] of the scheme
+    costs: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -400,6 +405,8 @@ NETWORK_QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("unwanted/volume_mw", "MW", "re-dispatched power this step, upward plus downward"),
     ("unwanted/cost_eur", "EUR", "cost of this step's unwanted measures"),
     ("devices/p_mw", "MW", "total injection of the network's devices"),
+    ("loads/p_mw", "MW", "total injection of the network's loads (< 0: consumption)"),
+    ("generators/p_mw", "MW", "total injection of the network's schedule-following generators"),
     ("devices/deviation_mw", "MW", "actual minus day-ahead injection of devices and loads"),
     ("devices/mfrr_mw", "MW", "mFRR deviation the devices were asked for (> 0 upward)"),
     ("losses/p_loss_mw", "MW", "active losses of the network"),

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: time between SIGTERM and SIGKILL when tearing a failed federation down [s]
 KILL_GRACE_S = 2.0
+#: how long the other federates may report after the first failure [s]
+ECHO_WINDOW_S = 1.0
+#: exit code of a federate stopped because another one failed (federates.runtime)
+EXIT_ABORTED = 3
 
 
 @dataclass
@@ -103,6 +107,7 @@ def supervise(
                 if rc not in (None, 0) and name not in dict(outcome.failed):
                     outcome.failed.append((name, rc))
             if outcome.failed:
+                _collect_failures(procs, outcome)
                 break
             if all(procs[n].poll() == 0 for n in federates):
                 try:
@@ -122,6 +127,22 @@ def supervise(
     outcome.returncode = 1 if outcome.failed else 0
     outcome.wall_s = time.monotonic() - started
     return outcome
+
+
+def _collect_failures(procs: dict[str, subprocess.Popen], outcome: RunOutcome) -> None:
+    """Let the other federates report for a moment, then put the root cause first.
+
+    A federate stopped by HELICS because another one failed exits with ``EXIT_ABORTED``; the
+    root cause is the first failure that is not such an echo.
+    """
+    deadline = time.monotonic() + ECHO_WINDOW_S
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            rc = proc.poll()
+            if rc not in (None, 0) and name not in dict(outcome.failed):
+                outcome.failed.append((name, rc))
+        time.sleep(0.05)
+    outcome.failed.sort(key=lambda f: f[1] == EXIT_ABORTED)
 
 
 def _teardown(procs: dict[str, subprocess.Popen], outcome: RunOutcome) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from federates.runtime import FederateRuntime, StartupTimeoutError, run_loop
+from federates.runtime import FederateRuntime, run_loop
 from federation.build import BrokerSettings, broker_command
 from federation.contract import Stage, Timing, make_message
 from federation.run import _argv

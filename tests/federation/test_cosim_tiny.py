@@ -1,0 +1,161 @@
+"""``tiny`` end to end on real HELICS under every scheme: physics and accounting.
+
+Each run is a full federation (broker + 13 federate processes, own port and key) started by
+the same supervisor as ``smartnet run``. Runs are shared between tests (``tiny_runs``).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import threading
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from federation.build import write_build
+from federation.results import read_results
+from federation.run import supervise
+
+pytestmark = pytest.mark.cosim
+
+NETWORKS = ("tso", "dso_1", "dso_2")
+
+
+def _results(tiny_runs, scheme):
+    built, outcome = tiny_runs(scheme)
+    assert outcome.returncode == 0, (outcome.message, outcome.logs)
+    return read_results(built.results), built
+
+
+@pytest.mark.parametrize("scheme", ["A", "B", "C", "D", "E"])
+def test_tiny_physics_and_accounting(tiny_runs, scheme):
+    r, built = _results(tiny_runs, scheme)
+    s, sessions, awards = r["steps"], r["sessions"], r["awards"]
+    # complete run: 3 h of 60-s steps, a session every hour (scenarios/tiny.toml)
+    assert r["meta"]["complete"] and r["meta"]["scheme"] == scheme
+    assert s["t_s"].tolist() == [60.0 * k for k in range(180)]
+    assert sessions["t_s"].tolist() == [0.0, 3600.0, 7200.0]
+    assert set(sessions["status"].astype(str)) <= {"optimal", "no_bids"}
+
+    # same-step chain: the TSO's imbalance is the sum of every network's deviation OF THE SAME
+    # STEP (a one-step lag would break this equality: the deviations change every step)
+    total_dev = sum(s[f"{n}/devices/deviation_mw"] for n in NETWORKS)
+    np.testing.assert_allclose(s["tso/system/imbalance_mw"], total_dev, rtol=0, atol=1e-9)
+    assert np.ptp(s["dso_1/devices/deviation_mw"]) > 0
+
+    # power balance of every AC solution: injections + slack = losses
+    for n in ("dso_1", "dso_2"):
+        balance = s[f"{n}/interface/p_mw"] + s[f"{n}/devices/p_mw"] + s[f"{n}/loads/p_mw"]
+        np.testing.assert_allclose(balance, s[f"{n}/losses/p_loss_mw"], atol=1e-6)
+    tso_balance = (
+        s["tso/slack/p_mw"]
+        + s["tso/generators/p_mw"]
+        + s["tso/devices/p_mw"]
+        + s["tso/loads/p_mw"]
+        - s["dso_1/interface/p_mw"]
+        - s["dso_2/interface/p_mw"]
+    )
+    np.testing.assert_allclose(tso_balance, s["tso/losses/p_loss_mw"], atol=1e-6)
+    for n in NETWORKS:
+        assert np.all(s[f"{n}/losses/p_loss_mw"] >= 0)
+        assert np.all((s[f"{n}/voltage/min_vm_pu"] > 0.85) & (s[f"{n}/voltage/max_vm_pu"] < 1.15))
+
+    # aFRR chain: the controller's request of step k is exactly what the devices are given at
+    # k + 1 (split over networks by band, never above the band), and it reduces the imbalance
+    allocated = sum(s[f"{n}/afrr/allocated_mw"] for n in NETWORKS)
+    request = s["afrr/activation/p_mw"]
+    np.testing.assert_allclose(allocated[1:], request[:-1], atol=1e-6)
+    up = sum(s[f"{n}/afrr/max_up_mw"] for n in NETWORKS)
+    down = sum(s[f"{n}/afrr/max_down_mw"] for n in NETWORKS)
+    assert np.all(request <= up + 1e-9) and np.all(-request <= down + 1e-9)
+    assert np.abs(request).max() > 0
+    imbalance = s["tso/system/imbalance_mw"]
+    assert np.mean(np.abs(imbalance)) < np.mean(np.abs(imbalance - allocated))
+
+    # mFRR accounting: in every product, the devices' mFRR deviations add up to the awards
+    # (injection change incl. rebound) the market sent for that product
+    mfrr = sum(s[f"{n}/devices/mfrr_mw"] for n in NETWORKS)
+    assert awards.size > 0
+    for start in np.unique(awards["start_s"]):
+        awarded = float(awards["p_mw"][awards["start_s"] == start].sum())
+        in_product = (s["t_s"] >= start) & (s["t_s"] < start + 900.0)
+        np.testing.assert_allclose(mfrr[in_product], awarded, atol=1e-6)
+    # the market bought in the direction of the TSO's requirement in the first session
+    first = awards[awards["session"] == 0]
+    assert np.sign(first["p_mw"].sum()) == np.sign(sessions["requirement_mw"][0, 0])
+
+    # unwanted measures act only on violations and never leave more than they found
+    for n in NETWORKS:
+        before, after = s[f"{n}/violations/before_count"], s[f"{n}/violations/after_count"]
+        assert np.all(after <= before)
+        assert np.all(before[s[f"{n}/unwanted/volume_mw"] > 0] > 0)
+
+    kpi = (built.results.with_suffix(".kpi.json")).read_text()
+    assert '"total_cost_eur"' in kpi
+
+
+def test_same_scenario_scheme_seed_give_identical_results(tiny_runs):
+    r1, _ = _results(tiny_runs, "A")
+    built2, outcome2 = tiny_runs("A", "again")
+    assert outcome2.returncode == 0, outcome2.message
+    r2 = read_results(built2.results)
+    assert r1["steps"].keys() == r2["steps"].keys()
+    for key in r1["steps"]:
+        np.testing.assert_array_equal(r1["steps"][key], r2["steps"][key], err_msg=key)
+    for key in r1["sessions"]:
+        np.testing.assert_array_equal(r1["sessions"][key], r2["sessions"][key], err_msg=key)
+    np.testing.assert_array_equal(r1["awards"], r2["awards"])
+
+
+def _pids_in(run_dir: pathlib.Path) -> dict[int, str]:
+    """Processes whose working directory is ``run_dir``: pid -> command line."""
+    out = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if pathlib.Path(os.readlink(entry / "cwd")) == run_dir:
+                cmdline = (entry / "cmdline").read_bytes()
+                out[int(entry.name)] = cmdline.replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return out
+
+
+def test_killed_dso_ends_the_federation_and_keeps_completed_sessions(tmp_path):
+    built = write_build("tiny", "A", tmp_path, startup_timeout_s=90.0)
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(outcome=supervise(built.runner)))
+    runner.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # wait for the first session to be flushed
+        try:
+            with h5py.File(built.results, "r") as f:
+                if f["sessions/t_s"].shape[0] >= 1:
+                    break
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.2)
+    else:
+        pytest.fail("the run never flushed a session")
+    victim = [p for p, cmd in _pids_in(built.out_dir).items() if "configs/dso_1.json" in cmd]
+    assert len(victim) == 1
+    killed_at = time.monotonic()
+    os.kill(victim[0], signal.SIGKILL)
+    runner.join(timeout=60)
+    ended_after_s = time.monotonic() - killed_at
+    outcome = result["outcome"]
+    assert outcome.returncode != 0
+    assert outcome.failed[0] == ("dso_1", -signal.SIGKILL)
+    assert "federate dso_1 failed" in outcome.message
+    assert ended_after_s < 10.0
+    assert _pids_in(built.out_dir) == {}  # no broker or federate left behind
+    with h5py.File(built.results, "r") as f:  # opens, holds the completed sessions
+        assert not f.attrs["complete"]
+        n_sessions = f["sessions/t_s"].shape[0]
+        assert n_sessions >= 1
+        assert f["steps/t_s"].shape[0] >= 60 * n_sessions
