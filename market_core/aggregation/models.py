@@ -356,7 +356,7 @@ def tcl_rebound_ratio(tau_h: np.ndarray, t_a_h: float, t_r_h: float) -> np.ndarr
 
 
 def tcl_model(inp: ModelInput) -> ModelOutput:
-    """TCLs: per node one upward and one downward all-periods bid (exclusive pair).
+    """TCLs: per node and price segment one upward and one downward all-periods bid.
 
     A deviation ``dP`` [kW] of electric power over the first ``active_periods`` products moves
     the temperature by ``delta(t) = s COP R dP (1 - e^{-t/tau})`` away from the baseline (which
@@ -409,11 +409,13 @@ def tcl_model(inp: ModelInput) -> ModelOutput:
     device_price = discomfort_eur_per_kw * 1000.0 / t_a
     offers = []
     for (net, bus), idx in _nodes(inp, np.ones(len(fleet), bool)).items():
-        # price segments: devices sorted by their discomfort price, split in equal counts;
-        # up and down of one segment share devices, hence one exclusive group per segment
+        # price segments: devices sorted by their discomfort price, split in equal counts.
+        # Up and down bids of a segment need no exclusive group: both deviations are linear
+        # and of opposite signs, so any combination stays between the two feasible extremes
+        # (temperature and power) - no binary variable for the market.
         order = idx[np.argsort(device_price[idx], kind="stable")]
         n_seg = max(1, min(cfg.tcl_price_segments, len(order)))
-        for j, seg in enumerate(np.array_split(order, n_seg)):
+        for seg in np.array_split(order, n_seg):
             seg = np.sort(seg)
             for direction, amount_kw in ((Direction.UP, less), (Direction.DOWN, more)):
                 d_mw = amount_kw[seg] * keep / 1000.0
@@ -425,7 +427,6 @@ def tcl_model(inp: ModelInput) -> ModelOutput:
                         _const_price(price, win.n_periods),
                         rebound_mw=-direction.sign * (rho[seg] * d_mw)[:, None] * reb_shape,
                         attrs={"all_periods": True},
-                        group_key=f"tcl/{net}/{bus}/{j}",
                     )
                 )  # fmt: skip
     afrr_up = np.repeat(less[:, None] / 1000.0 * cfg.afrr_share, win.n_periods, axis=1)

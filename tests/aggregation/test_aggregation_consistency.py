@@ -69,7 +69,7 @@ def tcl_case():
     return portfolio, book, awards, dispatch, p_b, s_b, p_a, s_a
 
 
-def test_tcl_bids_are_all_periods_with_rebound_in_exclusive_pairs(tcl_case):
+def test_tcl_bids_are_all_periods_with_rebound_in_up_down_pairs(tcl_case):
     portfolio, book, *_ = tcl_case
     assert validate_bids(book.bids) == []
     assert len(book.bids) == 12  # 2 nodes x 3 price segments x (up, down)
@@ -80,13 +80,13 @@ def test_tcl_bids_are_all_periods_with_rebound_in_exclusive_pairs(tcl_case):
         # the rebound goes the other way in products 3-4
         assert all(r * bid.direction.sign < 0 for r in bid.rebound_p_mw[2:])
         assert bid.price_eur_per_mwh[0] > 0.0
-    groups: dict[str, list] = {}
+    assert all(b.exclusive_group is None for b in book.bids)  # no binaries needed
+    pairs: dict[tuple, list] = {}
     for bid in book.bids:
-        groups.setdefault(bid.exclusive_group, []).append(bid)
-    assert len(groups) == 6
-    for pair in groups.values():  # one up and one down bid over the same 4 devices
+        pairs.setdefault(book.shares[bid.bid_id].device_ids, []).append(bid)
+    assert len(pairs) == 6
+    for pair in pairs.values():  # one up and one down bid over the same 4 devices
         assert {b.direction for b in pair} == {Direction.UP, Direction.DOWN}
-        assert len({book.shares[b.bid_id].device_ids for b in pair}) == 1
         assert len(book.shares[pair[0].bid_id].device_ids) == 4
     # segments of a node are ordered by price; every device is in exactly one segment
     down = [b for b in book.bids if b.direction is Direction.DOWN and b.bus == 3]
@@ -585,3 +585,23 @@ def test_full_heat_store_gives_no_upward_chp_bid_without_rebound():
     book, _ = session(portfolio, PROFILES, T0)
     assert validate_bids(book.bids) == []
     assert not [b for b in book.bids if b.direction is Direction.UP and not b.all_periods]
+
+
+def test_tcl_up_and_down_of_the_same_devices_together_stay_in_the_band():
+    """No exclusive group between the up and down bids of a segment: accepting both (any
+    fractions) keeps every device in its comfort band without any local override."""
+    devices = specs("tcl", tcl_params(8, seed=6), [3] * 8)
+    portfolio = Portfolio.from_specs("agg_1", devices)
+    book, observed = session(portfolio, PROFILES, T0)
+    from market_core.aggregation import disaggregate
+
+    awards = {
+        b.bid_id: [q * (1.0 if b.direction is Direction.DOWN else 0.6) for q in b.max_quantity_mw]
+        for b in book.bids
+    }
+    dispatch = disaggregate(book, awards)
+    fleet = portfolio.fleets["tcl"]
+    _, states = run_physics(fleet, observed["tcl"], PROFILES, T0 + 7200.0, dispatch)
+    temps = np.array([s.temp_degc for s in states])
+    assert (np.abs(temps - fleet.setpoint_degc) - fleet.half_band_degc).max() <= 1e-9
+    assert states[-1].n_override.sum() == 0
