@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import pathlib
 import sys
@@ -63,6 +64,7 @@ class FederateRuntime:
         self._last: dict[str, float] = {}
         self.time_in_core_s = 0.0
         self.time_waiting_s = 0.0
+        self.entered_at = math.nan  # wall-clock time executing mode was entered [s]
 
     # -- lifecycle -------------------------------------------------------------------------
     def enter(self) -> None:
@@ -79,6 +81,7 @@ class FederateRuntime:
                 )
             time.sleep(0.01)
         self.fed.enter_executing_mode_complete()
+        self.entered_at = time.time()
 
     def _missing_federates(self) -> list[str]:
         try:
@@ -250,7 +253,14 @@ def _write_timing(runtime: FederateRuntime) -> None:
         return
     path = pathlib.Path(out) / f"{runtime.name}.json"
     path.write_text(
-        json.dumps({"core_s": runtime.time_in_core_s, "wait_s": runtime.time_waiting_s})
+        json.dumps(
+            {
+                "core_s": runtime.time_in_core_s,
+                "wait_s": runtime.time_waiting_s,
+                "entered_at": runtime.entered_at,
+                "finished_at": time.time(),
+            }
+        )
     )
 
 

@@ -126,3 +126,20 @@ def test_results_file_is_readable_after_each_flush_and_kpis_add_up(tmp_path):
     assert kpis["complete"] is True
     assert "unwanted measures" in format_summary(kpis)
     assert np.isclose(kpis["networks"]["tso"]["min_vm_pu"], 0.98)
+
+
+def test_report_writes_html_with_every_plot(tmp_path):
+    from federation.report import write_report
+
+    path = tmp_path / "r.h5"
+    w = ResultsWriter(path, {"scenario": "hand", "scheme": "D", "seed": 1}, KEYS, n_periods=2)
+    for k in range(3):
+        w.add_step(60.0 * k, dict.fromkeys(KEYS, float(k)))
+    w.add_session(_session(0, 10.0, [_award(0, 2.0), dict(_award(0, 1.0), p_mw=-1.0)]))
+    w.flush(complete=True)
+    index = write_report(path, tmp_path / "report")
+    page = index.read_text()
+    for png in ("activations.png", "prices.png", "afrr.png", "unwanted.png", "voltages.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 1000
+        assert f'src="{png}"' in page
+    assert "scheme D" in page and "mfrr_cost_eur" in page

@@ -1,0 +1,80 @@
+"""Benchmark of the whole federation: speed factor, start-up time, core vs HELICS-wait share.
+
+    python bench/bench_federation.py --scenario default [--scheme A]
+
+Builds the run into a temporary directory (own broker port and key), runs it with the same
+supervisor as ``smartnet run`` and reads the per-federate timing files. Start-up is the time
+from launching the processes until the last federate entered executing mode; the speed factor
+is simulated seconds over the wall time from then until the last federate finished. The last
+printed line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+from federation.build import write_build
+from federation.run import supervise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="default")
+    parser.add_argument("--scheme", default="A")
+    parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    args = parser.parse_args(argv)
+    run_dir = pathlib.Path(tempfile.mkdtemp(prefix="bench_federation_"))
+    t_build = time.time()
+    built = write_build(
+        args.scenario,
+        args.scheme,
+        run_dir,
+        timing_dir=str(run_dir / "timing"),
+        startup_timeout_s=300.0,
+    )
+    (run_dir / "timing").mkdir(exist_ok=True)
+    build_s = time.time() - t_build
+    launched = time.time()
+    outcome = supervise(built.runner)
+    if outcome.returncode:
+        print(json.dumps({"error": outcome.message, "logs": str(outcome.logs)}))
+        return 1
+    timings = [json.loads(p.read_text()) for p in (run_dir / "timing").glob("*.json")]
+    entered = max(t["entered_at"] for t in timings)
+    finished = max(t["finished_at"] for t in timings)
+    core_s = sum(t["core_s"] for t in timings)
+    wait_s = sum(t["wait_s"] for t in timings)
+    kpis = json.loads(built.results.with_suffix(".kpi.json").read_text())
+    simulated_s = (
+        kpis["n_steps"]
+        * json.loads((run_dir / "configs" / "tso.json").read_text())["smartnet"]["timing"][
+            "physical_step_s"
+        ]
+    )
+    result = {
+        "scenario": args.scenario,
+        "scheme": args.scheme,
+        "federates": len(timings),
+        "simulated_s": simulated_s,
+        "build_s": round(build_s, 2),
+        "startup_s": round(entered - launched, 2),
+        "run_wall_s": round(finished - entered, 2),
+        "speed_factor": round(simulated_s / (finished - entered), 1),
+        "core_share": round(core_s / (core_s + wait_s), 3),
+        "helics_wait_share": round(wait_s / (core_s + wait_s), 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "total_cost_eur": kpis["total_cost_eur"],
+    }
+    print(f"run directory: {run_dir}" if args.keep else "", file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
