@@ -48,12 +48,29 @@ class BrokerSettings:
     address: str = "127.0.0.1"
 
     @classmethod
-    def fresh(cls) -> BrokerSettings:
-        """A free local port and a random key (runs on one machine never mix)."""
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        return cls(port, f"smartnet-{secrets.token_hex(8)}")
+    def fresh(cls, n_ports: int = 64) -> BrokerSettings:
+        """A random free block of local ports and a random key (runs never mix).
+
+        The ZeroMQ broker hands its cores ports just above its own, so the whole block
+        ``[port, port + n_ports)`` must be free. It is drawn below the kernel's ephemeral
+        range (outgoing connections of other programs take ports there) and away from
+        HELICS' default 23404.
+        """
+        rng = secrets.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(24000, 32000 - n_ports)
+            if all(_port_free(p) for p in range(port, port + n_ports)):
+                return cls(port, f"smartnet-{secrets.token_hex(8)}")
+        raise RuntimeError("no free block of local ports for a HELICS broker")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def load_contract(scenario: str, scheme: str) -> tuple[Any, Contract]:
@@ -271,8 +288,8 @@ def write_build(
     out = pathlib.Path(out_dir).resolve()
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "results").mkdir(exist_ok=True)
-    broker = broker or BrokerSettings.fresh()
     sc, contract = load_contract(scenario, scheme)
+    broker = broker or BrokerSettings.fresh(4 * len(contract.federates) + 16)
     results = f"results/{sc.name}_{scheme}.h5"
     meta = run_metadata(sc, scheme)
     save_scenario_cache(sc, out / SCENARIO_CACHE)

@@ -154,8 +154,8 @@ def _teardown(procs: dict[str, subprocess.Popen], outcome: RunOutcome) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=max(deadline - time.monotonic(), 0.01))
     for p in procs.values():
-        _signal_group(p, signal.SIGKILL)  # also reaps grandchildren left in the group
-        if p.poll() is None:
+        if p.poll() is None:  # only processes we started and that are still ours
+            _signal_group(p, signal.SIGKILL)
             p.wait(timeout=5)
     for name, proc in procs.items():
         rc = proc.returncode

@@ -99,9 +99,11 @@ def test_tiny_physics_and_accounting(tiny_runs, scheme):
 
 
 def test_same_scenario_scheme_seed_give_identical_results(tiny_runs):
+    """Run A again, this time with the HELICS runner (``helics run --path runner.json``)."""
     r1, _ = _results(tiny_runs, "A")
-    built2, outcome2 = tiny_runs("A", "again")
-    assert outcome2.returncode == 0, outcome2.message
+    built2, outcome2 = tiny_runs("A", "helics")
+    assert outcome2.returncode == 0, (outcome2.message, outcome2.logs)
+    assert "KPI summary: scenario tiny, scheme A" in (built2.out_dir / "recorder.log").read_text()
     r2 = read_results(built2.results)
     assert r1["steps"].keys() == r2["steps"].keys()
     for key in r1["steps"]:
