@@ -34,3 +34,26 @@ def test_different_seed_changes_profiles_and_devices(tmp_path):
     assert [d.bus for d in a.devices] != [d.bus for d in b.devices]
     # explicitly placed devices do not move with the seed
     assert a.devices[0] == b.devices[0]
+
+
+def test_violation_measurement_logic_on_tiny():
+    import dataclasses
+
+    from federation.scenario_gen import measure_baseline_violations
+
+    sc = load_scenario("tiny")
+
+    def with_limits(**kw):
+        dist = tuple(dataclasses.replace(d, **kw) for d in sc.distribution)
+        return dataclasses.replace(sc, distribution=dist)
+
+    # limits nobody can break: no violation at all
+    loose = measure_baseline_violations(
+        with_limits(vm_min_pu=0.5, vm_max_pu=1.5, max_loading_percent=1e4)
+    )
+    assert loose["dso_hours"] == 6 and loose["dso_hours_violated"] == 0
+    # an upper limit below the OLTC band (1.02 / 1.03 +- 0.01 at the busbar): every hour
+    tight = measure_baseline_violations(with_limits(vm_max_pu=1.0))
+    assert tight["dso_hours_violated"] == 6 and tight["dso_hours_overvoltage"] == 6
+    assert tight["hours_with_violation"] == 3 and tight["dsos_ever_violated"] == 2
+    assert 0.9 < tight["min_vm_pu"] <= tight["max_vm_pu"] < 1.1
