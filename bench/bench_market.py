@@ -191,8 +191,12 @@ def main() -> None:
         for x in bids
     ]
     req2 = requirement + rng_next.uniform(-30.0, 30.0, N_PERIODS)
-    _, _, res_cold, b_c, s_c, e_c = timed(session(nxt, tx, dsos, req2))
-    _, _, res_warm, b_w, s_w, e_w = timed(session(nxt, tx, dsos, req2), warm=sol_lp)
+    _, sol_cold, res_cold, b_c, s_c, e_c = timed(session(nxt, tx, dsos, req2))
+    _, sol_warm, res_warm, b_w, s_w, e_w = timed(session(nxt, tx, dsos, req2), warm=sol_lp)
+    print(
+        f"simplex iterations: first session {sol_lp.lp_iterations}, next session cold "
+        f"{sol_cold.lp_iterations}, warm {sol_warm.lp_iterations}"
+    )
     assert abs(res_warm.objective_eur - res_cold.objective_eur) <= 1e-6 * max(
         1.0, abs(res_cold.objective_eur)
     ), "warm and cold optimum differ"
@@ -222,6 +226,8 @@ def main() -> None:
                 "bids": N_BIDS,
                 "periods": N_PERIODS,
                 "distribution_networks": N_DSO,
+                "lp_iterations_cold": sol_cold.lp_iterations,
+                "lp_iterations_warm": sol_warm.lp_iterations,
                 **{f"{k}_{m}": round(v, 4) for k, d in results.items() for m, v in d.items()},
                 **{k: round(v, 4) for k, v in ratios.items()},
                 "targets_met": met,
