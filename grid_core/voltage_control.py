@@ -8,7 +8,10 @@ inside the band.
    If the regulated bus voltage leaves ``vm_set_pu +- deadband_pu``, the tap moves by the
    number of steps that brings it back nearest to the set-point (one tap step changes the
    voltage by about ``tap_step_percent`` %), within ``[tap_min, tap_max]``; the AC power flow
-   is re-solved and the rule repeated (a few rounds at most).
+   is re-solved and the rule repeated (a few rounds at most). A move that would increase the
+   band violation of the network is not made (this also prevents hunting). If voltages are
+   still outside the band, the OLTC leaves its set-point one step at a time in the direction
+   that reduces the violation, while it does (``follow_limits``).
 2. **Reactive power of DG**: if voltages are still outside ``[min_vm_pu, max_vm_pu]``, an LP
    (HiGHS) finds the smallest total reactive-power change ``sum |dq|`` of the units, within
    each unit's capability ``q^2 <= s_max^2 - p^2`` (and optional ``min/max_q_mvar``, e.g. a
@@ -66,6 +69,10 @@ class OltcSettings:
         Half-width of the dead band [pu]: no tap move while ``|vm - vm_set_pu| <= deadband_pu``.
     tap_min, tap_max : int, optional
         Tap range; default the transformer's ``tap_min`` / ``tap_max``.
+    follow_limits : bool
+        If voltages are still outside the band with the regulated bus inside its dead band,
+        move one step at a time off the set-point in the direction that reduces the band
+        violation (all low: raise; all high: lower), as long as it does.
     """
 
     trafo: int
@@ -74,6 +81,7 @@ class OltcSettings:
     deadband_pu: float = 0.01
     tap_min: int | None = None
     tap_max: int | None = None
+    follow_limits: bool = True
 
     def __post_init__(self) -> None:
         if self.deadband_pu < 0:
@@ -189,6 +197,35 @@ def _oltc_round(
     return moves
 
 
+def _limit_moves(
+    solver: ACPowerFlowSolver,
+    res: PowerFlowResult,
+    oltcs: Sequence[OltcSettings],
+    min_vm_pu: Any,
+    max_vm_pu: Any,
+) -> dict[int, int]:
+    """One-step tap moves towards the band when every violation is on the same side."""
+    viol = _voltage_violations(res, min_vm_pu, max_vm_pu)
+    kinds = {v.kind for v in viol}
+    if len(kinds) != 1:
+        return {}  # none, or low and high at once: a tap cannot help both
+    raise_lv = kinds == {ViolationKind.VM_LOW}
+    table = solver.trafo_tap_table()
+    moves: dict[int, int] = {}
+    for o in oltcs:
+        row = table.loc[o.trafo]
+        step_sign = 1.0 if float(row["tap_step_percent"]) >= 0 else -1.0
+        hv_side = str(row["tap_side"]).lower() == "hv"
+        # a higher tap on the HV side lowers the LV voltage
+        direction = (-1 if hv_side else 1) * (1 if raise_lv else -1) * int(step_sign)
+        lo = int(row["tap_min"]) if o.tap_min is None else o.tap_min
+        hi = int(row["tap_max"]) if o.tap_max is None else o.tap_max
+        new = min(max(int(row["tap_pos"]) + direction, lo), hi)
+        if new != int(row["tap_pos"]):
+            moves[o.trafo] = new
+    return moves
+
+
 def control_voltage(
     solver: ACPowerFlowSolver,
     p_inj_mw: np.ndarray,
@@ -238,17 +275,39 @@ def control_voltage(
     before = _voltage_violations(res, min_vm_pu, max_vm_pu)
     rounds = 1
 
-    # ---- stage 1: OLTC
+    # ---- stage 1: OLTC (set-point rule, then off the set-point as far as the band needs)
+    def score(r: PowerFlowResult) -> float:
+        return sum(v.excess for v in _voltage_violations(r, min_vm_pu, max_vm_pu))
+
+    def try_moves(moves: dict[int, int], why: str) -> bool:
+        """Apply tap moves, keep them unless they worsen the band violation (no hunting)."""
+        nonlocal res, rounds
+        if not moves:
+            return False
+        old = {t: int(solver.tap_pos[solver.trafo_index.tolist().index(t)]) for t in moves}
+        before_score = score(res)
+        solver.set_tap_positions(moves)
+        new_res = solver.solve(p, q, step=step)
+        rounds += 1
+        if score(new_res) > before_score + 1e-9:
+            solver.set_tap_positions(old)
+            res = solver.solve(p, q, step=step)  # warm state back at the kept taps
+            log.append(f"taps {moves} ({why}) rejected: more band violation")
+            return False
+        log.append(f"taps {moves} ({why})")
+        res = new_res
+        return True
+
     for _ in range(max_rounds):
         if not oltcs:
             break
-        moves = _oltc_round(solver, res, oltcs)
-        if not moves:
+        if try_moves(_oltc_round(solver, res, oltcs), "set-point"):
+            continue
+        follow = [o for o in oltcs if o.follow_limits]
+        if not follow or not _voltage_violations(res, min_vm_pu, max_vm_pu):
             break
-        solver.set_tap_positions(moves)
-        log.append(f"taps {moves}")
-        res = solver.solve(p, q, step=step)
-        rounds += 1
+        if not try_moves(_limit_moves(solver, res, follow, min_vm_pu, max_vm_pu), "band"):
+            break
 
     # ---- stage 2: reactive power of DG
     q_set = {u.unit_id: float(u.q_mvar) for u in units}

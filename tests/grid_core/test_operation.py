@@ -86,8 +86,34 @@ def test_oltc_brings_busbar_into_deadband(feeder):
     assert solver.tap_pos[0] == -3
     # the tap is limited to its range
     oltc_far = OltcSettings(trafo=0, controlled_bus=1, vm_set_pu=1.5, deadband_pu=0.008)
-    out2 = control_voltage(solver, p, q, oltcs=[oltc_far], min_vm_pu=0.85, max_vm_pu=1.1)
+    out2 = control_voltage(solver, p, q, oltcs=[oltc_far], min_vm_pu=0.85, max_vm_pu=1.2)
     assert out2.tap_pos == {0: -9}
+    # ... and does not follow its set-point into a band violation (1.1 pu here)
+    out3 = control_voltage(solver, p, q, oltcs=[oltc_far], min_vm_pu=0.85, max_vm_pu=1.1)
+    assert out3.residual_violations == ()
+    assert out3.result.vm_pu.max() <= 1.1
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_oltc_leaves_set_point_to_clear_low_voltages(feeder, follow):
+    solver = ACPowerFlowSolver(feeder, "dso_1")
+    p, q = solver.base_injections()
+    # set-point 1.0 +- 0.01 holds the busbar, but the Baran-Wu feeder end sits near 0.90 pu
+    oltc = OltcSettings(0, 1, vm_set_pu=1.0, deadband_pu=0.01, follow_limits=follow)
+    out = control_voltage(solver, p, q, oltcs=[oltc], min_vm_pu=0.95, max_vm_pu=1.05)
+    assert out.violations_before
+    if follow:
+        # raising the MV busbar by ~0.05 pu clears the feeder end without passing 1.05 pu
+        assert out.residual_violations == ()
+        assert out.result.vm_pu.min() >= 0.95 and out.result.vm_pu.max() <= 1.05
+        assert out.result.vm_at(1) > 1.01  # off its set-point band, on purpose
+        assert out.tap_pos[0] < -1
+        # stable: a repeat of the same step moves nothing
+        again = control_voltage(solver, p, q, oltcs=[oltc], min_vm_pu=0.95, max_vm_pu=1.05)
+        assert again.tap_pos == out.tap_pos and again.violations_before == ()
+    else:
+        assert out.residual_violations
+        assert abs(out.result.vm_at(1) - 1.0) <= 0.01
 
 
 def test_dg_reactive_power_removes_overvoltage(feeder):
