@@ -29,8 +29,15 @@ session (2000 bids, IEEE-118 PTDF, 20 x 33-bus LinDistFlow) took 3.5 s against 0
 assembling the same matrix directly, with a 0.4-0.5 s HiGHS solve. So the named building blocks
 below write rows and columns into a small sparse :class:`Assembly` that is handed to ``highspy``
 in one call; :func:`to_pyomo` rebuilds the identical model in Pyomo (one named constraint block
-per building block) and the tests check that Pyomo + HiGHS finds the same optimum. Measured
-figures: ``bench/bench_market.py``.
+per building block) and the tests check that Pyomo + HiGHS finds the same optimum.
+
+Measured on the reference session (``bench/bench_market.py``; 2 shared cores, so noisy): with
+a load average around 4, build 0.06 s (validation included), HiGHS LP 0.29-0.49 s, extraction
+0.06 s; under a load average of 25 every figure grows about fourfold while the ratios hold:
+build / solve 0.15, MILP (10 % all-or-nothing, relative gap 1e-4) / LP 3.4, warm / cold
+solve 0.18 (762 against 2622 simplex iterations). Primal simplex solves a cold LP in ~35 %
+fewer iterations than dual simplex here (a zero activation plus slack is primal feasible);
+a warm start from the previous session's basis uses dual simplex.
 """
 
 from __future__ import annotations
