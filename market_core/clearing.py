@@ -164,6 +164,11 @@ class ClearingInput:
     blocked_bid_ids
         Bids kept in the problem with a zero upper bound (a DSO blocked them, scheme A); the
         problem keeps its shape, so the previous solution can warm-start the re-clearing.
+    mip_rel_gap
+        Relative optimality gap of MILP clearings [-] (bounds their suboptimality).
+    time_limit_s
+        Time limit of the MILP search [s], ``None`` for none (a co-simulation may set one so
+        that a hard MILP cannot stall the federation).
     """
 
     bids: tuple[Bid, ...]
@@ -181,6 +186,8 @@ class ClearingInput:
     injection_value_eur_per_mwh: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     interface_proposals: Mapping[str, tuple[InterfaceProposal, ...]] = field(default_factory=dict)
     blocked_bid_ids: frozenset[str] = frozenset()
+    mip_rel_gap: float = 1e-4
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bids", tuple(self.bids))
@@ -942,7 +949,7 @@ def solve_clearing(
     problem: ClearingProblem,
     *,
     warm_start: ClearingSolution | None = None,
-    mip_rel_gap: float = 1e-4,
+    mip_rel_gap: float | None = None,
     time_limit_s: float | None = None,
 ) -> ClearingSolution:
     """Solve a built clearing with HiGHS; LP duals from the LP with integers fixed.
@@ -955,9 +962,11 @@ def solve_clearing(
         Solution of a previous clearing with the same structure (e.g. the previous session
         with updated prices and requirements); its simplex basis starts the LP.
     mip_rel_gap
-        Relative MIP gap [-].
+        Relative MIP gap [-]; default ``problem.inp.mip_rel_gap``.
     time_limit_s
-        Solver time limit [s], or ``None``.
+        Time limit of the MILP search [s]; default ``problem.inp.time_limit_s``. A MILP stopped
+        by it keeps its best solution, or accepts no integer-constrained bid if it had none;
+        ``status`` says so. The LP (and the LP with integers fixed) runs to optimality.
 
     Returns
     -------
@@ -968,7 +977,12 @@ def solve_clearing(
     ClearingInfeasible
         HiGHS reports no optimal solution (the slacks make this a sign of broken input).
     """
+    if mip_rel_gap is None:
+        mip_rel_gap = problem.inp.mip_rel_gap
+    if time_limit_s is None:
+        time_limit_s = problem.inp.time_limit_s
     lower, upper = problem.col_lower.copy(), problem.col_upper.copy()
+    mip_status = "optimal"
     mip_s = 0.0
     pass_s = 0.0
     if problem.is_mip:
@@ -987,18 +1001,29 @@ def solve_clearing(
         h.run()
         mip_s = time.perf_counter() - t0
         status = h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal and h.getInfo().primal_solution_status < 2:
-            raise ClearingInfeasible(
-                f"{problem.inp.market_id}: MILP status {h.modelStatusToString(status)}"
+        if status == highspy.HighsModelStatus.kOptimal:
+            fixed = np.round(np.asarray(h.getSolution().col_value)[problem.col_integer])
+        elif status == highspy.HighsModelStatus.kInfeasible:
+            raise ClearingInfeasible(f"{problem.inp.market_id}: MILP infeasible")
+        elif h.getInfo().primal_solution_status >= 2:
+            mip_status = (
+                f"feasible ({h.modelStatusToString(status)}, MILP gap {h.getInfo().mip_gap:.3%})"
             )
-        x_int = np.asarray(h.getSolution().col_value)
-        fixed = np.round(x_int[problem.col_integer])
+            fixed = np.round(np.asarray(h.getSolution().col_value)[problem.col_integer])
+        else:
+            # stopped before any integer solution: every integer variable at 0 (no
+            # all-or-nothing block, nothing switched on) is always feasible with the slacks
+            mip_status = (
+                f"feasible ({h.modelStatusToString(status)} before an integer solution: "
+                "integer-constrained bids not accepted)"
+            )
+            fixed = np.zeros(int(problem.col_integer.sum()))
+        if mip_status != "optimal":
+            logger.warning("%s: MILP stopped early: %s", problem.inp.market_id, mip_status)
         lower[problem.col_integer] = fixed
         upper[problem.col_integer] = fixed
     t0 = time.perf_counter()
     h = _highs(problem, lower, upper, False)
-    if time_limit_s is not None:
-        h.setOptionValue("time_limit", float(time_limit_s))
     if warm_start is not None and warm_start.basis is not None:
         basis = warm_start.basis
         if len(basis.col_status) == lower.size and len(basis.row_status) == problem.row_lower.size:
@@ -1017,7 +1042,7 @@ def solve_clearing(
         )
     sol = h.getSolution()
     return ClearingSolution(
-        status="optimal",
+        status=mip_status,
         objective_eur=float(h.getInfo().objective_function_value),
         x=np.asarray(sol.col_value),
         row_dual=np.asarray(sol.row_dual),

@@ -42,6 +42,8 @@ _KEYS = {
     "slack_penalty_eur_per_mwh",
     "network_penalty_eur_per_mwh",
     "polygon_sides",
+    "mip_rel_gap",
+    "time_limit_s",
     "transmission",
     "distribution",
     "interface_tso_bus",
@@ -179,6 +181,14 @@ def session_from_json(doc: Any) -> tuple[MarketSession, Scheme, dict[str, Any]]:
     polygon = doc.get("polygon_sides", 8)
     if not isinstance(polygon, int) or isinstance(polygon, bool) or polygon < 4:
         raise DocumentError("polygon_sides: expected an integer >= 4")
+    mip_rel_gap = _number(doc, "mip_rel_gap", 1e-4)
+    if not 0.0 <= mip_rel_gap < 1.0:
+        raise DocumentError("mip_rel_gap: expected a number in [0, 1)")
+    time_limit = doc.get("time_limit_s")
+    if time_limit is not None:
+        time_limit = _number(doc, "time_limit_s", 0.0)
+        if time_limit <= 0.0:
+            raise DocumentError("time_limit_s: must be > 0 (or null)")
     session = MarketSession(
         bids=bids,
         requirement_mw=requirement,
@@ -196,6 +206,8 @@ def session_from_json(doc: Any) -> tuple[MarketSession, Scheme, dict[str, Any]]:
             doc, "network_penalty_eur_per_mwh", DEFAULT_NETWORK_PENALTY_EUR_PER_MWH
         ),
         polygon_sides=polygon,
+        mip_rel_gap=mip_rel_gap,
+        time_limit_s=time_limit,
     )
     return session, scheme, options
 
@@ -220,6 +232,8 @@ def session_to_json(
         "slack_penalty_eur_per_mwh": session.slack_penalty_eur_per_mwh,
         "network_penalty_eur_per_mwh": session.network_penalty_eur_per_mwh,
         "polygon_sides": session.polygon_sides,
+        "mip_rel_gap": session.mip_rel_gap,
+        "time_limit_s": session.time_limit_s,
         "transmission": None
         if session.transmission is None
         else ptdf_to_dict(session.transmission),

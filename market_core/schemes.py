@@ -92,7 +92,7 @@ class MarketSession:
         Product length [s] and number of periods.
     pricing
         :class:`~market_core.clearing.PricingRule`.
-    slack_penalty_eur_per_mwh, network_penalty_eur_per_mwh, polygon_sides
+    slack_penalty_eur_per_mwh, network_penalty_eur_per_mwh, polygon_sides, mip_rel_gap, time_limit_s
         Passed to every clearing (see :class:`~market_core.clearing.ClearingInput`).
     """
 
@@ -108,6 +108,8 @@ class MarketSession:
     slack_penalty_eur_per_mwh: float = DEFAULT_SLACK_PENALTY_EUR_PER_MWH
     network_penalty_eur_per_mwh: float = DEFAULT_NETWORK_PENALTY_EUR_PER_MWH
     polygon_sides: int = 8
+    mip_rel_gap: float = 1e-4
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bids", tuple(self.bids))
@@ -136,6 +138,8 @@ class MarketSession:
             "slack_penalty_eur_per_mwh": self.slack_penalty_eur_per_mwh,
             "network_penalty_eur_per_mwh": self.network_penalty_eur_per_mwh,
             "polygon_sides": self.polygon_sides,
+            "mip_rel_gap": self.mip_rel_gap,
+            "time_limit_s": self.time_limit_s,
         }
         base.update(kwargs)
         return ClearingInput(**base)

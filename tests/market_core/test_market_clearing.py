@@ -460,3 +460,21 @@ def test_minimum_quantity():
     res2, _ = clear(_inp([*bids[:2], bid("dn", "tso", 0, "down", [10.0], [15.0])], [2.0]))
     assert res2.award("mq") is None
     assert res2.awarded_mw("x") == pytest.approx((2.0,))
+
+
+def test_milp_time_limit_falls_back_to_no_integer_bids():
+    # A MILP stopped before any integer solution (time limit 0) still clears: no
+    # all-or-nothing block, the divisible bid covers the need, and the status says so.
+    need = (33.5, 41.2, 17.3, 80.1)
+    bids = [
+        bid(f"a{i}", "tso", 0, "up", [i % 7 + 1.0] * 4, [10.0 + i] * 4, divisible=False)
+        for i in range(30)
+    ]
+    bids.append(bid("x", "tso", 0, "up", [100.0] * 4, [90.0] * 4))
+    stopped, _ = clear(_inp(bids, need, n_periods=4, period_s=900.0, time_limit_s=0.0))
+    assert stopped.status.startswith("feasible")
+    assert stopped.awarded_mw("x") == pytest.approx(need)
+    assert stopped.activation_cost_eur == pytest.approx(sum(need) * 90.0 * 0.25)
+    full, _ = clear(_inp(bids, need, n_periods=4, period_s=900.0))
+    assert full.status == "optimal"
+    assert full.activation_cost_eur < stopped.activation_cost_eur
