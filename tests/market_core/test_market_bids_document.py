@@ -19,7 +19,12 @@ from market_core.bids import (
     bids_to_json,
     validate_bids,
 )
-from market_core.document import DocumentError, session_from_json, session_to_json
+from market_core.document import (
+    DocumentError,
+    clear_document,
+    session_from_json,
+    session_to_json,
+)
 from market_core.schemes import scheme_d
 
 
@@ -204,3 +209,29 @@ def test_docs_worked_example(tmp_path):
     rejected = {r["bid_id"]: r for r in result["rejected"]}
     assert rejected["bad"]["reason"] == "invalid"
     assert rejected["bad"]["message"] == "max_quantity_mw: every quantity must be finite and >= 0"
+
+
+CASES = pathlib.Path(__file__).parent / "cases"
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir() if p.is_dir()))
+def test_reference_cases(case):
+    # Reference markets as data (market.json in, expected.json with hand-derived values and
+    # their source); add a folder to add a case.
+    doc = json.loads((CASES / case / "market.json").read_text())
+    expected = json.loads((CASES / case / "expected.json").read_text())
+    tol = expected["tolerance"]
+    result = clear_document(doc)
+    awards = {a["bid_id"]: a["quantity_mw"] for a in result["awards"]}
+    for bid_id, qty in expected["awards_mw"].items():
+        got = awards.get(bid_id, [0.0] * len(qty))
+        assert got == pytest.approx(qty, abs=tol), bid_id
+    prices = {
+        f"{p['network_id']}/{p['bus']}/{p['period']}": p["price_eur_per_mwh"]
+        for m in result["markets"]
+        for p in m["prices"]
+    }
+    for node, price in expected["prices_eur_per_mwh"].items():
+        assert prices[node] == pytest.approx(price, abs=tol), node
+    assert result["total_payment_eur"] == pytest.approx(expected["total_payment_eur"], abs=tol)
+    assert result["activation_cost_eur"] == pytest.approx(expected["activation_cost_eur"], abs=tol)
