@@ -18,6 +18,7 @@ from market_core.schemes import (
     MarketSession,
     Scheme,
     clear_scheme,
+    forward_bids,
     scheme_a,
     scheme_b,
     scheme_c,
@@ -216,3 +217,23 @@ def test_pay_as_bid_scheme_settles_at_bid_prices():
     res = scheme_d(session)
     assert res.total_payment_eur == pytest.approx(res.activation_cost_eur)
     assert sum(res.cost_split_eur.values()) == pytest.approx(res.total_payment_eur)
+
+
+def test_forwarding_scales_linked_bid_with_its_rebound_and_drops_blocks():
+    # dso_1 branch 1-2 headroom for upward injection at bus 2 is 2 + 4.619 = 6.619 MW.
+    # A linked 10 MW bid (rebound -3 MW next period) is forwarded at 66.19 %, its rebound too;
+    # an all-or-nothing bid there would need scaling and is not forwarded.
+    model = feeder("dso_1", 1, load_bus2_mw=2.0)
+    linked = bid(
+        "lk", "dso_1", 2, "up", [10.0, 0.0], [20.0, 0.0], all_periods=True, rebound_p_mw=[0.0, -3.0]
+    )
+    block = bid("blk", "dso_1", 2, "up", [10.0, 10.0], [20.0, 20.0], divisible=False)
+    fwd, rej = forward_bids(model, [linked], None)
+    (f,) = fwd
+    phi = D1_MAX / 10.0
+    assert f.max_quantity_mw == pytest.approx((10.0 * phi, 0.0))
+    assert f.rebound_p_mw == pytest.approx((0.0, -3.0 * phi))
+    assert rej == []
+    fwd, rej = forward_bids(model, [block], None)
+    assert fwd == []
+    assert [(r.bid_id, r.reason) for r in rej] == [("blk", "blocked_by_dso")]
