@@ -328,11 +328,24 @@ def _not_in_market(bids: list[Bid], why: str) -> list[Rejection]:
     return [Rejection(b.bid_id, "not_in_market", why) for b in bids]
 
 
-def _split_bids(session: MarketSession) -> tuple[list[Bid], list[Bid], list[Bid]]:
-    sellers = [b for b in session.bids if b.side is Side.SELL]
-    buyers = [b for b in session.bids if b.side is Side.BUY]
+def _split_bids(session: MarketSession) -> tuple[list[Bid], list[Bid], list[Bid], list[Rejection]]:
+    """Sellers, buyers, transmission sellers, and rejections of bids at unknown buses.
+
+    A distribution bid must sit on a bus of its DSO's model even when the scheme's clearing
+    does not include that model (A, the central markets of B and C): the DSO check,
+    forwarding and the physical layer all need it.
+    """
+    models = {m.network_id: set(m.bus_ids) for m in session.distribution}
+    rejected = [
+        Rejection(b.bid_id, "invalid", f"bus: bus {b.bus} is not in {b.network_id!r}")
+        for b in session.bids
+        if b.network_id in models and b.bus not in models[b.network_id]
+    ]
+    bad = {r.bid_id for r in rejected}
+    sellers = [b for b in session.bids if b.side is Side.SELL and b.bid_id not in bad]
+    buyers = [b for b in session.bids if b.side is Side.BUY and b.bid_id not in bad]
     tso = [b for b in sellers if b.network_id == "tso"]
-    return sellers, buyers, tso
+    return sellers, buyers, tso, rejected
 
 
 # --------------------------------------------------------------------------- DSO check (A)
@@ -549,8 +562,8 @@ def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> Sche
     -------
     SchemeResult
     """
-    sellers, buyers, _ = _split_bids(session)
-    rejected = _not_in_market(buyers, "scheme A: only the TSO buys")
+    sellers, buyers, _, rejected = _split_bids(session)
+    rejected += _not_in_market(buyers, "scheme A: only the TSO buys")
     blocked: dict[str, str] = {}
     rounds = 0
     previous = None
@@ -587,8 +600,8 @@ def scheme_b(session: MarketSession) -> SchemeResult:
     SchemeResult
         ``markets`` lists the local markets (``local_dso_<k>``) before ``central``.
     """
-    sellers, buyers, tso = _split_bids(session)
-    rejected = _not_in_market(buyers, "scheme B: only system operators buy")
+    sellers, buyers, tso, rejected = _split_bids(session)
+    rejected += _not_in_market(buyers, "scheme B: only system operators buy")
     markets: list[ClearingResult] = []
     local_of: dict[str, str] = {}
     central_bids: list[Bid] = list(tso)
@@ -629,8 +642,8 @@ def scheme_c(session: MarketSession) -> SchemeResult:
     and the balance of its area to its own need (0: interface on schedule); the TSO clears
     with transmission-connected bids only.
     """
-    sellers, buyers, tso = _split_bids(session)
-    rejected = _not_in_market(buyers, "scheme C: only system operators buy")
+    sellers, buyers, tso, rejected = _split_bids(session)
+    rejected += _not_in_market(buyers, "scheme C: only system operators buy")
     markets: list[ClearingResult] = []
     local_of: dict[str, str] = {}
     modelled = {m.network_id for m in session.distribution}
@@ -689,8 +702,8 @@ def scheme_d(
     tol_eur
         Reduced-cost tolerance [EUR].
     """
-    sellers, buyers, _ = _split_bids(session)
-    rejected = _not_in_market(buyers, "scheme D: only system operators buy")
+    sellers, buyers, _, rejected = _split_bids(session)
+    rejected += _not_in_market(buyers, "scheme D: only system operators buy")
     if not decentralised:
         inp = session.clearing_input(
             bids=tuple(sellers),

@@ -237,3 +237,12 @@ def test_forwarding_scales_linked_bid_with_its_rebound_and_drops_blocks():
     fwd, rej = forward_bids(model, [block], None)
     assert fwd == []
     assert [(r.bid_id, r.reason) for r in rej] == [("blk", "blocked_by_dso")]
+
+
+@pytest.mark.parametrize("scheme", list(Scheme))
+def test_distribution_bid_at_unknown_bus_is_rejected_in_every_scheme(scheme):
+    session = two_dso_session(extra_bids=[bid("ghost", "dso_1", 99, "up", [5.0], [1.0])])
+    res = clear_scheme(session, scheme)
+    assert res.rejection("ghost").reason == "invalid"
+    assert "bus 99" in res.rejection("ghost").message
+    assert sum(a.p_mw[0] for a in res.awards) == pytest.approx(10.0)  # the rest still clears
