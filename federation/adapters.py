@@ -179,7 +179,11 @@ class NetworkPhysics:
             cat: np.array([self.pos[int(by_id[i].bus)] for i in f.ids], dtype=int)
             for cat, f in self.fleets.items()
         }
-        self.plans: dict[str, list[_Plan]] = {}
+        self.plans: dict[tuple[str, float], _Plan] = {}
+        self._arrays: dict[float, dict[str, dict[str, np.ndarray]]] = {}
+        self._device_pos = {
+            d: (cat, i) for cat, f in self.fleets.items() for i, d in enumerate(f.ids)
+        }
         da = sc.day_ahead
         sched = np.asarray(da.bus_p_inj_mw[network]).sum(axis=1)
         if network == "tso":
@@ -193,44 +197,69 @@ class NetworkPhysics:
     # -- set-points ----------------------------------------------------------------------
     def accept_setpoints(self, items: Sequence[Mapping[str, Any]]) -> int:
         """Store set-point plans from a ``setpoints`` message; returns how many were kept."""
-        known = {d.id for d in self.devices}
         kept = 0
         for it in items:
-            if it["device"] not in known:
+            if it["device"] not in self._device_pos:
                 log.warning(
                     "%s: set-point for unknown device %r ignored", self.network, it["device"]
                 )
                 continue
             sp = it.get("setpoint_mw")
-            self.plans.setdefault(it["device"], []).append(
-                _Plan(
-                    float(it["start_s"]),
-                    float(it["start_s"]) + float(it["duration_s"]),
-                    math.nan if sp is None else float(sp),
-                    float(it["deviation_mw"]),
-                    float(it["baseline_mw"]),
-                    float(it["afrr_up_mw"]),
-                    float(it["afrr_down_mw"]),
-                )
+            start = float(it["start_s"])
+            self.plans[(it["device"], start)] = _Plan(
+                start,
+                start + float(it["duration_s"]),
+                math.nan if sp is None else float(sp),
+                float(it["deviation_mw"]),
+                float(it["baseline_mw"]),
+                float(it["afrr_up_mw"]),
+                float(it["afrr_down_mw"]),
             )
+            self._arrays.pop(start, None)
             kept += 1
         return kept
 
-    def _plan(self, device: str, t_s: float) -> _Plan | None:
-        for plan in reversed(self.plans.get(device, ())):
-            if plan.start_s <= t_s < plan.end_s:
-                return plan
-        return None
+    def _product_arrays(self, t_s: float) -> dict[str, dict[str, np.ndarray]]:
+        """Per category, the plan of every device in the product containing ``t_s``.
+
+        Keys ``setpoint`` (NaN: none), ``deviation``, ``baseline``, ``up``, ``down`` [MW].
+        Products are ``product_s`` long and aligned on multiples of it.
+        """
+        start = math.floor(t_s / self.product_s) * self.product_s
+        cached = self._arrays.get(start)
+        if cached is not None:
+            return cached
+        out = {}
+        for cat, fleet in self.fleets.items():
+            n = len(fleet)
+            arr = {
+                "setpoint": np.full(n, np.nan),
+                "deviation": np.zeros(n),
+                "baseline": np.zeros(n),
+                "up": np.zeros(n),
+                "down": np.zeros(n),
+            }
+            for i, dev in enumerate(fleet.ids):
+                plan = self.plans.get((dev, start))
+                if plan is not None:
+                    arr["setpoint"][i] = plan.setpoint_mw
+                    arr["deviation"][i] = plan.deviation_mw
+                    arr["baseline"][i] = plan.baseline_mw
+                    arr["up"][i] = plan.afrr_up_mw
+                    arr["down"][i] = plan.afrr_down_mw
+            out[cat] = arr
+        self._arrays = {k: v for k, v in self._arrays.items() if k >= start}
+        self.plans = {k: v for k, v in self.plans.items() if k[1] >= start}
+        self._arrays[start] = out
+        return out
 
     def afrr_band(self, t_s: float) -> tuple[float, float]:
         """Reserved aFRR band (up, down) of the network's devices at ``t_s`` [MW, >= 0]."""
-        up = down = 0.0
-        for dev in self.devices:
-            plan = self._plan(dev.id, t_s)
-            if plan is not None:
-                up += plan.afrr_up_mw
-                down += plan.afrr_down_mw
-        return up, down
+        arrays = self._product_arrays(t_s)
+        return (
+            float(sum(a["up"].sum() for a in arrays.values())),
+            float(sum(a["down"].sum() for a in arrays.values())),
+        )
 
     # -- one step ------------------------------------------------------------------------
     def step(
@@ -245,7 +274,7 @@ class NetworkPhysics:
         reserved band; ``interface_pq`` (tso only) maps a transmission bus to the DSO
         exchange ``(p_mw, q_mvar)`` drawn there.
         """
-        from grid_core.redispatch import FlexibleUnit, redispatch
+        from grid_core.redispatch import redispatch
         from grid_core.violations import find_violations
         from grid_core.voltage_control import control_voltage
 
@@ -262,43 +291,24 @@ class NetworkPhysics:
         direction = 1.0 if afrr_setpoint_mw >= 0 else -1.0
         band = self.afrr_band(t_s)[0 if direction > 0 else 1]
         factor = min(abs(afrr_setpoint_mw) / band, 1.0) if band > 1e-12 else 0.0
-        units: list[Any] = []
-        unit_cost = float(self.sc.costs.unwanted_measure_cost_eur_per_mwh)
+        arrays = self._product_arrays(t_s)
         for cat, fleet in self.fleets.items():
-            sp = np.full(len(fleet), np.nan)
-            for i, dev_id in enumerate(fleet.ids):
-                plan = self._plan(dev_id, t_s)
-                if plan is None:
-                    continue
-                extra = (
-                    direction * factor * (plan.afrr_up_mw if direction > 0 else plan.afrr_down_mw)
-                )
-                if not math.isnan(plan.setpoint_mw):
-                    sp[i] = plan.setpoint_mw + extra
-                    mfrr += plan.deviation_mw
-                elif extra != 0.0:
-                    sp[i] = plan.baseline_mw + extra
-                afrr_alloc += extra
+            plan = arrays[cat]
+            extra = direction * factor * (plan["up"] if direction > 0 else plan["down"])
+            has_sp = ~np.isnan(plan["setpoint"])
+            sp = np.where(
+                has_sp,
+                plan["setpoint"] + extra,
+                np.where(extra != 0.0, plan["baseline"] + extra, np.nan),
+            )
+            mfrr += float(plan["deviation"][has_sp].sum())
+            afrr_alloc += float(extra.sum())
             dist = fleet.disturbances(self.sc.profiles, t_s)
             p, self.states[cat] = fleet.step(self.states[cat], dt_s, sp, dist)
             p = np.asarray(p, dtype=float)
             self.p_last[cat] = p
             np.add.at(p_inj, self.device_bus[cat], p)
             dev_total += float(p.sum())
-            for i, dev_id in enumerate(fleet.ids):
-                if abs(p[i]) > 1e-6:
-                    lo, hi = min(p[i], 0.0), max(p[i], 0.0)
-                    units.append(
-                        FlexibleUnit(
-                            dev_id,
-                            int(self.net.bus.index[self.device_bus[cat][i]]),
-                            float(p[i]),
-                            lo,
-                            hi,
-                            unit_cost,
-                            unit_cost,
-                        )
-                    )
         own = float((self.load_p * scale).sum()) + dev_total
         product = min(int(t_s // self.product_s), len(self.scheduled_mw) - 1)
         deviation = own - float(self.scheduled_mw[product])
@@ -321,7 +331,8 @@ class NetworkPhysics:
         )
         volume = cost = 0.0
         after = before
-        if before and units:
+        units = self._redispatch_units() if before else []
+        if units:
             rd = redispatch(
                 self.solver,
                 p_inj,
@@ -370,6 +381,28 @@ class NetworkPhysics:
             values["interface/p_mw"] = p_slack
             values["interface/q_mvar"] = q_slack
         return StepOutcome(values, p_slack, q_slack)
+
+    def _redispatch_units(self) -> list[Any]:
+        """Every device that injects or draws power, as a unit the operator may curtail.
+
+        Re-dispatch moves a device's injection towards zero (curtail generation or shed
+        load) at the scenario's unwanted-measure cost, both directions.
+        """
+        from grid_core.redispatch import FlexibleUnit
+
+        cost = float(self.sc.costs.unwanted_measure_cost_eur_per_mwh)
+        units = []
+        for cat, fleet in self.fleets.items():
+            p = self.p_last[cat]
+            for i, dev in enumerate(fleet.ids):
+                if abs(p[i]) > 1e-6:
+                    bus = int(self.net.bus.index[self.device_bus[cat][i]])
+                    units.append(
+                        FlexibleUnit(
+                            dev, bus, float(p[i]), min(p[i], 0.0), max(p[i], 0.0), cost, cost
+                        )
+                    )
+        return units
 
     def measurements(self, aggregator: str) -> list[dict[str, Any]]:
         """Per-category state records of ``aggregator``'s devices on this network."""
