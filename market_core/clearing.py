@@ -71,6 +71,10 @@ class ClearingInfeasible(RuntimeError):  # noqa: N818 (name fixed by STYLE.md)
     """The solver found no solution (cannot happen with slacks unless the input is broken)."""
 
 
+class ClearingInputError(ValueError):
+    """A clearing input is inconsistent (timing, requirement length); names the element."""
+
+
 class PricingRule(StrEnum):
     """Settlement rule: nodal marginal price (default) or the bid's own price."""
 
@@ -843,13 +847,22 @@ def build_clearing(inp: ClearingInput) -> ClearingProblem:
     -------
     ClearingProblem
         The assembled (MI)LP, ready for :func:`solve_clearing`.
+
+    Raises
+    ------
+    ClearingInputError
+        Inconsistent timing or a requirement with the wrong number of periods (bad bids are
+        not errors: they are rejected with their reason).
     """
     t0 = time.perf_counter()
     if inp.n_periods < 1 or inp.period_s <= 0.0:
-        raise ValueError("n_periods must be >= 1 and period_s > 0")
+        raise ClearingInputError(
+            f"{inp.market_id}: n_periods must be >= 1 and period_s > 0 "
+            f"(got {inp.n_periods}, {inp.period_s})"
+        )
     for req in inp.requirements:
         if len(req.requirement_mw) != inp.n_periods:
-            raise ValueError(
+            raise ClearingInputError(
                 f"requirement of area {req.area_id!r} has {len(req.requirement_mw)} periods, "
                 f"the session has {inp.n_periods}"
             )

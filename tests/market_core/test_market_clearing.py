@@ -17,6 +17,7 @@ from market_core.bids import Bid
 from market_core.clearing import (
     BalancingRequirement,
     ClearingInput,
+    ClearingInputError,
     PricingRule,
     build_clearing,
     clear,
@@ -478,3 +479,8 @@ def test_milp_time_limit_falls_back_to_no_integer_bids():
     full, _ = clear(_inp(bids, need, n_periods=4, period_s=900.0))
     assert full.status == "optimal"
     assert full.activation_cost_eur < stopped.activation_cost_eur
+
+
+def test_requirement_with_wrong_horizon_is_a_named_error():
+    with pytest.raises(ClearingInputError, match=r"area 'system'.*2 periods.*session has 1"):
+        build_clearing(_inp([bid("a", "tso", 0, "up", [1.0], [1.0])], [1.0, 2.0]))
