@@ -31,13 +31,14 @@ below write rows and columns into a small sparse :class:`Assembly` that is hande
 in one call; :func:`to_pyomo` rebuilds the identical model in Pyomo (one named constraint block
 per building block) and the tests check that Pyomo + HiGHS finds the same optimum.
 
-Measured on the reference session (``bench/bench_market.py``; 2 shared cores, so noisy): with
-a load average around 4, build 0.06 s (validation included), HiGHS LP 0.29-0.49 s, extraction
-0.06 s; under a load average of 25 every figure grows about fourfold while the ratios hold:
-build / solve 0.15, MILP (10 % all-or-nothing, relative gap 1e-4) / LP 3.4, warm / cold
-solve 0.18 (762 against 2622 simplex iterations). Primal simplex solves a cold LP in ~35 %
-fewer iterations than dual simplex here (a zero activation plus slack is primal feasible);
-a warm start from the previous session's basis uses dual simplex.
+Measured on the reference session (``bench/bench_market.py``, 2 cores shared with five other
+agents, so noisy; a run where wall and process CPU time agreed): build 0.054 s (validation
+included), HiGHS LP 0.278 s, extraction 0.022 s, LP total 0.354 s; MILP (10 % all-or-nothing,
+relative gap 1e-4) 1.13 s = 3.2 x LP; warm re-solve of the next session 0.072 s against
+0.278 s cold (762 against 2622 simplex iterations). Under a load average of 15-25 the wall
+figures grow four- to sevenfold while the ratios hold. Primal simplex solves a cold LP in
+~35 % fewer iterations than dual simplex here (zero activation plus slack is primal
+feasible); a warm start from the previous session's basis uses dual simplex.
 """
 
 from __future__ import annotations
