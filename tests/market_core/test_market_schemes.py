@@ -8,6 +8,8 @@ deliver at most 2 + 4.619 = 6.619 MW without congesting it.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from market_toys import OCTAGON, bid, feeder, triangle, two_dso_session
@@ -182,10 +184,14 @@ def test_e_brp_buys_beside_system_operators():
 
 def test_clear_scheme_dispatch_and_json():
     session = two_dso_session()
-    for scheme in Scheme:
-        res = clear_scheme(session, scheme)
+    runs = [(scheme, {}) for scheme in Scheme] + [
+        (Scheme.A, {"dso_check_enabled": True}),
+        (Scheme.D, {"decentralised": True}),
+    ]
+    for scheme, options in runs:
+        res = clear_scheme(session, scheme, **options)
         assert res.scheme == scheme.value
-        doc = res.to_dict()
+        doc = json.loads(json.dumps(res.to_dict()))  # plain JSON types only
         assert doc["schema_version"] == "1.0"
         # every bid is either awarded or rejected with a reason, never both, never lost
         awarded = {a["bid_id"] for a in doc["awards"]}
