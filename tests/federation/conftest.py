@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -45,17 +46,29 @@ def run_tiny(tmp: pathlib.Path, scheme: str, *, helics_cli: bool = False):
     )
 
 
+#: the runs of the cosim tests: every scheme, plus A again through ``helics run``
+PLANNED_RUNS = (("A", ""), ("B", ""), ("C", ""), ("D", ""), ("E", ""), ("A", "helics"))
+#: federations run at the same time (they mostly wait on each other's time grants)
+CONCURRENT_RUNS = 3
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
-    """``tiny`` under each scheme, run once per test session (lazily, per scheme)."""
-    cache: dict[str, tuple] = {}
+    """``tiny`` runs shared by the tests; on first use all planned runs start, a few at once."""
+    cache: dict[str, Future] = {}
+    pool = ThreadPoolExecutor(max_workers=CONCURRENT_RUNS)
 
-    def get(scheme: str, tag: str = ""):
+    def submit(scheme: str, tag: str) -> Future:
         key = scheme + tag
         if key not in cache:
-            cache[key] = run_tiny(
-                tmp_path_factory.mktemp(f"tiny_{key}"), scheme, helics_cli=tag == "helics"
-            )
+            tmp = tmp_path_factory.mktemp(f"tiny_{key}")
+            cache[key] = pool.submit(run_tiny, tmp, scheme, helics_cli=tag == "helics")
         return cache[key]
 
-    return get
+    def get(scheme: str, tag: str = ""):
+        for planned in PLANNED_RUNS:
+            submit(*planned)
+        return submit(scheme, tag).result()
+
+    yield get
+    pool.shutdown(wait=True, cancel_futures=True)
