@@ -54,7 +54,7 @@ class FederateRuntime:
         self.timing = Timing(**self.run["timing"])
         self.stages = tuple(Stage[s] for s in self.run["stages"])
         self.expected_federates: list[str] = self.run.get("federates", [])
-        self.startup_timeout_s: float = float(self.run.get("startup_timeout_s", 60.0))
+        self.startup_timeout_s: float = float(self.run.get("startup_timeout_s", 300.0))
         self.fed = h.helicsCreateCombinationFederateFromConfig(json.dumps(config))
         self.pubs = {key: self.fed.publications[key] for key in self.fed.publications}
         self.inputs = {key: self.fed.subscriptions[key] for key in self.fed.subscriptions}

@@ -34,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROOT_SCENARIO, ROOT_SCHEME = "default", "A"
 ROOT_BROKER_PORT = 23710
 ROOT_BROKER_KEY = "smartnet-default"
-DEFAULT_STARTUP_TIMEOUT_S = 60.0
+DEFAULT_STARTUP_TIMEOUT_S = 300.0
 #: the run's pickled scenario, next to runner.json
 SCENARIO_CACHE = "scenario.pkl"
 
