@@ -36,7 +36,9 @@ agents, so noisy; a run where wall and process CPU time agreed): build 0.054 s (
 included), HiGHS LP 0.278 s, extraction 0.022 s, LP total 0.354 s; MILP (10 % all-or-nothing,
 relative gap 1e-4) 1.13 s = 3.2 x LP; warm re-solve of the next session 0.072 s against
 0.278 s cold (762 against 2622 simplex iterations). Under a load average of 15-25 the wall
-figures grow four- to sevenfold while the ratios hold. Primal simplex solves a cold LP in
+figures grow four- to sevenfold while the ratios hold. For comparison, :func:`to_pyomo` of
+the same LP takes 0.96 s CPU to build and 1.34 s CPU to translate and solve through
+``appsi_highs``, reaching the same objective. Primal simplex solves a cold LP in
 ~35 % fewer iterations than dual simplex here (zero activation plus slack is primal
 feasible); a warm start from the previous session's basis uses dual simplex.
 """
