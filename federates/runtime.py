@@ -55,7 +55,7 @@ class FederateRuntime:
         self.stages = tuple(Stage[s] for s in self.run["stages"])
         self.expected_federates: list[str] = self.run.get("federates", [])
         self.startup_timeout_s: float = float(self.run.get("startup_timeout_s", 300.0))
-        self.fed = h.helicsCreateCombinationFederateFromConfig(json.dumps(config))
+        self.fed = _create_federate(json.dumps(config))
         self.pubs = {key: self.fed.publications[key] for key in self.fed.publications}
         self.inputs = {key: self.fed.subscriptions[key] for key in self.fed.subscriptions}
         self.endpoints = {name: self.fed.endpoints[name] for name in self.fed.endpoints}
@@ -151,6 +151,23 @@ class FederateRuntime:
             log.debug("%s: disconnect: %s", self.name, exc)
         finally:
             h.helicsFederateFree(self.fed)
+
+
+def _create_federate(config_json: str, attempts: int = 3) -> Any:
+    """Register with the broker; retry when the local port the broker handed out is taken.
+
+    The broker gives each core a port above its own; another program on the machine may hold
+    it, and the next registration gets the next port.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return h.helicsCreateCombinationFederateFromConfig(config_json)
+        except h.HelicsException as exc:
+            if attempt == attempts or "Unable to connect to broker" not in str(exc):
+                raise
+            log.warning("registration failed (%s); retrying (%d/%d)", exc, attempt, attempts)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _decode(data: bytes | str, schema: str) -> tuple[dict[str, Any], str]:

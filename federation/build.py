@@ -59,9 +59,17 @@ class BrokerSettings:
         rng = secrets.SystemRandom()
         for _ in range(200):
             port = rng.randrange(24000, 32000 - n_ports)
-            if all(_port_free(p) for p in range(port, port + n_ports)):
+            block = range(port, port + n_ports)
+            if any(p in _HANDED_OUT for p in block):
+                continue  # another run of this process got it (ports are bound only later)
+            if all(_port_free(p) for p in block):
+                _HANDED_OUT.update(block)
                 return cls(port, f"smartnet-{secrets.token_hex(8)}")
         raise RuntimeError("no free block of local ports for a HELICS broker")
+
+
+#: ports of the blocks handed out by this process
+_HANDED_OUT: set[int] = set()
 
 
 def _port_free(port: int) -> bool:

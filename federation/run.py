@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import logging
 import os
@@ -28,6 +29,11 @@ from dataclasses import dataclass, field
 from federation.build import DEFAULT_STARTUP_TIMEOUT_S, write_build
 
 log = logging.getLogger(__name__)
+
+#: the broker executable shipped inside the helics wheel (``helics_broker`` on PATH wraps it)
+HELICS_BROKER_BINARY = (
+    pathlib.Path(importlib.util.find_spec("helics").origin).parent / "install/bin/helics_broker"
+)
 
 #: time between SIGTERM and SIGKILL when tearing a failed federation down [s]
 KILL_GRACE_S = 2.0
@@ -61,6 +67,8 @@ def _argv(command: str) -> list[str]:
     argv = shlex.split(command)
     if argv[0] == "python":
         argv[0] = sys.executable
+    elif argv[0] == "helics_broker" and HELICS_BROKER_BINARY.exists():
+        argv[0] = str(HELICS_BROKER_BINARY)  # not the Python wrapper: one process, not two
     else:
         local = pathlib.Path(sys.executable).parent / argv[0]
         argv[0] = str(local) if local.exists() else (shutil.which(argv[0]) or argv[0])

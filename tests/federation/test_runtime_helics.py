@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,15 +26,15 @@ def broker(request):
     n = request.param if hasattr(request, "param") else 2
     settings = BrokerSettings.fresh()
     proc = subprocess.Popen(
-        _argv(broker_command(n, settings)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _argv(broker_command(n, settings)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     yield settings
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own process group: nothing left behind
+    proc.wait(timeout=10)
 
 
 def _config(
