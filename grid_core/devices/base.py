@@ -197,6 +197,31 @@ class Fleet(Generic[P, S]):
 
     # -- helpers for subclasses ---------------------------------------------------------
 
+    def _new_state(self, t_s: float, p_mw: Any = None, **fields: Any) -> S:
+        """``state_type`` at ``t_s`` [s]: no overrides yet, ``p_mw`` [MW] (default 0) and the
+        category's own per-device ``fields``, every array frozen as a float copy."""
+        n = len(self)
+        return self.state_type(  # type: ignore[return-value]
+            t_s=t_s,
+            p_mw=frozen_array(np.zeros(n) if p_mw is None else p_mw),
+            n_override=frozen_array(np.zeros(n), int),
+            **{k: frozen_array(v) for k, v in fields.items()},
+        )
+
+    @staticmethod
+    def _advance(
+        state: S, dt_s: float, p_mw: np.ndarray, override: np.ndarray, **fields: Any
+    ) -> tuple[np.ndarray, S]:
+        """What every :meth:`step` returns: ``p_mw`` [MW] held over the step and the state at
+        ``t_s + dt_s`` with the ``override`` mask counted and the category's ``fields``."""
+        new = state.replace(
+            t_s=state.t_s + dt_s,
+            p_mw=p_mw,
+            n_override=state.n_override + override.astype(int),
+            **fields,
+        )
+        return frozen_array(p_mw), new  # type: ignore[return-value]
+
     def _setpoints(self, setpoint_mw: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(set-point array with NaN, mask of devices that have one)."""
         if setpoint_mw is None:

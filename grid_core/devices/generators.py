@@ -41,10 +41,7 @@ class ConventionalGeneratorFleet(Fleet[ConventionalGeneratorParams, GeneratorSta
         self.cost_eur_per_mwh = self._col("marginal_cost_eur_per_mwh")
 
     def initial_state(self, t_s: float = 0.0) -> GeneratorState:
-        n = len(self)
-        return GeneratorState(
-            t_s=t_s, p_mw=frozen_array(self.schedule_mw), n_override=frozen_array(np.zeros(n), int)
-        )
+        return self._new_state(t_s, self.schedule_mw)
 
     def step(self, state, dt_s, setpoint_mw, disturbances):
         sp, has = self._setpoints(setpoint_mw)
@@ -53,11 +50,7 @@ class ConventionalGeneratorFleet(Fleet[ConventionalGeneratorParams, GeneratorSta
         p = first_order(state.p_mw, clipped, self.tau_s, dt_s)
         max_dp = self.ramp_mw_per_min * dt_s / 60.0
         p = np.clip(p, state.p_mw - max_dp, state.p_mw + max_dp)
-        override = has & (np.abs(clipped - target) > 1e-9)
-        new = state.replace(
-            t_s=state.t_s + dt_s, p_mw=p, n_override=state.n_override + override.astype(int)
-        )
-        return frozen_array(p), new
+        return self._advance(state, dt_s, p, has & (np.abs(clipped - target) > 1e-9))
 
 
 @dataclass(frozen=True)
@@ -107,14 +100,12 @@ class ChpFleet(Fleet[ChpParams, ChpState]):
 
     def initial_state(self, t_s: float = 0.0) -> ChpState:
         n = len(self)
-        e0 = self._col("heat_soc_init") * self.e_heat_max_mwh
-        return ChpState(
-            t_s=t_s,
-            p_mw=frozen_array(self.p_min_mw),
-            n_override=frozen_array(np.zeros(n), int),
-            e_heat_mwh=frozen_array(e0),
-            unmet_heat_mwh=frozen_array(np.zeros(n)),
-            dumped_heat_mwh=frozen_array(np.zeros(n)),
+        return self._new_state(
+            t_s,
+            self.p_min_mw,
+            e_heat_mwh=self._col("heat_soc_init") * self.e_heat_max_mwh,
+            unmet_heat_mwh=np.zeros(n),
+            dumped_heat_mwh=np.zeros(n),
         )
 
     def disturbances(self, profiles: Mapping[str, np.ndarray], t_s: float) -> Disturbances:
@@ -154,13 +145,12 @@ class ChpFleet(Fleet[ChpParams, ChpState]):
         e_new = e + (p * self.htp - demand) * dt_h
         unmet = np.maximum(0.0, -e_new)
         dumped = np.maximum(0.0, e_new - self.e_heat_max_mwh)
-        e_new = np.clip(e_new, 0.0, self.e_heat_max_mwh)
-        new = state.replace(
-            t_s=state.t_s + dt_s,
-            p_mw=p,
-            n_override=state.n_override + override.astype(int),
-            e_heat_mwh=e_new,
+        return self._advance(
+            state,
+            dt_s,
+            p,
+            override,
+            e_heat_mwh=np.clip(e_new, 0.0, self.e_heat_max_mwh),
             unmet_heat_mwh=state.unmet_heat_mwh + unmet,
             dumped_heat_mwh=state.dumped_heat_mwh + dumped,
         )
-        return frozen_array(p), new

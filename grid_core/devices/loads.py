@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grid_core.devices.base import Disturbances, Fleet, FleetState, first_order, frozen_array
+from grid_core.devices.base import Disturbances, Fleet, FleetState, P, first_order, frozen_array
 from grid_core.devices.params import (
     AtomicLoadParams,
     CurtailableGenerationParams,
@@ -66,14 +66,7 @@ class AtomicLoadFleet(Fleet[AtomicLoadParams, AtomicLoadState]):
         self.cost_eur_per_mwh = self._col("shift_cost_eur_per_mwh")
 
     def initial_state(self, t_s: float = 0.0) -> AtomicLoadState:
-        n = len(self)
-        return AtomicLoadState(
-            t_s=t_s,
-            p_mw=frozen_array(np.zeros(n)),
-            n_override=frozen_array(np.zeros(n), int),
-            start_s=frozen_array(np.full(n, np.nan)),
-            remaining_s=frozen_array(self.duration_s),
-        )
+        return self._new_state(t_s, start_s=np.full(len(self), np.nan), remaining_s=self.duration_s)
 
     def step(self, state, dt_s, setpoint_mw, disturbances):
         sp, has = self._setpoints(setpoint_mw)
@@ -92,14 +85,14 @@ class AtomicLoadFleet(Fleet[AtomicLoadParams, AtomicLoadState]):
         on = running | start
         on_s = np.where(on, np.minimum(state.remaining_s, dt_s), 0.0)
         p = -self.p_mw * on_s / dt_s
-        new = state.replace(
-            t_s=t + dt_s,
-            p_mw=p,
-            n_override=state.n_override + ignored.astype(int),
+        return self._advance(
+            state,
+            dt_s,
+            p,
+            ignored,
             start_s=np.where(start, t, state.start_s),
             remaining_s=state.remaining_s - on_s,
         )
-        return frozen_array(p), new
 
 
 @dataclass(frozen=True)
@@ -139,15 +132,8 @@ class TclFleet(Fleet[TclParams, TclState]):
         self._decay: dict[float, np.ndarray] = {}
 
     def initial_state(self, t_s: float = 0.0) -> TclState:
-        n = len(self)
         t0 = np.array([p.temp_init_degc for p in self.params])
-        t0 = np.where(np.isnan(t0), self.setpoint_degc, t0)
-        return TclState(
-            t_s=t_s,
-            p_mw=frozen_array(np.zeros(n)),
-            n_override=frozen_array(np.zeros(n), int),
-            temp_degc=frozen_array(t0),
-        )
+        return self._new_state(t_s, temp_degc=np.where(np.isnan(t0), self.setpoint_degc, t0))
 
     def disturbances(self, profiles: Mapping[str, np.ndarray], t_s: float) -> Disturbances:
         """``ambient_degc`` [degC] and ``draw_kw`` [kW_th] heat drawn (hot water)."""
@@ -191,13 +177,7 @@ class TclFleet(Fleet[TclParams, TclState]):
         p_kw = np.clip(target_kw, lo, hi)
         override = has & (np.abs(p_kw + sp * 1000.0) > 1e-6)
         p = -p_kw / 1000.0
-        new = state.replace(
-            t_s=state.t_s + dt_s,
-            p_mw=p,
-            n_override=state.n_override + override.astype(int),
-            temp_degc=free + beta * p_kw,
-        )
-        return frozen_array(p), new
+        return self._advance(state, dt_s, p, override, temp_degc=free + beta * p_kw)
 
 
 @dataclass(frozen=True)
@@ -205,7 +185,32 @@ class CurtailableState(FleetState):
     """State of curtailable generation / loads (last power, for the first-order response)."""
 
 
-class CurtailableGenerationFleet(Fleet[CurtailableGenerationParams, CurtailableState]):
+class _CurtailableFleet(Fleet[P, CurtailableState]):
+    """What curtailable generation and loads share: a first-order response to a target
+    clipped to a per-step injection range ``[lo, hi]`` [MW] (no energy state)."""
+
+    state_type = CurtailableState
+    tau_s: np.ndarray
+
+    def initial_state(self, t_s: float = 0.0) -> CurtailableState:
+        return self._new_state(t_s)
+
+    def _follow(
+        self,
+        state: CurtailableState,
+        dt_s: float,
+        has: np.ndarray,
+        target: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> tuple[np.ndarray, CurtailableState]:
+        """Move towards ``target`` clipped to ``[lo, hi]``; a clipped set-point is an override."""
+        clipped = np.clip(target, lo, hi)
+        p = np.clip(first_order(state.p_mw, clipped, self.tau_s, dt_s), lo, hi)
+        return self._advance(state, dt_s, p, has & (np.abs(clipped - target) > 1e-9))
+
+
+class CurtailableGenerationFleet(_CurtailableFleet[CurtailableGenerationParams]):
     """PV, wind, small hydro: ``0 <= p <= available`` always (available = profile x rated).
 
     Without a set-point a unit produces ``available x (1 - derating)``. Upward set-points are
@@ -214,7 +219,6 @@ class CurtailableGenerationFleet(Fleet[CurtailableGenerationParams, CurtailableS
 
     category = "curtailable_generation"
     params_type = CurtailableGenerationParams
-    state_type = CurtailableState
 
     def __init__(self, ids: Sequence[str], params: Sequence[CurtailableGenerationParams]) -> None:
         super().__init__(ids, params)
@@ -222,12 +226,6 @@ class CurtailableGenerationFleet(Fleet[CurtailableGenerationParams, CurtailableS
         self.derating = self._col("derating")
         self.tau_s = self._col("response_time_s")
         self._groups = self._profile_groups([p.profile for p in self.params])
-
-    def initial_state(self, t_s: float = 0.0) -> CurtailableState:
-        n = len(self)
-        return CurtailableState(
-            t_s=t_s, p_mw=frozen_array(np.zeros(n)), n_override=frozen_array(np.zeros(n), int)
-        )
 
     def disturbances(self, profiles: Mapping[str, np.ndarray], t_s: float) -> Disturbances:
         """``available_mw`` [MW] = profile [pu] x ``p_rated_mw`` (never negative)."""
@@ -238,16 +236,10 @@ class CurtailableGenerationFleet(Fleet[CurtailableGenerationParams, CurtailableS
         sp, has = self._setpoints(setpoint_mw)
         avail = np.asarray(disturbances["available_mw"], dtype=float)
         target = np.where(has, sp, avail * (1.0 - self.derating))
-        clipped = np.clip(target, 0.0, avail)
-        p = np.clip(first_order(state.p_mw, clipped, self.tau_s, dt_s), 0.0, avail)
-        override = has & (np.abs(clipped - target) > 1e-9)
-        new = state.replace(
-            t_s=state.t_s + dt_s, p_mw=p, n_override=state.n_override + override.astype(int)
-        )
-        return frozen_array(p), new
+        return self._follow(state, dt_s, has, target, np.zeros_like(avail), avail)
 
 
-class CurtailableLoadFleet(Fleet[CurtailableLoadParams, CurtailableState]):
+class CurtailableLoadFleet(_CurtailableFleet[CurtailableLoadParams]):
     """Loads consuming ``p_mw x profile``, reducible by up to ``max_curtail_share``.
 
     Injection stays in ``[-base, -(1 - max_curtail_share) base]``; no rebound.
@@ -255,7 +247,6 @@ class CurtailableLoadFleet(Fleet[CurtailableLoadParams, CurtailableState]):
 
     category = "curtailable_load"
     params_type = CurtailableLoadParams
-    state_type = CurtailableState
 
     def __init__(self, ids: Sequence[str], params: Sequence[CurtailableLoadParams]) -> None:
         super().__init__(ids, params)
@@ -264,12 +255,6 @@ class CurtailableLoadFleet(Fleet[CurtailableLoadParams, CurtailableState]):
         self.cost_eur_per_mwh = self._col("curtail_cost_eur_per_mwh")
         self.tau_s = self._col("response_time_s")
         self._groups = self._profile_groups([p.profile for p in self.params])
-
-    def initial_state(self, t_s: float = 0.0) -> CurtailableState:
-        n = len(self)
-        return CurtailableState(
-            t_s=t_s, p_mw=frozen_array(np.zeros(n)), n_override=frozen_array(np.zeros(n), int)
-        )
 
     def disturbances(self, profiles: Mapping[str, np.ndarray], t_s: float) -> Disturbances:
         """``demand_mw`` [MW] baseline consumption = profile [pu] x ``p_mw``."""
@@ -280,11 +265,4 @@ class CurtailableLoadFleet(Fleet[CurtailableLoadParams, CurtailableState]):
         sp, has = self._setpoints(setpoint_mw)
         demand = np.asarray(disturbances["demand_mw"], dtype=float)
         lo, hi = -demand, -(1.0 - self.max_curtail_share) * demand
-        target = np.where(has, sp, -demand)
-        clipped = np.clip(target, lo, hi)
-        p = np.clip(first_order(state.p_mw, clipped, self.tau_s, dt_s), lo, hi)
-        override = has & (np.abs(clipped - target) > 1e-9)
-        new = state.replace(
-            t_s=state.t_s + dt_s, p_mw=p, n_override=state.n_override + override.astype(int)
-        )
-        return frozen_array(p), new
+        return self._follow(state, dt_s, has, np.where(has, sp, -demand), lo, hi)

@@ -45,14 +45,7 @@ class StorageFleet(Fleet[StorageParams, StorageState]):
         self.soc_max = self._col("soc_max")
 
     def initial_state(self, t_s: float = 0.0) -> StorageState:
-        n = len(self)
-        return StorageState(
-            t_s=t_s,
-            p_mw=frozen_array(np.zeros(n)),
-            n_override=frozen_array(np.zeros(n), int),
-            soc=frozen_array(self._col("soc_init")),
-            loss_mwh=frozen_array(np.zeros(n)),
-        )
+        return self._new_state(t_s, soc=self._col("soc_init"), loss_mwh=np.zeros(len(self)))
 
     def power_limits_mw(self, soc: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Feasible injection range ``(lo, hi)`` [MW] over a step of ``dt_s`` from ``soc``."""
@@ -75,14 +68,7 @@ class StorageFleet(Fleet[StorageParams, StorageState]):
         e_out = np.where(p > 0.0, p * dt_h / self.eta_one_way, p * dt_h * self.eta_one_way)
         loss = np.abs(p * dt_h - e_out)
         soc = np.clip(state.soc - e_out / self.e_max_mwh, self.soc_min, self.soc_max)
-        new = state.replace(
-            t_s=state.t_s + dt_s,
-            p_mw=p,
-            n_override=state.n_override + override.astype(int),
-            soc=soc,
-            loss_mwh=state.loss_mwh + loss,
-        )
-        return frozen_array(p), new
+        return self._advance(state, dt_s, p, override, soc=soc, loss_mwh=state.loss_mwh + loss)
 
 
 class EvFleet(Fleet[EvParams, StorageState]):
@@ -108,14 +94,7 @@ class EvFleet(Fleet[EvParams, StorageState]):
         self.soc_departure = self._col("soc_departure")
 
     def initial_state(self, t_s: float = 0.0) -> StorageState:
-        n = len(self)
-        return StorageState(
-            t_s=t_s,
-            p_mw=frozen_array(np.zeros(n)),
-            n_override=frozen_array(np.zeros(n), int),
-            soc=frozen_array(self._col("soc_arrival")),
-            loss_mwh=frozen_array(np.zeros(n)),
-        )
+        return self._new_state(t_s, soc=self._col("soc_arrival"), loss_mwh=np.zeros(len(self)))
 
     def plugged(self, t_s: float, dt_s: float) -> np.ndarray:
         """Devices plugged in during the whole step ``[t_s, t_s + dt_s)``."""
@@ -143,11 +122,11 @@ class EvFleet(Fleet[EvParams, StorageState]):
         charge = np.clip(target, lo, hi)
         override = has & (np.abs(charge - target) > 1e-9)
         e_in = charge * dt_h * self.eta
-        new = state.replace(
-            t_s=state.t_s + dt_s,
-            p_mw=-charge,
-            n_override=state.n_override + override.astype(int),
+        return self._advance(
+            state,
+            dt_s,
+            -charge,
+            override,
             soc=np.minimum(state.soc + e_in / self.e_max_mwh, 1.0),
             loss_mwh=state.loss_mwh + charge * dt_h - e_in,
         )
-        return frozen_array(-charge), new
