@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -1145,6 +1145,11 @@ class BindingConstraint:
     violation: float
 
 
+def by_bid_id(records: Sequence[Any], bid_id: str) -> Any | None:
+    """The first award or rejection of ``bid_id`` in ``records``, or ``None``."""
+    return next((r for r in records if r.bid_id == bid_id), None)
+
+
 @dataclass(frozen=True)
 class ClearingResult:
     """Everything a market session produces; :meth:`to_dict` gives the JSON document."""
@@ -1174,10 +1179,7 @@ class ClearingResult:
 
     def award(self, bid_id: str) -> Award | None:
         """The award of ``bid_id`` or ``None`` when it got nothing."""
-        for a in self.awards:
-            if a.bid_id == bid_id:
-                return a
-        return None
+        return by_bid_id(self.awards, bid_id)
 
     def awarded_mw(self, bid_id: str) -> tuple[float, ...]:
         """Award per period [MW] (zeros when rejected)."""

@@ -42,10 +42,12 @@ from market_core.clearing import (
     BalancingRequirement,
     ClearingInput,
     ClearingResult,
+    ClearingSolution,
     InterfaceProposal,
     PricingRule,
     Rejection,
     build_clearing,
+    by_bid_id,
     clear,
     extract_result,
     solve_clearing,
@@ -169,10 +171,7 @@ class SchemeResult:
 
     def award(self, bid_id: str) -> Award | None:
         """Merged award of a bid, or ``None``."""
-        for a in self.awards:
-            if a.bid_id == bid_id:
-                return a
-        return None
+        return by_bid_id(self.awards, bid_id)
 
     def awarded_mw(self, bid_id: str) -> tuple[float, ...]:
         """Merged award per period [MW] (zeros when nothing was awarded)."""
@@ -182,10 +181,7 @@ class SchemeResult:
 
     def rejection(self, bid_id: str) -> Rejection | None:
         """Why a bid got nothing, or ``None`` if it was awarded."""
-        for r in self.rejected:
-            if r.bid_id == bid_id:
-                return r
-        return None
+        return by_bid_id(self.rejected, bid_id)
 
     @property
     def total_slack_mw(self) -> float:
@@ -547,6 +543,45 @@ def forward_bids(
 # --------------------------------------------------------------------------- schemes
 
 
+def _clear_central(
+    session: MarketSession,
+    bids: list[Bid],
+    scheme: str,
+    *,
+    warm_start: ClearingSolution | None = None,
+    **options: Any,
+) -> tuple[ClearingResult, ClearingSolution]:
+    """The TSO's market: transmission constraints and the system requirement (schemes A-C).
+
+    Returns the result and the warm start for a re-clearing of the same shape.
+    """
+    inp = session.clearing_input(
+        bids=tuple(bids),
+        requirements=(session.system_requirement(),),
+        transmission=session.transmission,
+        distribution=(),
+        market_id="central",
+        **options,
+    )
+    return clear(inp, scheme=scheme, warm_start=warm_start)
+
+
+def _clear_local(
+    session: MarketSession, model: LinDistFlowModel, bids: list[Bid], scheme: str
+) -> ClearingResult:
+    """One DSO's own market (schemes B, C): its bids and network, its area balanced to its
+    own need (:meth:`MarketSession.dso_requirement`)."""
+    nid = model.network_id
+    inp = session.clearing_input(
+        bids=tuple(bids),
+        requirements=(BalancingRequirement(nid, session.dso_requirement(nid), (nid,)),),
+        transmission=None,
+        distribution=(model,),
+        market_id=f"local_{nid}",
+    )
+    return clear(inp, scheme=scheme)[0]
+
+
 def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> SchemeResult:
     """Scheme A, centralised AS market: one TSO market with transmission constraints only.
 
@@ -570,15 +605,9 @@ def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> Sche
     while True:
         rounds += 1
         # blocked bids stay in the problem with a zero bound: same shape, warm re-clearing
-        inp = session.clearing_input(
-            bids=tuple(sellers),
-            requirements=(session.system_requirement(),),
-            transmission=session.transmission,
-            distribution=(),
-            market_id="central",
-            blocked_bid_ids=frozenset(blocked),
+        result, previous = _clear_central(
+            session, sellers, "A", warm_start=previous, blocked_bid_ids=frozenset(blocked)
         )
-        result, previous = clear(inp, scheme="A", warm_start=previous)
         if not dso_check_enabled:
             break
         new: dict[str, str] = {}
@@ -609,28 +638,14 @@ def scheme_b(session: MarketSession) -> SchemeResult:
     for model in session.distribution:
         nid = model.network_id
         own = [b for b in sellers if b.network_id == nid]
-        inp = session.clearing_input(
-            bids=tuple(own),
-            requirements=(BalancingRequirement(nid, session.dso_requirement(nid), (nid,)),),
-            transmission=None,
-            distribution=(model,),
-            market_id=f"local_{nid}",
-        )
-        local, _ = clear(inp, scheme="B")
+        local = _clear_local(session, model, own, "B")
         markets.append(local)
         local_of[local.market_id] = nid
         fwd, rej = forward_bids(model, own, local, polygon_sides=session.polygon_sides)
         central_bids += fwd
         rejected += rej
     central_bids += [b for b in sellers if b.network_id != "tso" and b.network_id not in modelled]
-    inp = session.clearing_input(
-        bids=tuple(central_bids),
-        requirements=(session.system_requirement(),),
-        transmission=session.transmission,
-        distribution=(),
-        market_id="central",
-    )
-    central, _ = clear(inp, scheme="B")
+    central, _ = _clear_central(session, central_bids, "B")
     markets.append(central)
     return _combine("B", session, markets, rejected, local_markets=local_of)
 
@@ -649,28 +664,14 @@ def scheme_c(session: MarketSession) -> SchemeResult:
     modelled = {m.network_id for m in session.distribution}
     for model in session.distribution:
         nid = model.network_id
-        inp = session.clearing_input(
-            bids=tuple(b for b in sellers if b.network_id == nid),
-            requirements=(BalancingRequirement(nid, session.dso_requirement(nid), (nid,)),),
-            transmission=None,
-            distribution=(model,),
-            market_id=f"local_{nid}",
-        )
-        local, _ = clear(inp, scheme="C")
+        local = _clear_local(session, model, [b for b in sellers if b.network_id == nid], "C")
         markets.append(local)
         local_of[local.market_id] = nid
     rejected += _not_in_market(
         [b for b in sellers if b.network_id != "tso" and b.network_id not in modelled],
         "scheme C: the TSO uses transmission-connected bids only and this DSO runs no market",
     )
-    inp = session.clearing_input(
-        bids=tuple(tso),
-        requirements=(session.system_requirement(),),
-        transmission=session.transmission,
-        distribution=(),
-        market_id="central",
-    )
-    central, _ = clear(inp, scheme="C")
+    central, _ = _clear_central(session, tso, "C")
     markets.append(central)
     return _combine("C", session, markets, rejected, local_markets=local_of)
 
