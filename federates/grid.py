@@ -41,11 +41,16 @@ class GridFederate:
                 bus: (rt.value(f"{d}/interface/p_mw"), rt.value(f"{d}/interface/q_mvar"))
                 for d, bus in self.dsos
             }
-        out = self.phys.step(t_s, afrr, interface)
+        slack_vm = None
+        if self.net != "tso":
+            slack_vm = rt.value(f"tso/interface_{self.net}/vm_pu", default=0.0) or None
+        out = self.phys.step(t_s, afrr, interface, slack_vm)
         for quantity, value in out.values.items():
             rt.publish(f"{self.net}/{quantity}", value)
         if self.net == "tso":
             self._publish_system(out.values, out.p_slack_mw)
+            for dso, bus in self.dsos:
+                rt.publish(f"tso/interface_{dso}/vm_pu", out.vm_pu[bus])
         if t_s in self.sessions:
             self._session(t_s)
 

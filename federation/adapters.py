@@ -104,6 +104,7 @@ class StepOutcome:
     values: dict[str, float]  # contract quantity ("voltage/min_vm_pu", ...) -> value
     p_slack_mw: float
     q_slack_mvar: float
+    vm_pu: dict[int, float]  # bus -> voltage magnitude, for the buses asked for [pu]
 
 
 @dataclass
@@ -267,18 +268,22 @@ class NetworkPhysics:
         t_s: float,
         afrr_setpoint_mw: float,
         interface_pq: Mapping[int, tuple[float, float]] | None = None,
+        slack_vm_pu: float | None = None,
     ) -> StepOutcome:
         """Advance devices over ``[t_s, t_s + step)`` and solve the network at ``t_s``.
 
         ``afrr_setpoint_mw`` (> 0 upward) is split over the devices in proportion to their
         reserved band; ``interface_pq`` (tso only) maps a transmission bus to the DSO
-        exchange ``(p_mw, q_mvar)`` drawn there.
+        exchange ``(p_mw, q_mvar)`` drawn there; ``slack_vm_pu`` (DSOs) is the transmission
+        voltage at the interface bus, applied to the network's slack from this step on.
         """
         from grid_core.redispatch import redispatch
         from grid_core.violations import find_violations
         from grid_core.voltage_control import control_voltage
 
         dt_s = float(self.sc.physical_step_s)
+        if slack_vm_pu is not None and slack_vm_pu > 0:
+            self.solver.set_slack_voltage(slack_vm_pu)
         minute = min(int(t_s // 60), self.sc.n_minutes - 1)
         scale = float(self.sc.profiles[self.load_profile][minute])
         p_inj = self.gen_p + self.load_p * scale
@@ -380,7 +385,8 @@ class NetworkPhysics:
         if self.network != "tso":
             values["interface/p_mw"] = p_slack
             values["interface/q_mvar"] = q_slack
-        return StepOutcome(values, p_slack, q_slack)
+        vm = {bus: float(res.vm_at(bus)) for bus in (interface_pq or {})}
+        return StepOutcome(values, p_slack, q_slack, vm)
 
     def _redispatch_units(self) -> list[Any]:
         """Every device that injects or draws power, as a unit the operator may curtail.

@@ -454,6 +454,17 @@ def build_contract(topology: Topology) -> Contract:
         if net != "tso":
             for quantity, unit, desc in DSO_INTERFACE:
                 values.append(ValueSpec(f"{net}/{quantity}", unit, net, subs_tso, stage, desc))
+            values.append(
+                ValueSpec(
+                    f"tso/interface_{net}/vm_pu",
+                    "p.u.",
+                    "tso",
+                    (net, "recorder"),
+                    Stage.TSO,
+                    f"transmission voltage at the interface bus of {net}; {net} uses it as "
+                    "its slack voltage from the next step on (T/D coupling)",
+                )
+            )
         values.append(
             ValueSpec(
                 f"afrr/{net}/setpoint_mw",
