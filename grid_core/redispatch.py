@@ -34,7 +34,13 @@ import scipy.sparse as sp
 from grid_core._lp import solve_lp
 from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult
 from grid_core.sensitivity import ac_sensitivities
-from grid_core.violations import Violation, find_violations, total_excess, unit_bus_rows
+from grid_core.violations import (
+    Violation,
+    find_violations,
+    total_excess,
+    unit_bus_rows,
+    voltage_band,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -226,8 +232,7 @@ def redispatch(
     c_dn = np.array([u.cost_down_eur_per_mwh for u in units], dtype=float) * h
     c_q = np.array([u.cost_q_eur_per_mvarh for u in units], dtype=float) * h
     n_bus = res.vm_pu.size
-    vlo = np.broadcast_to(np.asarray(min_vm_pu, dtype=float), (n_bus,))
-    vhi = np.broadcast_to(np.asarray(max_vm_pu, dtype=float), (n_bus,))
+    vlo, vhi = voltage_band(min_vm_pu, max_vm_pu, n_bus)
     iterations = 0
 
     while viol and n_u and iterations < max_iterations:

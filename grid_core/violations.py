@@ -12,7 +12,14 @@ import numpy as np
 from grid_core.errors import NetworkModelError
 from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult
 
-__all__ = ["Violation", "ViolationKind", "find_violations", "total_excess", "unit_bus_rows"]
+__all__ = [
+    "Violation",
+    "ViolationKind",
+    "find_violations",
+    "total_excess",
+    "unit_bus_rows",
+    "voltage_band",
+]
 
 
 class ViolationKind(StrEnum):
@@ -50,8 +57,20 @@ class Violation:
         return abs(self.value - self.limit)
 
 
-def _as_array(x: float | np.ndarray, n: int) -> np.ndarray:
-    return np.broadcast_to(np.asarray(x, dtype=float), (n,))
+def voltage_band(
+    min_vm_pu: float | np.ndarray, max_vm_pu: float | np.ndarray, n_bus: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bus voltage band ``(lo, hi)`` [pu] from scalar or per-bus limits (read-only views).
+
+    Raises
+    ------
+    ValueError
+        If a per-bus limit does not have ``n_bus`` entries.
+    """
+    return (
+        np.broadcast_to(np.asarray(min_vm_pu, dtype=float), (n_bus,)),
+        np.broadcast_to(np.asarray(max_vm_pu, dtype=float), (n_bus,)),
+    )
 
 
 def find_violations(
@@ -80,7 +99,7 @@ def find_violations(
         Buses first (``net.bus`` order), then lines, then transformers.
     """
     n = result.vm_pu.size
-    lo, hi = _as_array(min_vm_pu, n), _as_array(max_vm_pu, n)
+    lo, hi = voltage_band(min_vm_pu, max_vm_pu, n)
     out: list[Violation] = []
     for i in range(n):
         v = result.vm_pu[i]

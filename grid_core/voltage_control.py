@@ -38,7 +38,13 @@ import scipy.sparse as sp
 from grid_core._lp import solve_lp
 from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult
 from grid_core.sensitivity import ac_sensitivities
-from grid_core.violations import Violation, ViolationKind, find_violations, unit_bus_rows
+from grid_core.violations import (
+    Violation,
+    ViolationKind,
+    find_violations,
+    unit_bus_rows,
+    voltage_band,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -315,8 +321,7 @@ def control_voltage(
     ranges = [u.q_range_mvar() for u in units]
     viol = _voltage_violations(res, min_vm_pu, max_vm_pu)
     n_bus = res.vm_pu.size
-    lo_band = np.broadcast_to(np.asarray(min_vm_pu, dtype=float), (n_bus,))
-    hi_band = np.broadcast_to(np.asarray(max_vm_pu, dtype=float), (n_bus,))
+    lo_band, hi_band = voltage_band(min_vm_pu, max_vm_pu, n_bus)
     for _ in range(max_rounds):
         if not viol or not units:
             break
