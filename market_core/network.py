@@ -64,6 +64,21 @@ def per_period(values: np.ndarray, n_periods: int) -> np.ndarray:
     return values
 
 
+def _bus_column(bus_ids: tuple[int, ...], bus: int, network_id: str) -> int:
+    try:
+        return bus_ids.index(bus)
+    except ValueError:
+        raise NetworkModelError(f"bus {bus} is not in network {network_id!r}") from None
+
+
+def _check_positive(
+    limits: np.ndarray, ids: tuple[str, ...], name: str, kind: str, attr: str
+) -> None:
+    bad = np.flatnonzero(limits <= 0.0)
+    if bad.size:
+        raise NetworkModelError(f"{name}: {kind} {ids[bad[0]]!r} has a non-positive {attr}")
+
+
 @dataclass(frozen=True, eq=False)
 class PtdfModel:
     """DC transmission model around a forecast base state.
@@ -116,18 +131,11 @@ class PtdfModel:
             raise NetworkModelError(f"{name}: max_flow_mw must have one entry per line")
         if self.base_flow_mw.shape[0] != n_line:
             raise NetworkModelError(f"{name}: base_flow_mw must have one row per line")
-        bad = np.flatnonzero(self.max_flow_mw <= 0.0)
-        if bad.size:
-            raise NetworkModelError(
-                f"{name}: line {self.line_ids[bad[0]]!r} has a non-positive max_flow_mw"
-            )
+        _check_positive(self.max_flow_mw, self.line_ids, name, "line", "max_flow_mw")
 
     def column(self, bus: int) -> int:
         """PTDF column of a pandapower bus index (``NetworkModelError`` if unknown)."""
-        try:
-            return self.bus_ids.index(bus)
-        except ValueError:
-            raise NetworkModelError(f"bus {bus} is not in network {self.network_id!r}") from None
+        return _bus_column(self.bus_ids, bus, self.network_id)
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,20 +241,13 @@ class LinDistFlowModel:
         ):
             if getattr(self, attr).shape[0] != n:
                 raise NetworkModelError(f"{name}: {attr} must have {n} rows")
-        bad = np.flatnonzero(self.max_branch_s_mva <= 0.0)
-        if bad.size:
-            raise NetworkModelError(
-                f"{name}: branch {self.branch_ids[bad[0]]!r} has a non-positive max_branch_s_mva"
-            )
+        _check_positive(self.max_branch_s_mva, self.branch_ids, name, "branch", "max_branch_s_mva")
         if np.any(self.min_vm_pu > self.max_vm_pu):
             raise NetworkModelError(f"{name}: min_vm_pu exceeds max_vm_pu")
 
     def column(self, bus: int) -> int:
         """Column of a pandapower bus index (``NetworkModelError`` if unknown)."""
-        try:
-            return self.bus_ids.index(bus)
-        except ValueError:
-            raise NetworkModelError(f"bus {bus} is not in network {self.network_id!r}") from None
+        return _bus_column(self.bus_ids, bus, self.network_id)
 
 
 # --------------------------------------------------------------------------- JSON
@@ -344,6 +345,14 @@ def radial_lindistflow(
     in per unit, so ``d vm_j**2 / d p_k = 2 R_shared(j, k) / z_base`` with the resistance
     shared by the paths of j and k to the interface bus. Base voltages and flows are evaluated
     with the same linear model from the base injections.
+
+    The production model of a real network is ``grid_core.linear.lindistflow_model``
+    (pandapower topology, transformer ratios, shunts, optionally AC-anchored base state), read
+    here through its ``as_market_dict()`` and :func:`lindistflow_from_dict`. This builder is the
+    minimal plain-data one for hand-made feeders (market tests and ``bench/bench_market.py``),
+    so that market_core needs neither pandapower nor grid_core;
+    ``tests/market_core/test_market_grid_core_models.py`` checks that both give the same
+    sensitivities on ``case33bw``.
 
     Parameters
     ----------
