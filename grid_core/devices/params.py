@@ -234,22 +234,32 @@ class TclParams(_Params):
 
 
 @dataclass(frozen=True)
-class StorageParams(_Params):
-    """Stationary storage; ``efficiency`` is round-trip, split as its square root each way."""
+class _BatteryParams(_Params):
+    """What stationary storage and EVs share: energy and power ratings and an efficiency
+    (whose meaning each subclass states)."""
 
-    category: ClassVar[str] = "storage"
     e_max_mwh: float
     p_max_mw: float
     efficiency: float
-    soc_init: float
-    soc_min: float
-    soc_max: float
 
     def validate(self, device_id: str = "?") -> None:
         super().validate(device_id)
         _check(device_id, self.e_max_mwh > 0.0, "e_max_mwh", "must be > 0")
         _check(device_id, self.p_max_mw > 0.0, "p_max_mw", "must be > 0")
         _check(device_id, 0.0 < self.efficiency <= 1.0, "efficiency", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class StorageParams(_BatteryParams):
+    """Stationary storage; ``efficiency`` is round-trip, split as its square root each way."""
+
+    category: ClassVar[str] = "storage"
+    soc_init: float
+    soc_min: float
+    soc_max: float
+
+    def validate(self, device_id: str = "?") -> None:
+        super().validate(device_id)
         _check(
             device_id,
             0.0 <= self.soc_min < self.soc_max <= 1.0,
@@ -265,16 +275,13 @@ class StorageParams(_Params):
 
 
 @dataclass(frozen=True)
-class EvParams(_Params):
+class EvParams(_BatteryParams):
     """Electric vehicle, charge-only (no vehicle-to-grid); times in minutes since start.
 
     ``efficiency`` is the one-way charging efficiency (grid to battery).
     """
 
     category: ClassVar[str] = "ev"
-    e_max_mwh: float
-    p_max_mw: float
-    efficiency: float
     arrival_min: float
     departure_min: float
     soc_arrival: float
@@ -282,9 +289,6 @@ class EvParams(_Params):
 
     def validate(self, device_id: str = "?") -> None:
         super().validate(device_id)
-        _check(device_id, self.e_max_mwh > 0.0, "e_max_mwh", "must be > 0")
-        _check(device_id, self.p_max_mw > 0.0, "p_max_mw", "must be > 0")
-        _check(device_id, 0.0 < self.efficiency <= 1.0, "efficiency", "must be in (0, 1]")
         _check(device_id, self.soc_arrival <= 1.0, "soc_arrival", "must be <= 1")
         _check(device_id, self.soc_departure <= 1.0, "soc_departure", "must be <= 1")
         _check(
