@@ -35,16 +35,24 @@ def test_closed_loop_keeps_every_device_constraint():
     dispatch = None
     first, last = 6, 14  # sessions delivering 06:00 .. 14:00
     t = 0.0
+
+    def physics_until(t_s: float, t_end_s: float) -> float:
+        """Step every fleet by 60 s from ``t_s`` to ``t_end_s``, following ``dispatch``."""
+        while t_s < t_end_s:
+            for cat, fleet in truth_fleets.items():
+                sp = dispatch.setpoints_for(fleet.ids, t_s) if dispatch is not None else None
+                p, states[cat] = fleet.step(
+                    states[cat], 60.0, sp, fleet.disturbances(PROFILES, t_s)
+                )
+                history[cat].append(states[cat])
+                powers[cat].append(p)
+            t_s += 60.0
+        return t_s
+
     for hour in range(first, last + 1):
         gate = hour * 3600.0 - 900.0
         # physics up to the gate closure, following the dispatch in force
-        while t < gate:
-            for cat, fleet in truth_fleets.items():
-                sp = dispatch.setpoints_for(fleet.ids, t) if dispatch is not None else None
-                p, states[cat] = fleet.step(states[cat], 60.0, sp, fleet.disturbances(PROFILES, t))
-                history[cat].append(states[cat])
-                powers[cat].append(p)
-            t += 60.0
+        t = physics_until(t, gate)
         forecast = forecaster.forecast_profiles(PROFILES, gate)
         book = build_bids(
             portfolio, states, forecast, SessionWindow(hour, hour * 3600.0), cfg, dispatch
@@ -58,13 +66,7 @@ def test_closed_loop_keeps_every_device_constraint():
                 awards.pop(bid.bid_id, None)
         # the previous dispatch keeps running until this window starts
         new = disaggregate(book, awards)
-        while t < hour * 3600.0:
-            for cat, fleet in truth_fleets.items():
-                sp = dispatch.setpoints_for(fleet.ids, t) if dispatch is not None else None
-                p, states[cat] = fleet.step(states[cat], 60.0, sp, fleet.disturbances(PROFILES, t))
-                history[cat].append(states[cat])
-                powers[cat].append(p)
-            t += 60.0
+        t = physics_until(t, hour * 3600.0)
         dispatch = new
     # ---- invariants over the whole run
     tcl = truth_fleets["tcl"]
