@@ -37,6 +37,7 @@ from grid_core.sensitivity import ac_sensitivities
 from grid_core.violations import (
     Violation,
     find_violations,
+    solve_with_unit_changes,
     total_excess,
     unit_bus_rows,
     voltage_band,
@@ -285,10 +286,7 @@ def redispatch(
         dq = x[2 * n_u : 3 * n_u] - x[3 * n_u : 4 * n_u]
         if max(np.abs(dp).max(initial=0.0), np.abs(dq).max(initial=0.0)) < 1e-9:
             break
-        p_try, q_try = p.copy(), q.copy()
-        np.add.at(p_try, unit_rows, dp)
-        np.add.at(q_try, unit_rows, dq)
-        res_try = solver.solve(p_try, q_try, step=step)
+        p_try, q_try, res_try = solve_with_unit_changes(solver, p, q, unit_rows, dp, dq, step)
         viol_try = find_violations(res_try, max_loading_percent=max_loading_percent, **limits)
         if _score(viol_try) >= _score(viol) - 1e-9:
             logger.info(

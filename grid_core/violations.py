@@ -16,6 +16,7 @@ __all__ = [
     "Violation",
     "ViolationKind",
     "find_violations",
+    "solve_with_unit_changes",
     "total_excess",
     "unit_bus_rows",
     "voltage_band",
@@ -146,3 +147,43 @@ def unit_bus_rows(solver: ACPowerFlowSolver, units: Sequence[Any]) -> np.ndarray
             )
         rows[k] = pos[int(u.bus)]
     return rows
+
+
+def solve_with_unit_changes(
+    solver: ACPowerFlowSolver,
+    p_inj_mw: np.ndarray,
+    q_inj_mvar: np.ndarray,
+    unit_rows: np.ndarray,
+    dp_mw: np.ndarray,
+    dq_mvar: np.ndarray,
+    step: Any = None,
+) -> tuple[np.ndarray, np.ndarray, PowerFlowResult]:
+    """AC re-check of a linearised correction: unit changes added to the bus injections.
+
+    Parameters
+    ----------
+    solver : ACPowerFlowSolver
+    p_inj_mw, q_inj_mvar : ndarray [bus]
+        Bus net injections before the change [MW], [Mvar] (not modified).
+    unit_rows : ndarray [unit]
+        :func:`unit_bus_rows` of the units (several units may share a bus).
+    dp_mw, dq_mvar : ndarray [unit]
+        Injection change of each unit [MW], [Mvar].
+    step : object
+        Step label for the solution and errors.
+
+    Returns
+    -------
+    p_inj_mw, q_inj_mvar, result
+        The new bus injections and their AC solution.
+
+    Raises
+    ------
+    PowerFlowNotConverged
+        If the AC power flow does not converge.
+    """
+    p = np.array(p_inj_mw, dtype=float)
+    q = np.array(q_inj_mvar, dtype=float)
+    np.add.at(p, unit_rows, dp_mw)
+    np.add.at(q, unit_rows, dq_mvar)
+    return p, q, solver.solve(p, q, step=step)

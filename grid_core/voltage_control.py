@@ -42,6 +42,7 @@ from grid_core.violations import (
     Violation,
     ViolationKind,
     find_violations,
+    solve_with_unit_changes,
     unit_bus_rows,
     voltage_band,
 )
@@ -360,9 +361,9 @@ def control_voltage(
         dq = sol.x[:n_u] - sol.x[n_u : 2 * n_u]
         if np.max(np.abs(dq), initial=0.0) < 1e-9:
             break
-        q_try = q.copy()
-        np.add.at(q_try, unit_rows, dq)
-        res_try = solver.solve(p, q_try, step=step)
+        _, q_try, res_try = solve_with_unit_changes(
+            solver, p, q, unit_rows, np.zeros(n_u), dq, step
+        )
         rounds += 1
         new_viol = _voltage_violations(res_try, min_vm_pu, max_vm_pu)
         if new_viol and sum(v.excess for v in new_viol) >= sum(v.excess for v in viol) - 1e-9:
