@@ -46,7 +46,6 @@ feasible); a warm start from the previous session's basis uses dual simplex.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ import scipy.sparse as sp
 
 from market_core.bids import DEFAULT_N_PERIODS, DEFAULT_PERIOD_S, Bid, BidError, Side
 from market_core.bids import validate_bids as _validate_bids
-from market_core.network import LinDistFlowModel, PtdfModel, per_period
+from market_core.network import LinDistFlowModel, PtdfModel, branch_polygon, per_period
 
 logger = logging.getLogger(__name__)
 
@@ -591,10 +590,8 @@ def declare_ineq_lindistflow(asm: Assembly, ctx: _Context, model: LinDistFlowMod
     sb_p = model.branch_p_per_p[:, jcols]
     sb_q = model.branch_q_per_q[:, jcols]
     has_q = np.array([k in ctx.node_q for k in keys], dtype=bool)
-    k_sides = max(4, int(ctx.inp.polygon_sides))
-    angles = 2.0 * np.pi * np.arange(k_sides) / k_sides
-    cos_a, sin_a = np.cos(angles), np.sin(angles)
-    shrink = math.cos(math.pi / k_sides)
+    cos_a, sin_a, shrink = branch_polygon(ctx.inp.polygon_sides)
+    k_sides = cos_a.size
     n_br = len(model.branch_ids)
     side_c, side_s = np.repeat(cos_a, n_br), np.repeat(sin_a, n_br)
     # branches: all polygon sides stacked, side k on rows k * n_br ... (k + 1) * n_br - 1

@@ -16,6 +16,7 @@ Arrays are copied and made read-only on construction, so a model can be shared s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -448,3 +449,45 @@ def evaluate_lindistflow(
     bp = per_period(model.base_branch_p_mw, n_t) + model.branch_p_per_p @ dp_mw
     bq = per_period(model.base_branch_q_mvar, n_t) + model.branch_q_per_q @ dq_mvar
     return vm2, bp, bq
+
+
+def bus_effect(
+    model: LinDistFlowModel, bus: int, p_mw: np.ndarray, q_mvar: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Change of the model's outputs from an injection change at one bus (the linear maps).
+
+    Parameters
+    ----------
+    model
+        The distribution model.
+    bus
+        pandapower bus of the change.
+    p_mw, q_mvar
+        ``[period]`` injection change at ``bus`` [MW], [Mvar].
+
+    Returns
+    -------
+    (dvm2_pu2, dbranch_p_mw, dbranch_q_mvar)
+        ``[bus x period]`` squared-voltage change [pu^2], ``[branch x period]`` flow changes
+        [MW], [Mvar].
+    """
+    j = model.column(bus)
+    p, q = np.asarray(p_mw, dtype=float), np.asarray(q_mvar, dtype=float)
+    dvm2 = np.outer(model.vm2_per_p[:, j], p) + np.outer(model.vm2_per_q[:, j], q)
+    return dvm2, np.outer(model.branch_p_per_p[:, j], p), np.outer(model.branch_q_per_q[:, j], q)
+
+
+def branch_polygon(polygon_sides: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Inscribed regular polygon of the branch apparent-power circle ``P**2 + Q**2 <= S**2``.
+
+    Side ``k`` is ``cos(a_k) P + sin(a_k) Q <= S cos(pi / K)`` with ``a_k = 2 pi k / K`` and
+    ``K = max(4, polygon_sides)``.
+
+    Returns
+    -------
+    (cos_a, sin_a, shrink)
+        ``[K]`` side coefficients [-] and the factor ``cos(pi / K)`` [-] on ``S``.
+    """
+    k_sides = max(4, int(polygon_sides))
+    angles = 2.0 * np.pi * np.arange(k_sides) / k_sides
+    return np.cos(angles), np.sin(angles), math.cos(math.pi / k_sides)

@@ -26,7 +26,6 @@ that serialises to JSON; :func:`clear_scheme` dispatches on :class:`Scheme`.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -52,7 +51,13 @@ from market_core.clearing import (
     extract_result,
     solve_clearing,
 )
-from market_core.network import LinDistFlowModel, PtdfModel, evaluate_lindistflow
+from market_core.network import (
+    LinDistFlowModel,
+    PtdfModel,
+    branch_polygon,
+    bus_effect,
+    evaluate_lindistflow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -394,11 +399,7 @@ def dso_check(
     over_s = (s > model.max_branch_s_mva[:, None] + tol) & (s > s_0 + tol)
     blocked: dict[str, str] = {}
     for a in mine:
-        j = model.column(a.bus)
-        p, q = np.asarray(a.p_mw), np.asarray(a.q_mvar)
-        dv = np.outer(model.vm2_per_p[:, j], p) + np.outer(model.vm2_per_q[:, j], q)
-        dpb = np.outer(model.branch_p_per_p[:, j], p)
-        dqb = np.outer(model.branch_q_per_q[:, j], q)
+        dv, dpb, dqb = bus_effect(model, a.bus, a.p_mw, a.q_mvar)
         with np.errstate(invalid="ignore", divide="ignore"):
             ds = np.where(s > 0, (bp * dpb + bq * dqb) / s, 0.0)
         for mask, contrib, what in (
@@ -478,29 +479,23 @@ def forward_bids(
             continue
         rest.append(bid)
     vm2, bp, bq = evaluate_lindistflow(model, dp, dq)
-    k = max(4, int(polygon_sides))
-    ang = 2.0 * np.pi * np.arange(k) / k
-    shrink = math.cos(math.pi / k)
+    cos_a, sin_a, shrink = branch_polygon(polygon_sides)
     # headroom rows: [row x period]
     head = [
         model.max_vm_pu[:, None] ** 2 - vm2,
         vm2 - model.min_vm_pu[:, None] ** 2,
     ]
-    for c, s in zip(np.cos(ang), np.sin(ang), strict=True):
+    for c, s in zip(cos_a, sin_a, strict=True):
         head.append(model.max_branch_s_mva[:, None] * shrink - (c * bp + s * bq))
     headroom = np.vstack(head)
     contribs: list[np.ndarray] = []
     for bid in rest:
-        j = model.column(bid.bus)
         p = bid.direction.sign * np.asarray(bid.max_quantity_mw)
         if bid.rebound_p_mw:
             p = p + np.asarray(bid.rebound_p_mw)
-        q = bid.q_mvar_per_mw * p
-        dv = np.outer(model.vm2_per_p[:, j], p) + np.outer(model.vm2_per_q[:, j], q)
+        dv, dpb, dqb = bus_effect(model, bid.bus, p, bid.q_mvar_per_mw * p)
         rows = [dv, -dv]
-        dpb = np.outer(model.branch_p_per_p[:, j], p)
-        dqb = np.outer(model.branch_q_per_q[:, j], q)
-        for c, s in zip(np.cos(ang), np.sin(ang), strict=True):
+        for c, s in zip(cos_a, sin_a, strict=True):
             rows.append(c * dpb + s * dqb)
         contribs.append(np.maximum(np.vstack(rows), 0.0))
     if not rest:
