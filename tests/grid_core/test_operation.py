@@ -23,6 +23,7 @@ from grid_core import (
     split_transmission_distribution,
 )
 from grid_core.networks import build_feeder
+from grid_core.violations import solve_with_unit_changes, unit_bus_rows, voltage_band
 
 # --------------------------------------------------------------------------- sensitivities
 
@@ -310,3 +311,38 @@ def test_units_on_unknown_buses_are_named(feeder):
         redispatch(solver, p, q, [FlexibleUnit("ghost", 500, 0.0, 0.0, 1.0, 1.0, 1.0)])
     with pytest.raises(NetworkModelError, match="unit ghost: bus 500"):
         control_voltage(solver, p, q, units=[ReactiveCapability("ghost", 500, 0.0, 1.0)])
+
+
+# --------------------------------------------------------------------------- shared plumbing
+
+
+def test_voltage_band_broadcasts_scalar_and_per_bus_limits():
+    lo, hi = voltage_band(np.array([0.9, 0.92, 0.95]), 1.05, 3)
+    np.testing.assert_array_equal(lo, [0.9, 0.92, 0.95])
+    np.testing.assert_array_equal(hi, [1.05, 1.05, 1.05])
+    with pytest.raises(ValueError):
+        voltage_band(np.array([0.9, 0.95]), 1.05, 3)  # two limits for three buses
+
+
+def test_unit_changes_add_up_at_a_shared_bus_and_leave_inputs_alone():
+    net = _three_bus_feeder()
+    solver = ACPowerFlowSolver(net, "dso_9")
+    p, q = solver.base_injections()
+    p0, q0 = p.copy(), q.copy()
+    units = [
+        FlexibleUnit("a", 2, -5.0, -6.0, 0.0, 10.0, 10.0),
+        FlexibleUnit("b", 2, 0.0, 0.0, 1.0, 10.0, 10.0),
+    ]
+    rows = unit_bus_rows(solver, units)
+    p1, q1, res = solve_with_unit_changes(
+        solver, p, q, rows, np.array([1.0, 0.5]), np.array([0.2, -0.1]), step="t"
+    )
+    np.testing.assert_array_equal(p, p0)  # inputs untouched
+    np.testing.assert_array_equal(q, q0)
+    # both units sit at bus 2: its injection moves by the sum, the other buses not at all
+    np.testing.assert_allclose(p1 - p0, [0.0, 0.0, 1.5], atol=1e-12)
+    np.testing.assert_allclose(q1 - q0, [0.0, 0.0, 0.1], atol=1e-12)
+    # energy balance: line 1 now feeds the 5 MW load less the 1.5 MW (losses of the 0.01 ohm
+    # line at 3.5 MW, 20 kV are about 3.5**2 / 400 * 0.01 = 3e-4 MW)
+    assert res.line_p_from_mw[1] == pytest.approx(3.5, abs=1e-3)
+    assert res.step == "t"
