@@ -94,6 +94,75 @@ def merge_fleet_states(fleet: Any, records: Sequence[Mapping[str, Any]]) -> Any:
     )
 
 
+# ----------------------------------------------------------------------------- aggregation
+
+
+class AggregatorLogic:
+    """What one aggregator does at a market session, without HELICS (``agg_<n>`` federate).
+
+    At gate closure ``t_s`` (the session time) it forecasts the profiles with the scenario's
+    horizon-dependent error model (:func:`federation.bids_cli.forecast_model`, issued at
+    ``t_s``: the error grows with the lead time), forecasts the arrivals of EVs that have not
+    arrived yet (:meth:`~market_core.aggregation.Portfolio.with_forecast_arrivals`) and calls
+    :func:`~market_core.aggregation.build_bids` with the previous session's dispatch, whose last
+    product still runs between the gate closure and the new delivery start. Awards become
+    device set-points with :func:`~market_core.aggregation.disaggregate`.
+    """
+
+    def __init__(self, sc: Any, aggregator: str) -> None:
+        from federation.bids_cli import aggregation_config, forecast_model
+        from market_core.aggregation import Portfolio
+
+        self.sc = sc
+        self.aggregator = aggregator
+        self.portfolio = Portfolio.from_specs(aggregator, sc.devices)
+        self.config = aggregation_config(sc)
+        self.model = forecast_model(sc)
+        self.book: Any = None  # BidBook of the last session
+        self.dispatch: Any = None  # Dispatch of the last session (None before the first)
+
+    def bid(self, observed: Mapping[str, Any], t_s: float, timing: Timing) -> Any:
+        """Bid book of the session closing at ``t_s`` [s] from the measured fleet states."""
+        from market_core.aggregation import SessionWindow, build_bids
+
+        session = int(t_s // timing.session_period_s)
+        periods = timing.delivery_periods(t_s)
+        window = SessionWindow(session, periods[0][0], len(periods), timing.product_s)
+        forecast = self.model.forecast_profiles(self.sc.profiles, t_s)
+        seen = self.portfolio.with_forecast_arrivals(self.model, t_s)
+        self.book = build_bids(seen, observed, forecast, window, self.config, self.dispatch)
+        return self.book
+
+    def plans(self, awards: Mapping[str, Sequence[float]]) -> dict[str, list[dict[str, Any]]]:
+        """Per network, the ``setpoints`` message items of the last book given ``awards``
+        (bid id -> awarded quantity per period [MW]); remembers the dispatch for the next
+        session."""
+        from market_core.aggregation import disaggregate
+
+        book = self.book
+        n = book.window.n_periods
+        dispatch = disaggregate(book, awards)
+        self.dispatch = dispatch
+        per_net: dict[str, list[dict[str, Any]]] = {}
+        for i, dev in enumerate(book.device_ids):
+            net = book.afrr.networks[i]
+            for k in range(n):
+                sp = float(dispatch.setpoint_mw[i, k])
+                per_net.setdefault(net, []).append(
+                    {
+                        "device": dev,
+                        "start_s": book.window.delivery_start_s + k * book.window.period_s,
+                        "duration_s": book.window.period_s,
+                        "setpoint_mw": None if math.isnan(sp) else sp,
+                        "deviation_mw": float(dispatch.deviation_mw[i, k]),
+                        "baseline_mw": float(book.baseline_mw[i, k]),
+                        "afrr_up_mw": float(book.afrr.up_mw[i, k]),
+                        "afrr_down_mw": float(book.afrr.down_mw[i, k]),
+                    }
+                )
+        return per_net
+
+
 # ----------------------------------------------------------------------------- physics
 
 
