@@ -27,10 +27,16 @@ import functools
 import math
 import pathlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandapower as pp
-import pandapower.networks as pn
+
+if TYPE_CHECKING:
+    import pandapower as pp
+
+# pandapower is imported inside the functions that build or load a net: importing this module
+# (e.g. for ``NetworkError`` or the feeder metadata cached in a scenario) must stay cheap for
+# the federate processes that never build a network (tests/test_imports.py).
 
 #: Standard MV cable/overhead ampacities [kA] used to rate feeder segments.
 AMPACITY_LADDER_KA: tuple[float, ...] = (0.07, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
@@ -95,6 +101,8 @@ def _modernise(net: pp.pandapowerNet) -> pp.pandapowerNet:
 
 @functools.cache
 def _builtin_case(name: str) -> pp.pandapowerNet:
+    import pandapower.networks as pn
+
     return _modernise(getattr(pn, name)())
 
 
@@ -130,6 +138,8 @@ def load_file(path: str | pathlib.Path) -> pp.pandapowerNet:
         raise NetworkError(f"network file {str(p)!r} does not exist")
     try:
         if p.suffix == ".json":
+            import pandapower as pp
+
             return _modernise(pp.from_json(str(p)))
         if p.suffix in (".m", ".mat"):
             from pandapower.converter import from_mpc
@@ -165,6 +175,8 @@ def _segment_downstream_s_mva(net: pp.pandapowerNet, root_bus: int) -> np.ndarra
 
 @functools.cache
 def _baran_wu_radial() -> pp.pandapowerNet:
+    import pandapower.networks as pn
+
     net = pn.case33bw()
     net.line = net.line[net.line.in_service].copy()  # drop the 5 normally-open ties
     s_mva = _segment_downstream_s_mva(net, 0)
@@ -262,6 +274,8 @@ def _feeder_template(
     tap_max: int,
     tap_step_percent: float,
 ) -> pp.pandapowerNet:
+    import pandapower as pp
+
     ftype = _feeder_type(feeder)
     base = _baran_wu_radial()
     net = pp.create_empty_network(name=feeder, f_hz=50.0, sn_mva=1.0)
