@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from federates.runtime import FederateRuntime, main
-from federation.adapters import AfrrState, afrr_control, afrr_split
 from federation.contract import Stage
+from grid_core.afrr import AfrrState, afrr_control, afrr_split
 
 
 class AfrrFederate:

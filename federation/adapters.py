@@ -6,7 +6,6 @@ cores) and publishes. Everything here is deterministic given the scenario seed.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -524,57 +523,6 @@ class NetworkPhysics:
             min_vm_pu=self.min_vm_pu,
             max_vm_pu=self.max_vm_pu,
         ).as_market_dict()
-
-
-# ----------------------------------------------------------------------------- aFRR
-
-
-@dataclass(frozen=True)
-class AfrrState:
-    """State of the aFRR controller between steps."""
-
-    activation_mw: float = 0.0
-    last_error_mw: float = 0.0
-
-
-@dataclass(frozen=True)
-class AfrrGains:
-    """PI gains of the discrete aFRR controller (per physical step) [-]."""
-
-    kp: float = 0.3
-    ki: float = 0.7
-
-
-def afrr_control(
-    state: AfrrState,
-    imbalance_mw: float,
-    max_up_mw: float,
-    max_down_mw: float,
-    gains: AfrrGains = AfrrGains(),
-) -> AfrrState:
-    """One step of the closed-loop (PI, velocity form) aFRR controller.
-
-    ``imbalance_mw`` > 0 means the system is long (actual minus scheduled interchange), so the
-    controller moves the activation downward: ``u += -ki * e - kp * (e - e_prev)``, clamped to
-    the reserved band ``[-max_down_mw, max_up_mw]`` (anti-windup by clamping). The activation
-    already contained in ``imbalance_mw`` is what the controller corrects.
-    """
-    u = (
-        state.activation_mw
-        - gains.ki * imbalance_mw
-        - gains.kp * (imbalance_mw - state.last_error_mw)
-    )
-    u = min(max(u, -max_down_mw), max_up_mw)
-    return dataclasses.replace(state, activation_mw=u, last_error_mw=imbalance_mw)
-
-
-def afrr_split(activation_mw: float, bands: Mapping[str, tuple[float, float]]) -> dict[str, float]:
-    """Split an activation over networks in proportion to their band in its direction."""
-    k = 0 if activation_mw >= 0 else 1
-    total = sum(b[k] for b in bands.values())
-    if total <= 1e-12:
-        return dict.fromkeys(bands, 0.0)
-    return {n: activation_mw * b[k] / total for n, b in bands.items()}
 
 
 # ----------------------------------------------------------------------------- scenario cache

@@ -1,4 +1,5 @@
-"""aFRR controller, results file and KPIs, checked against hand-computed values."""
+"""Results file and KPIs, checked against hand-computed values (the aFRR controller's unit
+tests are in tests/grid_core/test_afrr.py)."""
 
 from __future__ import annotations
 
@@ -6,40 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from federation.adapters import AfrrGains, AfrrState, afrr_control, afrr_split
 from federation.kpi import compute_kpis, format_summary
 from federation.results import ResultsWriter, read_results
-
-
-def test_afrr_pi_steps_by_hand():
-    gains = AfrrGains(kp=0.3, ki=0.7)
-    # system short by 10 MW: u = 0 - 0.7 * (-10) - 0.3 * (-10 - 0) = 10, clamped to 8 MW up
-    s1 = afrr_control(AfrrState(), -10.0, 8.0, 5.0, gains)
-    assert s1.activation_mw == pytest.approx(8.0)
-    # next step short by 2 MW: u = 8 + 1.4 - 0.3 * (-2 + 10) = 7.0
-    s2 = afrr_control(s1, -2.0, 8.0, 5.0, gains)
-    assert s2.activation_mw == pytest.approx(7.0)
-    # long by 20 MW: u = 7 - 14 - 0.3 * 22 = -13.6, clamped to the 5 MW downward band
-    assert afrr_control(s2, 20.0, 8.0, 5.0, gains).activation_mw == pytest.approx(-5.0)
-
-
-def test_afrr_closes_a_constant_imbalance_in_a_loop():
-    # plant: imbalance = disturbance + activation (activation applied one step later)
-    state, applied = AfrrState(), 0.0
-    for _ in range(30):
-        imbalance = -3.0 + applied
-        state = afrr_control(state, imbalance, 10.0, 10.0)
-        applied = state.activation_mw
-    assert applied == pytest.approx(3.0, abs=1e-6)
-
-
-def test_afrr_split_in_proportion_to_band():
-    split = afrr_split(6.0, {"tso": (2.0, 1.0), "dso_1": (1.0, 4.0)})
-    assert split == pytest.approx({"tso": 4.0, "dso_1": 2.0})
-    split = afrr_split(-5.0, {"tso": (2.0, 1.0), "dso_1": (1.0, 4.0)})
-    assert split == pytest.approx({"tso": -1.0, "dso_1": -4.0})
-    assert afrr_split(1.0, {"tso": (0.0, 0.0)}) == {"tso": 0.0}
-
 
 KEYS = [
     "afrr/activation/p_mw",
