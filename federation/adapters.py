@@ -165,6 +165,37 @@ class AggregatorLogic:
 # ----------------------------------------------------------------------------- physics
 
 
+#: power factor of a distributed generator at its rated active power (CEI 0-16 / CENELEC
+#: TS 50549-2 ask for 0.9): its apparent-power rating is ``p_rated / DG_RATED_POWER_FACTOR``
+DG_RATED_POWER_FACTOR = 0.9
+
+
+def dg_units(fleets: Mapping[str, Any], device_bus: Mapping[str, np.ndarray], net: Any) -> list:
+    """Distribution-connected generators whose reactive power the DSO's voltage control sets.
+
+    Returns ``(category, index in fleet, device id, bus, Technology, sn_mva)`` per generator:
+    curtailable PV (static inverter), wind (DFIG / full converter), small hydro and CHP
+    (directly connected synchronous machines: the CHP row of
+    :func:`grid_core.flex.reactive_limits_mvar`), rated ``Sn = p_rated /
+    DG_RATED_POWER_FACTOR`` [MVA].
+    """
+    from grid_core.flex.model import Technology
+
+    tech = {"pv": Technology.PV, "wind": Technology.WIND, "hydro": Technology.CHP}
+    out = []
+    for cat, fleet in fleets.items():
+        if cat not in ("curtailable_generation", "chp"):
+            continue
+        for i, (dev, prm) in enumerate(zip(fleet.ids, fleet.params, strict=True)):
+            if cat == "chp":
+                t, p_rated = Technology.CHP, float(prm.p_max_mw)
+            else:
+                t, p_rated = tech[prm.kind], float(prm.p_rated_mw)
+            bus = int(net.bus.index[device_bus[cat][i]])
+            out.append((cat, i, dev, bus, t, p_rated / DG_RATED_POWER_FACTOR))
+    return out
+
+
 @dataclass(frozen=True)
 class StepOutcome:
     """What one grid federate publishes for one physical step (signs: conventions.md)."""
@@ -192,10 +223,16 @@ class NetworkPhysics:
     Calls :mod:`grid_core` (devices, :class:`~grid_core.powerflow.ACPowerFlowSolver`,
     :func:`~grid_core.voltage_control.control_voltage`, :func:`~grid_core.redispatch.redispatch`)
     and keeps only the state a grid operator keeps between steps (device states, taps,
-    received set-points).
+    generators' reactive set-points, received set-points).
+
+    Voltage control (DSOs) uses the OLTC first, then the reactive power of the
+    distribution-connected generators (:func:`dg_units`, capability by technology from
+    :func:`grid_core.flex.reactive_limits_mvar` at the present output). A generator holds its
+    Q set-point between steps (clipped to the range of its new output) until the control moves
+    it again; ``dg_reactive=False`` leaves every generator at Q = 0 (OLTC only).
     """
 
-    def __init__(self, sc: Any, network: str) -> None:
+    def __init__(self, sc: Any, network: str, *, dg_reactive: bool = True) -> None:
         from grid_core.devices import build_fleets
         from grid_core.powerflow import ACPowerFlowSolver
         from grid_core.voltage_control import OltcSettings
@@ -262,6 +299,11 @@ class NetworkPhysics:
         self.p_last: dict[str, np.ndarray] = {
             cat: np.zeros(len(f)) for cat, f in self.fleets.items()
         }
+        # distribution-connected generators whose reactive power voltage control may set
+        self.dg = dg_units(self.fleets, self.device_bus, self.net) if dg_reactive else []
+        if network == "tso":
+            self.dg = []
+        self.dg_q_mvar = np.zeros(len(self.dg))  # present Q set-point of each [Mvar]
 
     # -- set-points ----------------------------------------------------------------------
     def accept_setpoints(self, items: Sequence[Mapping[str, Any]]) -> int:
@@ -386,15 +428,22 @@ class NetworkPhysics:
         product = min(int(t_s // self.product_s), len(self.scheduled_mw) - 1)
         deviation = own - float(self.scheduled_mw[product])
 
+        units = self._reactive_units()
+        for u in units:
+            q_inj[self.pos[u.bus]] += u.q_mvar
         vc = control_voltage(
             self.solver,
             p_inj,
             q_inj,
             oltcs=self.oltcs,
+            units=units,
             min_vm_pu=self.min_vm_pu,
             max_vm_pu=self.max_vm_pu,
             step=t_s,
         )
+        for k, u in enumerate(units):
+            q_inj[self.pos[u.bus]] += vc.delta_q_mvar[u.unit_id]
+            self.dg_q_mvar[k] = vc.q_mvar[u.unit_id]
         res = vc.result
         before = find_violations(
             res,
@@ -444,6 +493,7 @@ class NetworkPhysics:
             "devices/mfrr_mw": mfrr,
             "losses/p_loss_mw": float(res.p_loss_mw),
             "afrr/allocated_mw": afrr_alloc,
+            "dg/q_mvar": float(self.dg_q_mvar.sum()),
         }
         up, down = self.afrr_band(t_s + dt_s)
         values["afrr/max_up_mw"] = up
@@ -455,6 +505,21 @@ class NetworkPhysics:
             values["interface/q_mvar"] = q_slack
         vm = {bus: float(res.vm_at(bus)) for bus in (interface_pq or {})}
         return StepOutcome(values, p_slack, q_slack, vm)
+
+    def _reactive_units(self) -> list[Any]:
+        """Reactive capability of every distribution-connected generator at its present
+        output (:func:`dg_units`); the held Q set-point is clipped into the new range."""
+        from grid_core.flex.capability import reactive_limits_mvar
+        from grid_core.voltage_control import ReactiveCapability
+
+        units = []
+        for k, (cat, i, dev, bus, tech, sn_mva) in enumerate(self.dg):
+            p = float(self.p_last[cat][i])
+            lo, hi = reactive_limits_mvar(tech, sn_mva, p) if p > 1e-9 else (0.0, 0.0)
+            q = min(max(float(self.dg_q_mvar[k]), lo), hi)
+            self.dg_q_mvar[k] = q
+            units.append(ReactiveCapability(dev, bus, p, sn_mva, q, lo, hi))
+        return units
 
     def _redispatch_units(self) -> list[Any]:
         """Every device that injects or draws power, as a unit the operator may curtail.

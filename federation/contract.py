@@ -413,6 +413,7 @@ NETWORK_QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("afrr/max_up_mw", "MW", "aFRR band upward available for the next step"),
     ("afrr/max_down_mw", "MW", "aFRR band downward available for the next step (>= 0)"),
     ("afrr/allocated_mw", "MW", "aFRR set-point given to the devices this step"),
+    ("dg/q_mvar", "Mvar", "reactive injection of the DSO's generators set by voltage control"),
 )
 DSO_INTERFACE: tuple[tuple[str, str, str], ...] = (
     ("interface/p_mw", "MW", "active power from transmission into the DSO network"),
