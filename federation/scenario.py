@@ -1027,7 +1027,9 @@ def _forecast(r: _Reader, t: Mapping[str, Any]) -> ForecastParams:
         "forecast",
         ("rel_sigma_1h", "ambient_sigma_1h_degc", "growth", "day_ahead_lead_s", "correlation_min"),
     )
-    defaults = {"load": 0.02, "pv": 0.08, "wind": 0.1, "hydro": 0.03, "heat": 0.04}
+    # day-ahead (12 h) sigma = 1-h sigma x 3.46: load 2.6 %, PV and wind 21 %, hydro 4 %,
+    # heat 7 % (calibration and sources: scenarios/README.md)
+    defaults = {"load": 0.0075, "pv": 0.06, "wind": 0.06, "hydro": 0.012, "heat": 0.02}
     rel_t = t.get("rel_sigma_1h", {})
     rel = dict(defaults)
     if isinstance(rel_t, dict):

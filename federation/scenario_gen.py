@@ -112,8 +112,11 @@ _COSTS = {
     # parametric ICT cost per scheme [EUR/day]: more market/DSO data exchange costs more
     "ict_cost_eur_per_day": {"A": 200.0, "B": 600.0, "C": 600.0, "D": 900.0, "E": 1200.0},
 }
+# Forecast errors calibrated so that the day-ahead (12 h, sigma x sqrt(12) = x3.46) error of
+# each quantity matches published day-ahead accuracy; sources and the resulting imbalance
+# statistics in scenarios/README.md ("Forecast errors and system imbalance").
 _FORECAST = {
-    "rel_sigma_1h": {"load": 0.02, "pv": 0.08, "wind": 0.1, "hydro": 0.03, "heat": 0.04},
+    "rel_sigma_1h": {"load": 0.0075, "pv": 0.06, "wind": 0.06, "hydro": 0.012, "heat": 0.02},
     "ambient_sigma_1h_degc": 0.5,
     "day_ahead_lead_s": 43200,
     "correlation_min": 120.0,

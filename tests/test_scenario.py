@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import tomllib
 
 import numpy as np
 import pandapower as pp
@@ -11,9 +12,12 @@ from federation.scenario import (
     AGGREGATION_MODEL,
     CATEGORIES,
     EMBEDDED_SCENARIOS,
+    SCENARIO_DIR,
     DeviceSpec,
     Scenario,
+    forecast_profiles,
     load_scenario,
+    scenario_from_dict,
 )
 from grid_core import networks as nets
 
@@ -191,7 +195,7 @@ def test_day_ahead_schedule_shape_and_interface_balance(tiny):
         # exchange = what the DSO's buses do not cover (losses neglected, documented)
         np.testing.assert_allclose(da.interface_p_mw[d.id], -m.sum(axis=1))
         # the forecast is close to the real baseline: within 3 sigma of the day-ahead load
-        # error (relative 0.02 * sqrt(12 h)) plus the PV error share
+        # error (relative 0.0075 * sqrt(12 h) = 2.6 %) plus the PV error share
         base = tiny.device_baseline_p_mw()
         real = (
             -np.array(
@@ -210,8 +214,9 @@ def test_day_ahead_schedule_shape_and_interface_balance(tiny):
 
 def test_forecast_sigma_grows_with_sqrt_of_lead(tiny):
     f = tiny.forecast
-    assert f.sigma("pv", 3600) == pytest.approx(0.08)
-    assert f.sigma("pv", 4 * 3600) == pytest.approx(2 * 0.08)
+    # rel_sigma_1h.pv = 0.06 in the generated scenarios (federation/scenario_gen.py _FORECAST)
+    assert f.sigma("pv", 3600) == pytest.approx(0.06)
+    assert f.sigma("pv", 4 * 3600) == pytest.approx(2 * 0.06)
     assert f.sigma("ambient", 9 * 3600) == pytest.approx(3 * 0.5)
     assert f.sigma("load", 0) == 0.0
 
@@ -236,3 +241,52 @@ def test_day_ahead_generator_schedule_follows_residual_load(tiny):
     assert da.tso_gen_bus == (1, 2)
     np.testing.assert_allclose(da.tso_gen_p_mw.sum(axis=1), residual * 248.0 / 315.0)
     np.testing.assert_allclose(da.tso_gen_p_mw[:, 0] / da.tso_gen_p_mw[:, 1], 163.0 / 85.0)
+
+
+def _baseline_imbalance_mw(sc: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """Per minute: (actual baseline - day-ahead schedule) of every network's loads and devices,
+    summed over the system [MW, injection], and the total network load [MW]."""
+    tnet, dnets = sc.build_networks()
+    per = sc.timing.product_s // 60
+    load = float(tnet.load.p_mw.sum()) * sc.profiles[sc.transmission.load_profile]
+    for d in sc.distribution:
+        load = load + float(dnets[d.id].load.p_mw.sum()) * sc.profiles[d.load_profile]
+    actual = -load + sc.device_baseline_p_mw().sum(axis=0)
+    da = sc.day_ahead
+    sched = sum(np.asarray(m).sum(axis=1) for m in da.bus_p_inj_mw.values())
+    sched = sched + sum(np.asarray(v) for v in da.interface_p_mw.values())  # tso row nets them
+    return actual - np.repeat(sched, per), load
+
+
+def test_day_ahead_imbalance_is_credible(default):
+    # Calibration target (scenarios/README.md, "Forecast errors and system imbalance"): the
+    # day-ahead error of aggregate load is 1.5-3 % MAPE; the imbalance an mFRR market sees in
+    # a ~3-4 GW system is tens to a few hundred MW, not a gigawatt.
+    imb, load = _baseline_imbalance_mw(default)
+    share = np.abs(imb).mean() / load.mean()
+    assert 0.01 < share < 0.04, share
+    assert 20.0 < np.abs(imb).mean() < 150.0
+    # worst minute: "a few hundred MW", within ~4 sigma of the 2.6 % day-ahead load error
+    assert np.abs(imb).max() < 500.0
+    assert np.max(np.abs(imb) / load) < 0.12
+    # transmission load alone: its day-ahead MAPE
+    fc = forecast_profiles(default, default.forecast.day_ahead_lead_s, "day_ahead")
+    lp = default.transmission.load_profile
+    f = fc[lp].reshape(-1, 15).mean(axis=1).repeat(15)
+    mape = np.mean(np.abs(f / default.profiles[lp] - 1.0))
+    assert 0.015 < mape < 0.03, mape
+
+
+def test_day_ahead_schedule_without_forecast_error_is_the_product_mean_baseline():
+    # with every forecast sigma at 0 the schedule is the product mean of the actual baseline,
+    # so the system imbalance averages to 0 over every product (the tso row nets the DSO
+    # exchanges: no double counting, no leftover)
+    path = SCENARIO_DIR / "tiny.toml"
+    doc = tomllib.loads(path.read_text())
+    doc["forecast"]["rel_sigma_1h"] = dict.fromkeys(doc["forecast"]["rel_sigma_1h"], 0.0)
+    doc["forecast"]["ambient_sigma_1h_degc"] = 0.0
+    sc = scenario_from_dict(doc, path)
+    imb, load = _baseline_imbalance_mw(sc)
+    per_product = imb.reshape(-1, 15).mean(axis=1)
+    np.testing.assert_allclose(per_product, 0.0, atol=1e-9 * load.max())
+    assert np.abs(imb).max() > 0.0  # within a product the minutes still vary
