@@ -290,6 +290,9 @@ class DistributionSpec:
     n_bus: int = 0
     load_buses: tuple[int, ...] = ()
     load_bus_mw: tuple[float, ...] = ()
+    #: nominal voltage of ``interface_bus`` [kV], the HV side of the primary substation
+    #: (kept here so a DSO builds its net without loading the transmission case)
+    interface_vn_kv: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -502,6 +505,22 @@ class Scenario:
             tnet.gen["p_mw"] *= max(residual * share, 0.0) / nominal_gen
         return tnet, dnets
 
+    def build_network(self, network: str) -> Any:
+        """Fresh pandapower net of one network at nominal loads, no device in the tables.
+
+        The same net as ``build_networks()[0]`` (``"tso"``) or ``build_networks()[1][network]``
+        but building only that one: a DSO federate needs neither the transmission case nor
+        the other feeders (building all of them costs seconds of CPU per process).
+
+        Raises
+        ------
+        KeyError
+            If ``network`` is not one of ``network_ids``.
+        """
+        if network == "tso":
+            return self._transmission_net()
+        return self._distribution_net(self.dso(network))
+
     def _transmission_nominal_total_load_mw(self) -> float:
         base = _transmission_base(self.transmission)
         return float(base.load.p_mw.sum())
@@ -519,7 +538,9 @@ class Scenario:
         return net
 
     def _distribution_net(self, d: DistributionSpec) -> Any:
-        vn = float(_transmission_base(self.transmission).bus.vn_kv.at[d.interface_bus])
+        vn = d.interface_vn_kv or float(
+            _transmission_base(self.transmission).bus.vn_kv.at[d.interface_bus]
+        )
         if d.feeder is not None:
             return nets.build_feeder(
                 d.feeder,
@@ -1302,6 +1323,7 @@ def _distribution(
         load_buses: tuple[int, ...] = ()
         load_bus_mw: tuple[float, ...] = ()
         nominal = 0.0
+        iface_vn_kv = 0.0
         fpath = (path.parent / file_s).resolve() if file_s else None
         try:
             if feeder is not None:
@@ -1338,6 +1360,7 @@ def _distribution(
             if iface not in trans.bus_ids:
                 r.bad(f"{fld}.interface_bus", f"transmission bus {iface} does not exist")
             else:
+                iface_vn_kv = float(base_t.bus.vn_kv.at[iface])
                 bus_load = float(base_t.load.p_mw[base_t.load.bus == iface].sum())
                 used[iface] = used.get(iface, 0.0) + nominal
                 if bus_load <= 0:
@@ -1369,6 +1392,7 @@ def _distribution(
                 n_bus=n_bus,
                 load_buses=load_buses,
                 load_bus_mw=load_bus_mw,
+                interface_vn_kv=iface_vn_kv,
             )
         )
     return out

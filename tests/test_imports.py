@@ -67,3 +67,31 @@ def test_building_a_network_still_imports_pandapower() -> None:
         "assert len(tnet.bus) > 0 and all(len(n.bus) > 0 for n in dnets.values())"
     )
     assert loaded["pandapower"] is True
+
+
+def test_a_dso_builds_its_net_without_the_transmission_case(tmp_path) -> None:
+    # a federate gets the scenario from the run's pickle (federation.adapters cache); a DSO
+    # must not load the transmission case nor the other feeders to build its own net
+    from federation.adapters import save_scenario_cache
+    from federation.scenario import load_scenario
+
+    cache = tmp_path / "scenario.pkl"
+    save_scenario_cache(load_scenario("tiny"), cache)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pickle, sys\n"
+            "from federation import scenario as s\n"
+            f"sc = pickle.loads(open({str(cache)!r}, 'rb').read())\n"
+            "net = sc.build_network('dso_1')\n"
+            "print(len(net.bus), s._transmission_base_cached.cache_info().currsize)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    n_bus, cached_cases = map(int, out.stdout.split())
+    assert n_bus == load_scenario("tiny").dso("dso_1").n_bus
+    assert cached_cases == 0

@@ -290,3 +290,16 @@ def test_day_ahead_schedule_without_forecast_error_is_the_product_mean_baseline(
     per_product = imb.reshape(-1, 15).mean(axis=1)
     np.testing.assert_allclose(per_product, 0.0, atol=1e-9 * load.max())
     assert np.abs(imb).max() > 0.0  # within a product the minutes still vary
+
+
+def test_build_network_is_the_same_net_as_build_networks(tiny):
+    tnet, dnets = tiny.build_networks()
+    for net_id, ref in [("tso", tnet), *dnets.items()]:
+        net = tiny.build_network(net_id)
+        for table in ("bus", "line", "trafo", "load", "gen", "ext_grid"):
+            assert net[table].equals(ref[table]), (net_id, table)
+    # the feeder's HV side sits at its interface bus's voltage (case9: 345 kV everywhere)
+    for d in tiny.distribution:
+        assert d.interface_vn_kv == float(tnet.bus.vn_kv.at[d.interface_bus]) == 345.0
+    with pytest.raises(KeyError):
+        tiny.build_network("dso_99")
