@@ -3,7 +3,9 @@
 At a session's BID stage it merges the measurements of its devices (sent by the grid
 federates at the same instant) and calls :class:`federation.adapters.AggregatorLogic` (forecast
 issued at the gate closure with an error growing with the lead time, forecast EV arrivals,
-previous session's dispatch over the gate-closure lead time, ``build_bids``); at the DISPATCH
+previous session's dispatch over the gate-closure lead time, ``build_bids``), sends the bids to
+the market and, with the DSO check, a copy of those located in each DSO network to that DSO;
+at the DISPATCH
 stage it turns the awards into set-points and sends each network its devices' plans,
 including the reserved aFRR band and the forecast baseline.
 """
@@ -26,6 +28,12 @@ class AggregatorFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
         self.logic = AggregatorLogic(scenario_for(rt.run), rt.name)
+        # DSO check: each DSO network of this aggregator gets a copy of the bids located there
+        self.checked_dsos = (
+            [n for n in rt.params.get("networks", []) if n != "tso"]
+            if rt.params.get("dso_check")
+            else []
+        )
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
         if stage is Stage.BID:
@@ -52,6 +60,15 @@ class AggregatorFederate:
             aggregator=rt.name,
             items=[bid_to_dict(b) for b in book.bids],
         )
+        for dso in self.checked_dsos:
+            rt.send(
+                f"{dso}/bids",
+                "bids",
+                t_s,
+                session=book.window.session,
+                aggregator=rt.name,
+                items=[bid_to_dict(b) for b in book.bids if b.network_id == dso],
+            )
 
     def _dispatch(self, t_s: float) -> None:
         rt = self.rt

@@ -4,7 +4,9 @@ Per physical step it reads the aFRR set-point of its network (and, for the TSO, 
 interface P/Q of the same step), calls :meth:`federation.adapters.NetworkPhysics.step` and
 publishes the contract values. At each market session it sends the device measurements to
 the aggregators and its linear network model to the market; the TSO also sends the balancing
-requirement (persistence forecast of the imbalance without mFRR and aFRR).
+requirement (persistence forecast of the imbalance without mFRR and aFRR). With the DSO check a
+DSO also classifies the bids located in its network at stage PREQUALIFY
+(:class:`federation.adapters.DsoPrequalifier`) and sends the verdicts to the market.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import logging
 from typing import Any
 
 from federates.runtime import FederateRuntime
-from federation.adapters import NetworkPhysics, scenario_for
+from federation.adapters import DsoPrequalifier, NetworkPhysics, scenario_for
 from federation.contract import SCHEMES, Stage
+from market_core.bids import BidFormatError, bid_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,12 @@ class GridFederate:
         self.aggregators: list[str] = rt.params.get("aggregators", [])
         self.dsos = [(d.id, int(d.interface_bus)) for d in self.sc.distribution]
         self.send_model = self.net == "tso" or SCHEMES[rt.run["scheme"]].dso_models
+        self.prequalifier: DsoPrequalifier | None = None
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
+        if stage is Stage.PREQUALIFY:
+            self._prequalify(t_s)
+            return
         rt = self.rt
         for doc in rt.receive(f"{self.net}/setpoints"):
             self.phys.accept_setpoints(doc["items"])
@@ -95,6 +102,31 @@ class GridFederate:
                 session=session,
                 items=[{"start_s": s, "duration_s": d, "requirement_mw": need} for s, d in periods],
             )
+
+    def _prequalify(self, t_s: float) -> None:
+        """DSO check: traffic light of the bids located in this network, to the market."""
+        rt = self.rt
+        bids = []
+        for doc in rt.receive(f"{self.net}/bids"):
+            for i, item in enumerate(doc["items"]):
+                try:
+                    bids.append(bid_from_dict(item, f"{doc['sender']}.items[{i}]"))
+                except BidFormatError as exc:
+                    log.warning("%s: bid not checked: %s", self.net, exc)
+        if self.prequalifier is None:
+            self.prequalifier = DsoPrequalifier(self.phys)
+        items = self.prequalifier.check(bids, rt.timing.delivery_periods(t_s)) if bids else []
+        n_red = sum(1 for it in items if it["status"] == "red")
+        if n_red:
+            log.info("%s: DSO check at %g s blocks %d of %d bids", self.net, t_s, n_red, len(items))
+        rt.send(
+            "market_central/dso_verdicts",
+            "dso_verdicts",
+            t_s,
+            session=int(t_s // rt.timing.session_period_s),
+            network=self.net,
+            items=items,
+        )
 
     def finish(self) -> None:
         log.info("%s: finished", self.net)

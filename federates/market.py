@@ -2,8 +2,10 @@
 
 Reads the aggregators' bids, the network models and the TSO's requirement of the session,
 calls ``market_core.schemes.clear_scheme`` and sends every aggregator its awards and the
-recorder the clearing result. A bid that fails to parse is rejected with a logged reason; the
-rest of the market still clears.
+recorder the clearing result. With the DSO check the red bids of the DSOs' verdicts are left
+out of the clearing and the orange ones carry their extra cost in their price
+(:func:`federation.adapters.apply_dso_verdicts`). A bid that fails to parse is rejected with a
+logged reason; the rest of the market still clears.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from typing import Any
 
 from federates.runtime import FederateRuntime, main
+from federation.adapters import apply_dso_verdicts
 from federation.contract import Stage
 from market_core.bids import BidFormatError, bid_from_dict
 from market_core.clearing import ClearingInfeasible
@@ -29,6 +32,7 @@ class MarketFederate:
         self.aggregators: list[str] = rt.params["aggregators"]
         self.interfaces: dict[str, int] = rt.params["interfaces"]
         self.pricing: str = rt.params["pricing"]
+        self.dso_check = "market_central/dso_verdicts" in rt.endpoints
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
         rt = self.rt
@@ -49,6 +53,19 @@ class MarketFederate:
                 transmission = ptdf_from_dict(doc["model"])
             else:
                 distribution.append(lindistflow_from_dict(doc["model"], doc["network"]))
+        verdicts: list[dict[str, Any]] = []
+        blocked: dict[str, str] = {}
+        if self.dso_check:
+            for doc in rt.receive("market_central/dso_verdicts"):
+                verdicts += [dict(it, network=doc["network"]) for it in doc["items"]]
+            bids, blocked, adders = apply_dso_verdicts(bids, verdicts, timing.product_s)
+            if blocked or adders:
+                log.info(
+                    "market_central: session %d, DSO check: %d bids blocked, %d orange",
+                    session,
+                    len(blocked),
+                    len(adders),
+                )
         requirement = [0.0] * len(periods)
         for doc in rt.receive("market_central/requirement"):
             requirement = [float(it["requirement_mw"]) for it in doc["items"]]
@@ -64,7 +81,12 @@ class MarketFederate:
         )
         items_by_agg: dict[str, list[dict[str, Any]]] = {a: [] for a in self.aggregators}
         status, cost = "no_bids", 0.0
-        extra: dict[str, Any] = {"requirement_mw": requirement, "total_slack_mw": 0.0}
+        extra: dict[str, Any] = {
+            "requirement_mw": requirement,
+            "total_slack_mw": 0.0,
+            "verdicts": verdicts,
+            "n_blocked": len(blocked),
+        }
         if bids:
             try:
                 result = clear_scheme(market, self.scheme)

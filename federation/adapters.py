@@ -6,6 +6,7 @@ cores) and publishes. Everything here is deterministic given the scenario seed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -32,8 +33,11 @@ def timing_from_scenario(sc: Any) -> Timing:
     )
 
 
-def topology_from_scenario(sc: Any, scheme: str | None = None) -> Topology:
-    """Federation topology of a scenario under ``scheme`` (default: the scenario's own)."""
+def topology_from_scenario(
+    sc: Any, scheme: str | None = None, *, dso_check: bool = False
+) -> Topology:
+    """Federation topology of a scenario under ``scheme`` (default: the scenario's own);
+    ``dso_check`` adds the DSOs' traffic-light check of the bids at gate closure."""
     nets: dict[str, set[str]] = {}
     for dev in sc.devices:
         nets.setdefault(dev.aggregator, set()).add(dev.network)
@@ -52,6 +56,7 @@ def topology_from_scenario(sc: Any, scheme: str | None = None) -> Topology:
                 sc.costs.ict_cost_eur_per_day.get(str(scheme or sc.scheme), 0.0)
             ),
         },
+        dso_check=bool(dso_check),
     )
 
 
@@ -588,6 +593,153 @@ class NetworkPhysics:
             min_vm_pu=self.min_vm_pu,
             max_vm_pu=self.max_vm_pu,
         ).as_market_dict()
+
+
+# ----------------------------------------------------------------------------- DSO check
+
+
+class DsoPrequalifier:
+    """A DSO's traffic-light check of the bids located in its network, at gate closure.
+
+    Each bid is checked alone on top of the DSO's forecast of each product
+    (:func:`grid_core.flex.prequalify_bids`): the day-ahead bus injections of the product
+    (devices and loads), the loads' reactive power at the product's mean load level and the
+    generators' present reactive set-points. A bid moves its bus by ``+-quantity`` (plus its
+    rebound) [MW] and ``q_mvar_per_mw`` times that [Mvar]. Reactive support comes from the
+    network's generators (:meth:`NetworkPhysics._reactive_units`: headroom at their present
+    output), priced at ``FlexSettings.q_price_fraction`` times the scenario's unwanted-measure
+    cost [EUR/Mvarh]. The AC solver is the network as operated now: present taps and slack
+    voltage (recompiled when they changed since the last session).
+    """
+
+    def __init__(self, phys: NetworkPhysics) -> None:
+        from grid_core.flex import FlexSettings
+
+        self.phys = phys
+        self._solver: Any = None
+        self._solver_key: tuple = ()
+        self.settings = FlexSettings(
+            min_vm_pu=phys.min_vm_pu,
+            max_vm_pu=phys.max_vm_pu,
+            max_loading_percent=phys.max_loading_percent,
+        )
+        self.q_price_eur_per_mvarh = self.settings.q_price_fraction * float(
+            phys.sc.costs.unwanted_measure_cost_eur_per_mwh
+        )
+
+    @property
+    def solver(self) -> Any:
+        """:class:`grid_core.flex.NetBatchSolver` of the network with its present taps and
+        slack voltage."""
+        from grid_core.flex import NetBatchSolver
+
+        ph = self.phys
+        taps = tuple(float(t) for t in ph.solver.tap_pos)
+        vm = tuple(round(float(v), 6) for v in ph.solver.slack_vm_pu)
+        if self._solver is None or self._solver_key != (taps, vm):
+            net = ph.solver.network_copy()
+            on = net.ext_grid.index[net.ext_grid.in_service.to_numpy(bool)]
+            net.ext_grid.loc[on, "vm_pu"] = list(vm)
+            self._solver = NetBatchSolver(net, ph.network)
+            self._solver_key = (taps, vm)
+        return self._solver
+
+    def base_injections(self, periods: Sequence[tuple[float, float]]) -> tuple[Any, Any]:
+        """Forecast bus injections ``(p [P, n_bus] MW, q [P, n_bus] Mvar)`` of the products."""
+        ph = self.phys
+        da = np.asarray(ph.sc.day_ahead.bus_p_inj_mw[ph.network])
+        profile = np.asarray(ph.sc.profiles[ph.load_profile])
+        p_rows, q_rows = [], []
+        q_dg = np.zeros(len(ph.pos))
+        for u in ph._reactive_units():
+            q_dg[ph.pos[u.bus]] += u.q_mvar
+        for start_s, duration_s in periods:
+            k = min(int(start_s // ph.product_s), da.shape[0] - 1)
+            m0 = min(int(start_s // 60), len(profile) - 1)
+            m1 = max(min(int((start_s + duration_s) // 60), len(profile)), m0 + 1)
+            scale = float(profile[m0:m1].mean())
+            p_rows.append(da[k])
+            q_rows.append(ph.gen_q + ph.load_q * scale + q_dg)
+        return np.array(p_rows), np.array(q_rows)
+
+    def check(self, bids: Sequence[Any], periods: Sequence[tuple[float, float]]) -> list[dict]:
+        """``dso_verdicts`` items for the selling bids of ``bids`` located in this network."""
+        from grid_core.flex import BidToCheck, ReactiveProvider, prequalify_bids
+        from market_core.bids import Direction, Side
+
+        ph = self.phys
+        n = len(periods)
+        mine = [b for b in bids if b.network_id == ph.network and b.side is Side.SELL]
+        if not mine:
+            return []
+        to_check = []
+        for b in mine:
+            sign = 1.0 if b.direction is Direction.UP else -1.0
+            rebound = b.rebound_p_mw or (0.0,) * n
+            qty = b.max_quantity_mw[:n]
+            dp = tuple(sign * q + r for q, r in zip(qty, rebound[:n], strict=True))
+            dq = tuple(b.q_mvar_per_mw * x for x in dp)
+            price = float(np.mean(b.price_eur_per_mwh))
+            to_check.append(BidToCheck(b.bid_id, int(b.bus), dp, dq, price))
+        providers = [
+            ReactiveProvider(
+                u.unit_id,
+                u.bus,
+                u.min_q_mvar - u.q_mvar,
+                u.max_q_mvar - u.q_mvar,
+                self.q_price_eur_per_mvarh,
+            )
+            for u in ph._reactive_units()
+            if u.max_q_mvar - u.min_q_mvar > 1e-9
+        ]
+        p0, q0 = self.base_injections(periods)
+        verdicts = prequalify_bids(
+            self.solver,
+            p0,
+            q0,
+            to_check,
+            providers,
+            self.settings,
+            duration_h=periods[0][1] / 3600.0,
+        )
+        return [
+            {
+                "bid_id": v.bid_id,
+                "status": v.status.name.lower(),
+                "extra_cost_eur": float(v.extra_cost_eur),
+                "q_support_mvarh": float(v.q_support_mvarh),
+                "reason": v.reason,
+            }
+            for v in verdicts
+        ]
+
+
+def apply_dso_verdicts(
+    bids: Sequence[Any], verdicts: Sequence[Mapping[str, Any]], period_s: float
+) -> tuple[list[Any], dict[str, str], dict[str, float]]:
+    """The market's side of the DSO check.
+
+    Returns ``(bids kept, blocked bid id -> reason, orange bid id -> price adder
+    [EUR/MWh])``: red bids are left out; an orange bid's extra cost [EUR] is spread over its
+    energy at full acceptance (``sum(max_quantity_mw) * period_s / 3600`` [MWh]) and added to
+    its price in every period. Bids without a verdict (not in a checked network) are kept
+    unchanged.
+    """
+    by_id = {str(v["bid_id"]): v for v in verdicts}
+    kept, blocked, adders = [], {}, {}
+    for b in bids:
+        v = by_id.get(b.bid_id)
+        if v is None or v["status"] == "green":
+            kept.append(b)
+        elif v["status"] == "red":
+            blocked[b.bid_id] = f"DSO check: red ({v.get('reason', '')})"
+        else:
+            energy_mwh = float(sum(b.max_quantity_mw)) * period_s / 3600.0
+            add = float(v["extra_cost_eur"]) / energy_mwh if energy_mwh > 0 else 0.0
+            adders[b.bid_id] = add
+            price = tuple(float(x) + add for x in b.price_eur_per_mwh)
+            kept.append(dataclasses.replace(b, price_eur_per_mwh=price))
+    return kept, blocked, adders
 
 
 # ----------------------------------------------------------------------------- scenario cache

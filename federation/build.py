@@ -81,14 +81,14 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def load_contract(scenario: str, scheme: str) -> tuple[Any, Contract]:
+def load_contract(scenario: str, scheme: str, dso_check: bool = False) -> tuple[Any, Contract]:
     from federation.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    return sc, build_contract(topology_from_scenario(sc, scheme))
+    return sc, build_contract(topology_from_scenario(sc, scheme, dso_check=dso_check))
 
 
-def run_metadata(sc: Any, scheme: str) -> dict[str, Any]:
+def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any]:
     """Metadata written into the results file."""
     from importlib import metadata
 
@@ -124,6 +124,7 @@ def run_metadata(sc: Any, scheme: str) -> dict[str, Any]:
     return {
         "scenario": sc.name,
         "scheme": scheme,
+        "dso_check": int(bool(dso_check)),
         "seed": int(sc.seed),
         "duration_s": float(sc.duration_s),
         "physical_step_s": float(sc.physical_step_s),
@@ -291,15 +292,17 @@ def write_build(
     *,
     startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
     timing_dir: str | None = None,
+    dso_check: bool = False,
 ) -> BuildOutput:
-    """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``."""
+    """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
+    (``dso_check``: the DSOs' traffic-light check of the bids at gate closure)."""
     out = pathlib.Path(out_dir).resolve()
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "results").mkdir(exist_ok=True)
-    sc, contract = load_contract(scenario, scheme)
+    sc, contract = load_contract(scenario, scheme, dso_check)
     broker = broker or BrokerSettings.fresh(4 * len(contract.federates) + 16)
     results = f"results/{sc.name}_{scheme}.h5"
-    meta = run_metadata(sc, scheme)
+    meta = run_metadata(sc, scheme, dso_check)
     save_scenario_cache(sc, out / SCENARIO_CACHE)
     commands, configs = {}, []
     for f in contract.federates:
@@ -355,6 +358,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="regenerate the committed root runner.json and docker-compose.yml",
     )
     parser.add_argument("--docs", action="store_true", help="regenerate docs/interface.md")
+    parser.add_argument(
+        "--dso-check",
+        action="store_true",
+        help="DSOs classify the bids in their network at gate closure (traffic light); the "
+        "market leaves out red bids and prices in the extra cost of orange ones (default off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -371,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
 
     scheme = args.scheme or str(load_scenario(args.scenario).scheme)
     out = args.out or f"build/{pathlib.Path(args.scenario).stem}_{scheme}"
-    built = write_build(args.scenario, scheme, out)
+    built = write_build(args.scenario, scheme, out, dso_check=args.dso_check)
     print(
         f"runner: {built.runner}\ncompose: {built.compose}\nconfigs: {len(built.configs)} "
         f"in {built.out_dir / 'configs'}\nbroker: port {built.broker.port}, key {built.broker.key}"
@@ -390,7 +399,12 @@ def interface_markdown() -> str:
     from federation.contract import SCHEMA_VERSION, SCHEMAS, SCHEMES, Stage, Timing, Topology
 
     topo = Topology(
-        "example", "D", ("dso_1",), {"agg_1": ("tso", "dso_1")}, Timing(duration_s=7200.0)
+        "example",
+        "D",
+        ("dso_1",),
+        {"agg_1": ("tso", "dso_1")},
+        Timing(duration_s=7200.0),
+        dso_check=True,
     )
     contract = build_contract(topo)
     out = [
@@ -434,6 +448,10 @@ def interface_markdown() -> str:
         ),
         Stage.RECORD: ("recorder", "reads every value of the step"),
         Stage.BID: ("agg_<n>", "session only: bids from the measurements sent at offset 0"),
+        Stage.PREQUALIFY: (
+            "dso_<k>",
+            "session only, with `--dso-check`: traffic light of the bids in the network",
+        ),
         Stage.CLEAR_CENTRAL: ("market_central", "session only: clearing, awards"),
         Stage.DISPATCH: ("agg_<n>", "session only: awards -> device set-points"),
     }
@@ -519,6 +537,16 @@ def interface_markdown() -> str:
         "",
         "Every scheme runs in the single `market_central` federate (the local-then-central "
         "sequences of B and C are compositions inside `market_core.schemes`).",
+        "",
+        "**DSO check** (`smartnet run|build --dso-check`, default off; scheme A's optional "
+        "step, allowed under every scheme): at gate closure each aggregator also sends the "
+        "bids located in `dso_<k>` to `dso_<k>/bids`; at stage PREQUALIFY the DSO classifies "
+        "each bid alone on top of its forecast (`grid_core.flex.prequalify_bids`: AC power "
+        "flow per product, reactive support of its generators on violations) and sends "
+        "`market_central/dso_verdicts`. The market leaves the red bids out of the clearing "
+        "(rejected as `blocked_by_dso`) and adds an orange bid's extra cost, spread over its "
+        "energy at full acceptance, to its price. Without the option these endpoints and the "
+        "PREQUALIFY stage do not exist.",
         "",
     ]
     return "\n".join(out)

@@ -33,6 +33,7 @@ class Stage(Enum):
     AFRR = 0.002  # aFRR controller on the system imbalance of the same step
     RECORD = 0.003  # recorder reads every value of the step
     BID = 0.010  # market session: aggregators build bids from the measurements of the step
+    PREQUALIFY = 0.020  # DSO check (option): DSOs classify the bids in their network
     CLEAR_CENTRAL = 0.030  # the market clears (every scheme, market_core.schemes)
     DISPATCH = 0.040  # aggregators disaggregate awards into device set-points
 
@@ -121,6 +122,10 @@ class Topology:
     pricing: str = "pay_as_clear"
     #: KPI cost parameters: afrr_price_factor [-], ict_cost_eur_per_day [EUR/day] of the scheme
     costs: dict[str, float] = field(default_factory=dict)
+    #: DSO check at gate closure (scheme A's option, allowed under every scheme): each DSO
+    #: classifies the bids located in its network (traffic light) and the market leaves out
+    #: the red ones and adds the orange ones' extra cost to their price
+    dso_check: bool = False
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -319,6 +324,23 @@ SCHEMAS: dict[str, MessageSchema] = {
             ),
         ),
         MessageSchema(
+            "dso_verdicts",
+            "DSO check: traffic light of every bid located in one DSO network, one session",
+            (
+                *_COMMON,
+                _f("session", "int", "-", "session index"),
+                _f("network", "string", "-", "dso_<k>"),
+                _f("items", "list", "-", "one entry per bid received from the aggregators"),
+            ),
+            (
+                _f("bid_id", "string", "-", "<aggregator>/<session>/<n>"),
+                _f("status", "string", "-", "green, orange (accept at extra cost) or red (block)"),
+                _f("extra_cost_eur", "number", "EUR", "reactive support cost if activated"),
+                _f("q_support_mvarh", "number", "Mvarh", "reactive energy that support needs"),
+                _f("reason", "string", "-", "cause of an orange or red verdict"),
+            ),
+        ),
+        MessageSchema(
             "clearing",
             "one market's clearing result, for the record",
             (
@@ -329,6 +351,8 @@ SCHEMAS: dict[str, MessageSchema] = {
                 _f("n_bids", "int", "-", "bids received and valid"),
                 _f("n_rejected", "int", "-", "bids or documents rejected"),
                 _f("cost_eur", "number", "EUR", "activation cost paid by the buyers"),
+                _f("n_blocked", "int", "-", "bids left out as red by the DSO check"),
+                _f("verdicts", "list", "-", "DSO check verdicts (dso_verdicts items + network)"),
                 _f("items", "list", "-", "awards, as in the awards schema"),
             ),
         ),
@@ -437,12 +461,15 @@ def build_contract(topology: Topology) -> Contract:
 
     for net in topology.networks:
         stage = Stage.TSO if net == "tso" else Stage.DSO
+        stages: tuple[Stage, ...] = (stage,)
+        if net != "tso" and topology.dso_check:
+            stages = (Stage.DSO, Stage.PREQUALIFY)
         feds.append(
             FederateSpec(
                 net,
                 "tso" if net == "tso" else "dso",
                 "transmission network" if net == "tso" else "distribution network",
-                (stage,),
+                stages,
                 {"network": net},
             )
         )
@@ -490,7 +517,7 @@ def build_contract(topology: Topology) -> Contract:
                 "aggregator",
                 "aggregator: bids and disaggregation",
                 (Stage.BID, Stage.DISPATCH),
-                {"networks": list(nets)},
+                {"networks": list(nets), "dso_check": topology.dso_check},
             )
         )
         endpoints.append(
@@ -557,6 +584,28 @@ def build_contract(topology: Topology) -> Contract:
             "balancing requirement of the session",
         )
     )
+    if topology.dso_check:
+        for dso in topology.dso_ids:
+            endpoints.append(
+                EndpointSpec(
+                    f"{dso}/bids",
+                    dso,
+                    "bids",
+                    topology.aggregators_on(dso),
+                    Stage.BID,
+                    "DSO check: the bids located in this network, copied by each aggregator",
+                )
+            )
+        endpoints.append(
+            EndpointSpec(
+                "market_central/dso_verdicts",
+                "market_central",
+                "dso_verdicts",
+                topology.dso_ids,
+                Stage.PREQUALIFY,
+                "DSO check: traffic light of the bids (red ones are left out of the clearing)",
+            )
+        )
     feds.append(FederateSpec("afrr", "afrr", "aFRR closed-loop controller", (Stage.AFRR,)))
     feds.append(FederateSpec("recorder", "recorder", "HDF5 results and KPIs", (Stage.RECORD,)))
     endpoints.append(

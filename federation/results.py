@@ -9,10 +9,12 @@ Layout::
     /                      attrs: scenario, scheme, seed, git_commit, versions (JSON), ...
     /steps/t_s             (n_steps,) step start [s]
     /steps/<contract key>  (n_steps,) every contract value, e.g. /steps/dso_1/interface/p_mw
-    /sessions/t_s, session, status, n_bids, n_rejected, cost_eur, total_slack_mw
+    /sessions/t_s, session, status, n_bids, n_rejected, cost_eur, total_slack_mw, n_blocked
     /sessions/requirement_mw  (n_sessions, n_periods)
     /awards                compound table: session, owner, bid_id, period, start_s,
                            duration_s, quantity_mw, p_mw, price_eur_per_mwh
+    /verdicts              compound table (DSO check): session, network, bid_id, status,
+                           extra_cost_eur, q_support_mvarh
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ AWARD_DTYPE = np.dtype(
     ]
 )
 SESSION_SCALARS = ("t_s", "session", "n_bids", "n_rejected", "cost_eur", "total_slack_mw")
+
+VERDICT_DTYPE = np.dtype(
+    [
+        ("session", "i4"),
+        ("network", h5py.string_dtype()),
+        ("bid_id", h5py.string_dtype()),
+        ("status", h5py.string_dtype()),
+        ("extra_cost_eur", "f8"),
+        ("q_support_mvarh", "f8"),
+    ]
+)
 
 
 def _append(group: h5py.Group, name: str, rows: np.ndarray) -> None:
@@ -82,6 +95,7 @@ class ResultsWriter:
                 _append(steps, key, np.zeros(0))
             f.create_group("sessions")
             _append(f, "awards", np.zeros(0, dtype=AWARD_DTYPE))
+            _append(f, "verdicts", np.zeros(0, dtype=VERDICT_DTYPE))
 
     def add_step(self, t_s: float, values: Mapping[str, float]) -> None:
         self._steps.append((t_s, [float(values[k]) for k in self.value_keys]))
@@ -101,6 +115,8 @@ class ResultsWriter:
                 g = f["sessions"]
                 for name in SESSION_SCALARS:
                     _append(g, name, np.array([float(d[name]) for d in self._sessions]))
+                blocked = [float(d.get("n_blocked", 0)) for d in self._sessions]
+                _append(g, "n_blocked", np.array(blocked))
                 _append(
                     g,
                     "status",
@@ -128,13 +144,28 @@ class ResultsWriter:
                 ]
                 if rows:
                     _append(f, "awards", np.array(rows, dtype=AWARD_DTYPE))
+                verdicts = [
+                    (
+                        d["session"],
+                        v["network"],
+                        v["bid_id"],
+                        v["status"],
+                        v["extra_cost_eur"],
+                        v["q_support_mvarh"],
+                    )
+                    for d in self._sessions
+                    for v in d.get("verdicts", [])
+                ]
+                if verdicts:
+                    _append(f, "verdicts", np.array(verdicts, dtype=VERDICT_DTYPE))
             f.attrs["complete"] = complete
         self._steps.clear()
         self._sessions.clear()
 
 
 def read_results(path: str | pathlib.Path) -> dict[str, Any]:
-    """The whole file as plain numpy arrays: ``{"meta", "steps", "sessions", "awards"}``."""
+    """The whole file as plain numpy arrays: ``{"meta", "steps", "sessions", "awards",
+    "verdicts"}``."""
     out: dict[str, Any] = {"meta": {}, "steps": {}, "sessions": {}}
     with h5py.File(path, "r") as f:
         out["meta"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
@@ -147,4 +178,5 @@ def read_results(path: str | pathlib.Path) -> dict[str, Any]:
         for name, ds in f["sessions"].items():
             out["sessions"][name] = ds[()]
         out["awards"] = f["awards"][()]
+        out["verdicts"] = f["verdicts"][()] if "verdicts" in f else np.zeros(0, VERDICT_DTYPE)
     return out

@@ -188,6 +188,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for every federate to join [s]",
     )
     parser.add_argument(
+        "--dso-check",
+        action="store_true",
+        help="DSOs classify the bids in their network at gate closure (traffic light); the "
+        "market leaves out red bids and prices in the extra cost of orange ones (default off)",
+    )
+    parser.add_argument(
         "--wall-timeout",
         type=float,
         default=None,
@@ -203,9 +209,16 @@ def run(args: argparse.Namespace) -> int:
     run_dir = pathlib.Path(
         args.run_dir or f"runs/{pathlib.Path(args.scenario).stem}_{scheme}_{stamp}"
     )
-    built = write_build(args.scenario, scheme, run_dir, startup_timeout_s=args.startup_timeout)
+    built = write_build(
+        args.scenario,
+        scheme,
+        run_dir,
+        startup_timeout_s=args.startup_timeout,
+        dso_check=args.dso_check,
+    )
     print(
-        f"running {args.scenario} under scheme {scheme} in {built.out_dir} "
+        f"running {args.scenario} under scheme {scheme}"
+        f"{' with the DSO check' if args.dso_check else ''} in {built.out_dir} "
         f"(broker port {built.broker.port})",
         flush=True,
     )

@@ -21,13 +21,13 @@ def tiny():
     return load_scenario("tiny")
 
 
-def run_tiny(tmp: pathlib.Path, scheme: str, *, helics_cli: bool = False):
+def run_tiny(tmp: pathlib.Path, scheme: str, *, helics_cli: bool = False, dso_check: bool = False):
     """Build and run ``tiny`` under ``scheme`` in ``tmp`` (own broker port and key).
 
     ``helics_cli``: run the generated ``runner.json`` with ``helics run --path`` (the HELICS
-    runner) instead of our supervisor.
+    runner) instead of our supervisor; ``dso_check``: with the DSOs' traffic-light check.
     """
-    built = write_build("tiny", scheme, tmp, startup_timeout_s=120.0)
+    built = write_build("tiny", scheme, tmp, startup_timeout_s=120.0, dso_check=dso_check)
     if not helics_cli:
         return built, supervise(built.runner, wall_timeout_s=400.0)
     bin_dir = pathlib.Path(sys.executable).parent
@@ -46,8 +46,17 @@ def run_tiny(tmp: pathlib.Path, scheme: str, *, helics_cli: bool = False):
     )
 
 
-#: the runs of the cosim tests: every scheme, plus A again through ``helics run``
-PLANNED_RUNS = (("A", ""), ("B", ""), ("C", ""), ("D", ""), ("E", ""), ("A", "helics"))
+#: the runs of the cosim tests: every scheme, plus A again through ``helics run`` and A with
+#: the DSO check
+PLANNED_RUNS = (
+    ("A", ""),
+    ("B", ""),
+    ("C", ""),
+    ("D", ""),
+    ("E", ""),
+    ("A", "helics"),
+    ("A", "dso_check"),
+)
 #: federations run at the same time (they mostly wait on each other's time grants)
 CONCURRENT_RUNS = 3
 
@@ -62,7 +71,9 @@ def tiny_runs(tmp_path_factory):
         key = scheme + tag
         if key not in cache:
             tmp = tmp_path_factory.mktemp(f"tiny_{key}")
-            cache[key] = pool.submit(run_tiny, tmp, scheme, helics_cli=tag == "helics")
+            cache[key] = pool.submit(
+                run_tiny, tmp, scheme, helics_cli=tag == "helics", dso_check=tag == "dso_check"
+            )
         return cache[key]
 
     def get(scheme: str, tag: str = ""):

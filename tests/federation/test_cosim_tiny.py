@@ -113,6 +113,36 @@ def test_same_scenario_scheme_seed_give_identical_results(tiny_runs):
     np.testing.assert_array_equal(r1["awards"], r2["awards"])
 
 
+def test_dso_check_on_tiny(tiny_runs):
+    """Scheme A with ``--dso-check``: every bid located in a DSO network gets a verdict at
+    every session, no red bid is awarded, the blocked count matches the red verdicts, and
+    only orange verdicts carry an extra cost. (tiny's bids are a few kW on lightly loaded
+    feeders: mostly green, one orange at this seed, no red; the red path is checked with
+    probe bids in test_dso_check.py.)"""
+    r0, _ = _results(tiny_runs, "A")
+    built, outcome = tiny_runs("A", "dso_check")
+    assert outcome.returncode == 0, (outcome.message, outcome.logs)
+    r = read_results(built.results)
+    assert r["meta"]["dso_check"] == 1 and r0["meta"]["dso_check"] == 0
+    assert r["meta"]["complete"] and len(r["awards"]) > 0
+    v = r["verdicts"]
+    assert len(r0["verdicts"]) == 0
+    sessions = r["sessions"]["session"].astype(int).tolist()
+    assert set(v["session"].tolist()) == set(sessions)
+    assert set(v["network"].astype(str).tolist()) == {"dso_1", "dso_2"}
+    keys = list(zip(v["session"].tolist(), v["bid_id"].astype(str).tolist(), strict=True))
+    assert len(keys) == len(set(keys))  # one verdict per bid and session
+    status = v["status"].astype(str)
+    assert set(status.tolist()) <= {"green", "orange", "red"}
+    red = set(v["bid_id"][status == "red"].astype(str).tolist())
+    assert not red & set(r["awards"]["bid_id"].astype(str).tolist())
+    n_red = [int(np.sum((v["session"] == k) & (status == "red"))) for k in sessions]
+    assert r["sessions"]["n_blocked"].tolist() == n_red
+    assert np.all(v["extra_cost_eur"][status == "green"] == 0.0)
+    assert np.all(v["extra_cost_eur"][status == "orange"] > 0.0)
+    assert np.all(v["q_support_mvarh"][status == "orange"] > 0.0)
+
+
 def _pids_in(run_dir: pathlib.Path) -> dict[int, str]:
     """Processes whose working directory is ``run_dir``: pid -> command line."""
     out = {}
