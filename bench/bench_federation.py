@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="default")
     parser.add_argument("--scheme", default="A")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    parser.add_argument("--dso-check", action="store_true", help="with the DSOs' bid check")
     args = parser.parse_args(argv)
     run_dir = pathlib.Path(tempfile.mkdtemp(prefix="bench_federation_"))
     t_build = time.time()
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir,
         timing_dir=str(run_dir / "timing"),
         startup_timeout_s=300.0,
+        dso_check=args.dso_check,
     )
     (run_dir / "timing").mkdir(exist_ok=True)
     build_s = time.time() - t_build
