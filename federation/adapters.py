@@ -282,6 +282,18 @@ class NetworkPhysics:
         p_base, q_base = self.solver.base_injections()
         self.gen_p = np.asarray(p_base) - self.load_p
         self.gen_q = np.asarray(q_base) - self.load_q
+        # transmission generators follow the day-ahead schedule (scaled with the residual
+        # load per product, DayAheadSchedule.tso_gen_p_mw), not the case's nominal output:
+        # with nominal output the slack would carry the whole daily load swing
+        self.tso_gen_rows = np.zeros(0, dtype=int)
+        self.tso_gen_p_mw = np.zeros((0, 0))
+        if network == "tso" and len(net.gen):
+            on = net.gen.in_service.to_numpy(bool)
+            rows = np.array([self.pos[int(b)] for b in net.gen.bus[on]], dtype=int)
+            nominal = net.gen.p_mw.to_numpy(float)[on] * net.gen.scaling.to_numpy(float)[on]
+            np.add.at(self.gen_p, rows, -nominal)
+            self.tso_gen_rows = rows
+            self.tso_gen_p_mw = np.asarray(sc.day_ahead.tso_gen_p_mw)[:, on]
         self.devices = sc.devices_of(network=network)
         self.fleets = build_fleets(self.devices)
         self.states = {cat: f.initial_state(0.0) for cat, f in self.fleets.items()}
@@ -403,6 +415,11 @@ class NetworkPhysics:
         scale = float(self.sc.profiles[self.load_profile][minute])
         p_inj = self.gen_p + self.load_p * scale
         q_inj = self.gen_q + self.load_q * scale
+        product = min(int(t_s // self.product_s), len(self.scheduled_mw) - 1)
+        gen_total = float(self.gen_p.sum())
+        if len(self.tso_gen_rows):
+            np.add.at(p_inj, self.tso_gen_rows, self.tso_gen_p_mw[product])
+            gen_total += float(self.tso_gen_p_mw[product].sum())
         if interface_pq:
             for bus, (p, q) in interface_pq.items():
                 p_inj[self.pos[bus]] -= p
@@ -430,7 +447,6 @@ class NetworkPhysics:
             np.add.at(p_inj, self.device_bus[cat], p)
             dev_total += float(p.sum())
         own = float((self.load_p * scale).sum()) + dev_total
-        product = min(int(t_s // self.product_s), len(self.scheduled_mw) - 1)
         deviation = own - float(self.scheduled_mw[product])
 
         units = self._reactive_units()
@@ -469,7 +485,7 @@ class NetworkPhysics:
                 max_loading_percent=self.max_loading_percent,
                 min_vm_pu=self.min_vm_pu,
                 max_vm_pu=self.max_vm_pu,
-                balanced=False,
+                balanced=self.network == "tso",  # transmission: counter-trading
                 step=t_s,
                 result=res,
             )
@@ -493,7 +509,7 @@ class NetworkPhysics:
             "unwanted/cost_eur": cost,
             "devices/p_mw": dev_total,
             "loads/p_mw": float((self.load_p * scale).sum()),
-            "generators/p_mw": float(self.gen_p.sum()),
+            "generators/p_mw": gen_total,
             "devices/deviation_mw": deviation,
             "devices/mfrr_mw": mfrr,
             "losses/p_loss_mw": float(res.p_loss_mw),
