@@ -163,7 +163,11 @@ def _create_federate(config_json: str, attempts: int = 3) -> Any:
         try:
             return h.helicsCreateCombinationFederateFromConfig(config_json)
         except h.HelicsException as exc:
-            if attempt == attempts or "Unable to connect to broker" not in str(exc):
+            # HELICS 3.6 sometimes fails to parse a valid brokerPort of a config (open bug
+            # GMLC-TDC/HELICS#2721, "--brokerport: Value  not in range"): nothing was
+            # connected yet, so a second parse is safe
+            transient = ("Unable to connect to broker", "--brokerport")
+            if attempt == attempts or not any(m in str(exc) for m in transient):
                 raise
             log.warning("registration failed (%s); retrying (%d/%d)", exc, attempt, attempts)
             time.sleep(0.5 * attempt)
