@@ -21,12 +21,18 @@ schemes" and the information flows per scheme; DESIGN.md section 5):
 
 Every scheme takes a :class:`MarketSession` (plain data) and returns a :class:`SchemeResult`
 that serialises to JSON; :func:`clear_scheme` dispatches on :class:`Scheme`.
+
+B and C are built from two public halves, so that a federation can run each market in its
+own federate (``market_local_<dso>`` then ``market_central``) with the same code:
+:func:`clear_local_market` (one DSO: its clearing, and in B the capped bids it forwards),
+:func:`clear_central_market` (the TSO's market) and :func:`combine_local_central` (the
+:class:`SchemeResult` that :func:`scheme_b` / :func:`scheme_c` return).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -561,20 +567,189 @@ def _clear_central(
     return clear(inp, scheme=scheme, warm_start=warm_start)
 
 
-def _clear_local(
-    session: MarketSession, model: LinDistFlowModel, bids: list[Bid], scheme: str
-) -> ClearingResult:
-    """One DSO's own market (schemes B, C): its bids and network, its area balanced to its
-    own need (:meth:`MarketSession.dso_requirement`)."""
+@dataclass(frozen=True)
+class LocalMarketResult:
+    """Outcome of one DSO's local market (schemes B and C).
+
+    Attributes
+    ----------
+    network_id
+        The DSO's network (``dso_<k>``).
+    clearing
+        Result of its clearing (``market_id`` ``local_<network_id>``).
+    forwarded
+        Scheme B: the bids the DSO forwards to the central market, their quantities capped
+        by :func:`forward_bids`; empty in scheme C (the interface exchange is fixed).
+    rejected
+        Bids this market refused before or after clearing: buyers, bids at a bus outside the
+        model, bids of another network, and (B) bids not forwarded because they could break a
+        distribution limit.
+    """
+
+    network_id: str
+    clearing: ClearingResult
+    forwarded: tuple[Bid, ...]
+    rejected: tuple[Rejection, ...]
+
+
+def _local_scheme(scheme: Scheme | str) -> Scheme:
+    scheme = Scheme(scheme)
+    if scheme not in (Scheme.B, Scheme.C):
+        raise ValueError(f"scheme {scheme.value} has no local markets (only B and C)")
+    return scheme
+
+
+def clear_local_market(
+    session: MarketSession, model: LinDistFlowModel, bids: Sequence[Bid], scheme: Scheme | str
+) -> LocalMarketResult:
+    """One DSO's own market, the first half of schemes B and C.
+
+    The DSO clears the sell bids located in its network under its LinDistFlow constraints,
+    its area balanced to its own need (:meth:`MarketSession.dso_requirement`, 0: interface
+    exchange on schedule). In scheme B it then forwards what is left of its bids, capped
+    (:func:`forward_bids`); in scheme C nothing is forwarded.
+
+    Parameters
+    ----------
+    session
+        Session options (timing, pricing, penalties, DSO requirement); its ``bids``,
+        ``requirement_mw`` and network models are not used.
+    model
+        The DSO's network model.
+    bids
+        The bids located in ``model.network_id``; a buy bid, a bid of another network or a
+        bid at a bus outside the model is rejected, the rest still clears.
+    scheme
+        ``"B"`` or ``"C"``.
+
+    Returns
+    -------
+    LocalMarketResult
+    """
+    scheme = _local_scheme(scheme)
     nid = model.network_id
+    buses = set(model.bus_ids)
+    rejected: list[Rejection] = []
+    sellers: list[Bid] = []
+    for b in bids:
+        if b.network_id != nid:
+            rejected.append(
+                Rejection(b.bid_id, "not_in_market", f"located in {b.network_id!r}, not {nid!r}")
+            )
+        elif b.bus not in buses:
+            rejected.append(Rejection(b.bid_id, "invalid", f"bus: bus {b.bus} is not in {nid!r}"))
+        elif b.side is Side.BUY:
+            rejected += _not_in_market([b], f"scheme {scheme.value}: only system operators buy")
+        else:
+            sellers.append(b)
     inp = session.clearing_input(
-        bids=tuple(bids),
+        bids=tuple(sellers),
         requirements=(BalancingRequirement(nid, session.dso_requirement(nid), (nid,)),),
         transmission=None,
         distribution=(model,),
         market_id=f"local_{nid}",
     )
-    return clear(inp, scheme=scheme)[0]
+    local = clear(inp, scheme=scheme.value)[0]
+    forwarded: list[Bid] = []
+    if scheme is Scheme.B:
+        forwarded, not_forwarded = forward_bids(
+            model, sellers, local, polygon_sides=session.polygon_sides
+        )
+        rejected += not_forwarded
+    return LocalMarketResult(nid, local, tuple(forwarded), tuple(rejected))
+
+
+def clear_central_market(
+    session: MarketSession, bids: Sequence[Bid], scheme: Scheme | str
+) -> tuple[ClearingResult, tuple[Rejection, ...]]:
+    """The TSO's market, the second half of schemes B and C.
+
+    Transmission constraints (``session.transmission``) and the system requirement
+    (``session.requirement_mw``); distribution bids act at their DSO's transmission bus.
+
+    Parameters
+    ----------
+    session
+        Session inputs; its ``bids`` are not used.
+    bids
+        B: transmission-connected bids, the bids the local markets forwarded (capped, as
+        :func:`clear_local_market` returns them) and the bids of distribution networks that
+        run no local market. C: transmission-connected bids; any other bid is rejected
+        (``not_in_market``: the interface exchange is fixed). Buy bids are rejected in both.
+    scheme
+        ``"B"`` or ``"C"``.
+
+    Returns
+    -------
+    (ClearingResult, rejections)
+        The clearing (``market_id`` ``central``) and the bids refused before it.
+    """
+    scheme = _local_scheme(scheme)
+    rejected: list[Rejection] = []
+    sellers: list[Bid] = []
+    for b in bids:
+        if b.side is Side.BUY:
+            rejected += _not_in_market([b], f"scheme {scheme.value}: only system operators buy")
+        elif scheme is Scheme.C and b.network_id != "tso":
+            rejected += _not_in_market(
+                [b],
+                "scheme C: the TSO uses transmission-connected bids only and this DSO runs no "
+                "market",
+            )
+        else:
+            sellers.append(b)
+    central, _ = _clear_central(session, sellers, scheme.value)
+    return central, tuple(rejected)
+
+
+def combine_local_central(
+    session: MarketSession,
+    scheme: Scheme | str,
+    local: Sequence[LocalMarketResult],
+    central: ClearingResult,
+    rejected: Sequence[Rejection] = (),
+) -> SchemeResult:
+    """Merge the local markets and the central market of scheme B or C into a
+    :class:`SchemeResult` (what :func:`clear_scheme` returns for the same inputs).
+
+    Awards of a bid in several markets (B: locally, then its forwarded rest centrally) are
+    summed; a local market's payments are its DSO's cost, the central market's are split by
+    price component.
+
+    Parameters
+    ----------
+    session
+        Session inputs (timing).
+    scheme
+        ``"B"`` or ``"C"``.
+    local
+        Every local market, in the order of ``session.distribution``.
+    central
+        The central market (:func:`clear_central_market`).
+    rejected
+        Rejections made outside the markets (the central market's, bids at unknown buses).
+    """
+    scheme = _local_scheme(scheme)
+    markets = [m.clearing for m in local] + [central]
+    local_of = {m.clearing.market_id: m.network_id for m in local}
+    extra = [*rejected, *(r for m in local for r in m.rejected)]
+    return _combine(scheme.value, session, markets, extra, local_markets=local_of)
+
+
+def _local_then_central(session: MarketSession, scheme: Scheme) -> SchemeResult:
+    """Schemes B and C: every modelled DSO's local market, then the central market."""
+    modelled = {m.network_id for m in session.distribution}
+    local = [
+        clear_local_market(
+            session, model, [b for b in session.bids if b.network_id == model.network_id], scheme
+        )
+        for model in session.distribution
+    ]
+    central_bids = [b for b in session.bids if b.network_id == "tso"]
+    central_bids += [b for m in local for b in m.forwarded]
+    central_bids += [b for b in session.bids if b.network_id not in modelled | {"tso"}]
+    central, rejected = clear_central_market(session, central_bids, scheme)
+    return combine_local_central(session, scheme, local, central, rejected)
 
 
 def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> SchemeResult:
@@ -619,56 +794,28 @@ def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> Sche
 def scheme_b(session: MarketSession) -> SchemeResult:
     """Scheme B, local AS market: local markets first, capped forwarding, then central.
 
+    Each DSO with a model clears its own market (:func:`clear_local_market`) and forwards
+    the capped rest of its bids; the central market (:func:`clear_central_market`) clears the
+    transmission bids, the forwarded bids and the bids of DSOs without a model;
+    :func:`combine_local_central` merges them.
+
     Returns
     -------
     SchemeResult
         ``markets`` lists the local markets (``local_dso_<k>``) before ``central``.
     """
-    sellers, buyers, tso, rejected = _split_bids(session)
-    rejected += _not_in_market(buyers, "scheme B: only system operators buy")
-    markets: list[ClearingResult] = []
-    local_of: dict[str, str] = {}
-    central_bids: list[Bid] = list(tso)
-    modelled = {m.network_id for m in session.distribution}
-    for model in session.distribution:
-        nid = model.network_id
-        own = [b for b in sellers if b.network_id == nid]
-        local = _clear_local(session, model, own, "B")
-        markets.append(local)
-        local_of[local.market_id] = nid
-        fwd, rej = forward_bids(model, own, local, polygon_sides=session.polygon_sides)
-        central_bids += fwd
-        rejected += rej
-    central_bids += [b for b in sellers if b.network_id != "tso" and b.network_id not in modelled]
-    central, _ = _clear_central(session, central_bids, "B")
-    markets.append(central)
-    return _combine("B", session, markets, rejected, local_markets=local_of)
+    return _local_then_central(session, Scheme.B)
 
 
 def scheme_c(session: MarketSession) -> SchemeResult:
     """Scheme C, shared balancing responsibility: fixed interface schedules.
 
-    Each DSO with a model clears a local market with its own bids, its network constraints
-    and the balance of its area to its own need (0: interface on schedule); the TSO clears
-    with transmission-connected bids only.
+    Each DSO with a model clears a local market (:func:`clear_local_market`) with its own
+    bids, its network constraints and the balance of its area to its own need (0: interface
+    on schedule); the TSO clears (:func:`clear_central_market`) with transmission-connected
+    bids only; :func:`combine_local_central` merges them.
     """
-    sellers, buyers, tso, rejected = _split_bids(session)
-    rejected += _not_in_market(buyers, "scheme C: only system operators buy")
-    markets: list[ClearingResult] = []
-    local_of: dict[str, str] = {}
-    modelled = {m.network_id for m in session.distribution}
-    for model in session.distribution:
-        nid = model.network_id
-        local = _clear_local(session, model, [b for b in sellers if b.network_id == nid], "C")
-        markets.append(local)
-        local_of[local.market_id] = nid
-    rejected += _not_in_market(
-        [b for b in sellers if b.network_id != "tso" and b.network_id not in modelled],
-        "scheme C: the TSO uses transmission-connected bids only and this DSO runs no market",
-    )
-    central, _ = _clear_central(session, tso, "C")
-    markets.append(central)
-    return _combine("C", session, markets, rejected, local_markets=local_of)
+    return _local_then_central(session, Scheme.C)
 
 
 def scheme_d(
@@ -892,10 +1039,14 @@ def clear_scheme(session: MarketSession, scheme: Scheme | str, **options: Any) -
 __all__ = [
     "SYSTEM_AREA",
     "Direction",
+    "LocalMarketResult",
     "MarketSession",
     "Scheme",
     "SchemeResult",
+    "clear_central_market",
+    "clear_local_market",
     "clear_scheme",
+    "combine_local_central",
     "dso_check",
     "forward_bids",
     "scheme_a",

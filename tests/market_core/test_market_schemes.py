@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 from market_toys import OCTAGON, bid, feeder, triangle, two_dso_session
 
-from market_core.bids import Bid
+from market_core.bids import Bid, bid_from_dict, bid_to_dict
 from market_core.network import evaluate_lindistflow
 from market_core.schemes import (
     MarketSession,
     Scheme,
+    clear_central_market,
+    clear_local_market,
     clear_scheme,
+    combine_local_central,
     forward_bids,
     scheme_a,
     scheme_b,
@@ -252,3 +255,85 @@ def test_distribution_bid_at_unknown_bus_is_rejected_in_every_scheme(scheme):
     assert res.rejection("ghost").reason == "invalid"
     assert "bus 99" in res.rejection("ghost").message
     assert sum(a.p_mw[0] for a in res.awards) == pytest.approx(10.0)  # the rest still clears
+
+
+def _award_table(result) -> dict[tuple[str, str], tuple]:
+    """(market, bid) -> (quantity_mw, p_mw, price_eur_per_mwh, payment_eur) per market."""
+    return {
+        (m.market_id, a.bid_id): (a.quantity_mw, a.p_mw, a.price_eur_per_mwh, a.payment_eur)
+        for m in result.markets
+        for a in m.awards
+    }
+
+
+@pytest.mark.parametrize(
+    ("scheme", "kw"),
+    [
+        ("B", {"load_dso2_mw": 6.0}),
+        (
+            "B",
+            {
+                "requirement_mw": 30.0,
+                "extra_bids": [bid("d1_up_b", "dso_1", 2, "up", [8.0], [25.0])],
+            },
+        ),
+        ("C", {"load_dso2_mw": 6.0}),
+    ],
+)
+def test_local_and_central_halves_run_apart_equal_clear_scheme(scheme, kw):
+    """What the federation does: each local market alone (its own bids, its model), the
+    forwarded bids through their JSON form, then the central market; combined, the result is
+    clear_scheme's to the last digit."""
+    session = two_dso_session(**kw)
+    whole = clear_scheme(session, scheme)
+    local = []
+    for model in session.distribution:
+        own = [b for b in session.bids if b.network_id == model.network_id]
+        local.append(clear_local_market(session, model, own, scheme))
+    forwarded = [bid_from_dict(bid_to_dict(b)) for m in local for b in m.forwarded]
+    if scheme == "C":
+        assert forwarded == []  # the interface exchange is fixed: nothing reaches the TSO
+    else:
+        assert {b.bid_id for b in forwarded} >= {"d1_up"}
+    tso = [b for b in session.bids if b.network_id == "tso"]
+    central, rejected = clear_central_market(session, tso + forwarded, scheme)
+    apart = combine_local_central(session, scheme, local, central, rejected)
+    assert [m.market_id for m in apart.markets] == [m.market_id for m in whole.markets]
+    assert _award_table(apart) == _award_table(whole)
+    assert apart.awards == whole.awards
+    for name in ("activation_cost_eur", "total_payment_eur", "slack_cost_eur", "uplift_eur"):
+        assert getattr(apart, name) == getattr(whole, name), name
+    assert apart.cost_split_eur == whole.cost_split_eur
+    assert apart.interface_delta_p_mw == whole.interface_delta_p_mw
+    assert {r.bid_id: r.reason for r in apart.rejected} == {
+        r.bid_id: r.reason for r in whole.rejected
+    }
+    # and the numbers are the hand-solved ones of the toy (module docstring): in C the central
+    # market buys the 10 MW from tso_up at 60 EUR/MWh; in B the forwarded d1_up is capped
+    if scheme == "C":
+        assert central.awarded_mw("tso_up") == pytest.approx((10.0,))
+    else:
+        assert sum(central.awarded_mw(b)[0] for b in ("d1_up", "d1_up_b")) == pytest.approx(D1_MAX)
+
+
+def test_local_market_refuses_what_is_not_its_own():
+    session = two_dso_session()
+    model = session.distribution[0]
+    bids = [
+        bid("d1_up", "dso_1", 2, "up", [3.0], [20.0]),
+        bid("lost", "dso_2", 2, "up", [5.0], [30.0]),
+        bid("ghost", "dso_1", 99, "up", [5.0], [1.0]),
+        bid("brp", "dso_1", 1, "up", [1.0], [90.0], side="buy"),
+    ]
+    res = clear_local_market(session, model, bids, "B")
+    assert {r.bid_id: r.reason for r in res.rejected} == {
+        "lost": "not_in_market",
+        "ghost": "invalid",
+        "brp": "not_in_market",
+    }
+    # balanced to 0 with one upward bid only: nothing is bought locally, all is forwarded
+    # (3 MW fit in the 6.619 MW headroom of branch 1-2)
+    assert res.clearing.awards == ()
+    assert [(b.bid_id, b.max_quantity_mw) for b in res.forwarded] == [("d1_up", (3.0,))]
+    with pytest.raises(ValueError, match="only B and C"):
+        clear_local_market(session, model, bids, "A")
