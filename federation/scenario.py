@@ -22,7 +22,7 @@ import math
 import pathlib
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -560,8 +560,13 @@ class Scenario:
         return net
 
     # ---- baseline and day-ahead -------------------------------------------------------
-    def device_baseline_p_mw(self, profiles: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        """Baseline (pre-market) injection of every device, shape (n_devices, n_minutes) [MW].
+    def device_baseline_p_mw(
+        self,
+        profiles: Mapping[str, np.ndarray] | None = None,
+        devices: Sequence[DeviceSpec] | None = None,
+    ) -> np.ndarray:
+        """Baseline (pre-market) injection of every device (or of ``devices``, in their order),
+        shape (n_devices, n_minutes) [MW].
 
         Rules (docs/scenario.md): conventional generators at ``p_schedule_mw`` if given,
         else the middle of their range;
@@ -571,7 +576,7 @@ class Scenario:
         curtailable generation at available power times (1 - derating); curtailable loads
         at their profile.
         """
-        return _device_baseline(self, self.profiles if profiles is None else profiles)
+        return _device_baseline(self, self.profiles if profiles is None else profiles, devices)
 
     @functools.cached_property
     def day_ahead(self) -> DayAheadSchedule:
@@ -616,11 +621,14 @@ def _transmission_base(t: TransmissionSpec) -> Any:
 # baseline rules
 
 
-def _device_baseline(sc: Scenario, profiles: Mapping[str, np.ndarray]) -> np.ndarray:
+def _device_baseline(
+    sc: Scenario, profiles: Mapping[str, np.ndarray], devices: Sequence[DeviceSpec] | None = None
+) -> np.ndarray:
     n = sc.n_minutes
     minutes = np.arange(n)
-    out = np.zeros((len(sc.devices), n))
-    for i, d in enumerate(sc.devices):
+    chosen = sc.devices if devices is None else devices
+    out = np.zeros((len(chosen), n))
+    for i, d in enumerate(chosen):
         p = d.params
         c = d.category
         if c == "conventional_generator":
