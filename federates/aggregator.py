@@ -3,11 +3,13 @@
 At a session's BID stage it merges the measurements of its devices (sent by the grid
 federates at the same instant) and calls :class:`federation.adapters.AggregatorLogic` (forecast
 issued at the gate closure with an error growing with the lead time, forecast EV arrivals,
-previous session's dispatch over the gate-closure lead time, ``build_bids``), sends the bids to
-the market and, with the DSO check, a copy of those located in each DSO network to that DSO;
-at the DISPATCH
-stage it turns the awards into set-points and sends each network its devices' plans,
-including the reserved aFRR band and the forecast baseline.
+previous session's dispatch over the gate-closure lead time, ``build_bids``), sends each bid to
+the market of its network (:func:`federation.contract.market_of`: in schemes B and C the bids
+located in ``dso_<k>`` go to ``market_local_dso_<k>``, the others to ``market_central``) and,
+with the DSO check, a copy of those located in each DSO network to that DSO. At the DISPATCH
+stage it sums the awards of each bid over the markets that sent them (B: a bid awarded
+locally and its forwarded rest centrally), turns them into set-points and sends each network
+its devices' plans, including the reserved aFRR band and the forecast baseline.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from federates.runtime import FederateRuntime, main
 from federation.adapters import AggregatorLogic, merge_fleet_states, scenario_for
-from federation.contract import Stage
+from federation.contract import Stage, market_of
 from market_core.bids import bid_to_dict
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class AggregatorFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
         self.logic = AggregatorLogic(scenario_for(rt.run), rt.name)
+        self.scheme: str = rt.run["scheme"]
         # DSO check: each DSO network of this aggregator gets a copy of the bids located there
         self.checked_dsos = (
             [n for n in rt.params.get("networks", []) if n != "tso"]
@@ -52,14 +55,22 @@ class AggregatorFederate:
             for cat, fleet in self.logic.portfolio.fleets.items()
         }
         book = self.logic.bid(observed, t_s, rt.timing)
-        rt.send(
-            "market_central/bids",
-            "bids",
-            t_s,
-            session=book.window.session,
-            aggregator=rt.name,
-            items=[bid_to_dict(b) for b in book.bids],
-        )
+        # each bid goes to the market of its network (market_of: a DSO's local market in B
+        # and C, market_central otherwise); every market of this aggregator gets a document
+        by_market: dict[str, list[dict[str, Any]]] = {
+            market_of(self.scheme, n): [] for n in rt.params.get("networks", [])
+        }
+        for b in book.bids:
+            by_market.setdefault(market_of(self.scheme, b.network_id), []).append(bid_to_dict(b))
+        for market, items in sorted(by_market.items()):
+            rt.send(
+                f"{market}/bids",
+                "bids",
+                t_s,
+                session=book.window.session,
+                aggregator=rt.name,
+                items=items,
+            )
         for dso in self.checked_dsos:
             rt.send(
                 f"{dso}/bids",

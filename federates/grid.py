@@ -3,7 +3,8 @@
 Per physical step it reads the aFRR set-point of its network (and, for the TSO, every DSO's
 interface P/Q of the same step), calls :meth:`federation.adapters.NetworkPhysics.step` and
 publishes the contract values. At each market session it sends the device measurements to
-the aggregators and its linear network model to the market; the TSO also sends the balancing
+the aggregators and its linear network model to the market (a DSO's goes to its local market in
+schemes B and C, :func:`federation.contract.market_of`); the TSO also sends the balancing
 requirement (persistence forecast of the imbalance without mFRR and aFRR). With the DSO check a
 DSO also classifies the bids located in its network at stage PREQUALIFY
 (:class:`federation.adapters.DsoPrequalifier`) and sends the verdicts to the market.
@@ -15,8 +16,13 @@ import logging
 from typing import Any
 
 from federates.runtime import FederateRuntime
-from federation.adapters import DsoPrequalifier, NetworkPhysics, scenario_for
-from federation.contract import SCHEMES, Stage
+from federation.adapters import (
+    DsoPrequalifier,
+    NetworkPhysics,
+    compiled_network_for,
+    scenario_for,
+)
+from federation.contract import SCHEMES, Stage, market_of
 from market_core.bids import BidFormatError, bid_from_dict
 
 log = logging.getLogger(__name__)
@@ -27,7 +33,9 @@ class GridFederate:
         self.rt = rt
         self.net = rt.name
         self.sc = scenario_for(rt.run)
-        self.phys = NetworkPhysics(self.sc, self.net)
+        self.phys = NetworkPhysics(
+            self.sc, self.net, compiled=compiled_network_for(rt.run, self.net)
+        )
         self.sessions = set(rt.timing.session_times())
         self.aggregators: list[str] = rt.params.get("aggregators", [])
         self.dsos = [(d.id, int(d.interface_bus)) for d in self.sc.distribution]
@@ -86,7 +94,7 @@ class GridFederate:
         periods = rt.timing.delivery_periods(t_s)
         if self.send_model:
             rt.send(
-                "market_central/network_model",
+                f"{market_of(rt.run['scheme'], self.net)}/network_model",
                 "network_model",
                 t_s,
                 network=self.net,
@@ -120,7 +128,7 @@ class GridFederate:
         if n_red:
             log.info("%s: DSO check at %g s blocks %d of %d bids", self.net, t_s, n_red, len(items))
         rt.send(
-            "market_central/dso_verdicts",
+            f"{market_of(rt.run['scheme'], self.net)}/dso_verdicts",
             "dso_verdicts",
             t_s,
             session=int(t_s // rt.timing.session_period_s),

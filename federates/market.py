@@ -1,9 +1,19 @@
-"""``market_central`` federate: clears each session under the run's coordination scheme.
+"""``market_central`` and ``market_local_<dso>`` federates: one session's clearing each.
 
-Reads the aggregators' bids, the network models and the TSO's requirement of the session,
-calls ``market_core.schemes.clear_scheme`` and sends every aggregator its awards and the
-recorder the clearing result. With the DSO check the red bids of the DSOs' verdicts are left
-out of the clearing and the orange ones carry their extra cost in their price
+One module serves both scopes (``params.scope``), the contract decides which exist
+(:class:`federation.contract.SchemeTopology`):
+
+- ``market_central`` under A, D, E reads the aggregators' bids, the network models and the
+  TSO's requirement and calls ``market_core.schemes.clear_scheme``;
+- ``market_local_<dso>`` (B, C; stage CLEAR_LOCAL) reads the bids located in its DSO and the
+  DSO's LinDistFlow model and calls ``clear_local_market``; in B it sends the capped rest of
+  its bids to ``market_central/forwarded_bids``;
+- ``market_central`` under B and C (stage CLEAR_CENTRAL) clears the transmission-connected
+  bids plus the forwarded ones with ``clear_central_market``.
+
+Every market sends the aggregators their awards and the recorder its clearing, including the
+market document of what it cleared (``docs/market-json.md``). With the DSO check the red bids
+of the DSOs' verdicts are left out and the orange ones carry their extra cost in their price
 (:func:`federation.adapters.apply_dso_verdicts`). A bid that fails to parse is rejected with a
 logged reason; the rest of the market still clears.
 """
@@ -16,11 +26,17 @@ from typing import Any
 
 from federates.runtime import FederateRuntime, main
 from federation.adapters import apply_dso_verdicts
-from federation.contract import Stage
-from market_core.bids import BidFormatError, bid_from_dict
-from market_core.clearing import ClearingInfeasible
+from federation.contract import SCHEMES, Stage
+from market_core.bids import Bid, BidFormatError, bid_from_dict, bid_to_dict
+from market_core.clearing import Award, ClearingInfeasible, Rejection
+from market_core.document import session_to_json
 from market_core.network import lindistflow_from_dict, ptdf_from_dict
-from market_core.schemes import MarketSession, clear_scheme
+from market_core.schemes import (
+    MarketSession,
+    clear_central_market,
+    clear_local_market,
+    clear_scheme,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,48 +45,66 @@ class MarketFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
         self.scheme = rt.run["scheme"]
+        self.local = rt.params.get("scope", "central") == "local"
+        self.network: str = rt.params.get("network", "tso")
+        #: scheme B's local markets: where the capped rest of the bids goes
+        self.forward_to: str | None = rt.params.get("forward_to")
+        #: central market of B / C: the second half of a local-then-central scheme
+        self.second_half = not self.local and SCHEMES[self.scheme].local_markets
         self.aggregators: list[str] = rt.params["aggregators"]
         self.interfaces: dict[str, int] = rt.params["interfaces"]
         self.pricing: str = rt.params["pricing"]
-        self.dso_check = "market_central/dso_verdicts" in rt.endpoints
 
-    def on_stage(self, stage: Stage, t_s: float) -> None:
-        rt = self.rt
-        timing = rt.timing
-        session = int(t_s // timing.session_period_s)
-        periods = timing.delivery_periods(t_s)
-        bids, rejected = [], 0
-        for doc in rt.receive("market_central/bids"):
+    def _bids(self, endpoint: str) -> tuple[list[Bid], int]:
+        """Bids of every document on ``endpoint``; the number of items that failed to parse."""
+        bids, bad = [], 0
+        if endpoint not in self.rt.endpoints:
+            return bids, bad
+        for doc in self.rt.receive(endpoint):
             for i, item in enumerate(doc["items"]):
                 try:
                     bids.append(bid_from_dict(item, f"{doc['sender']}.items[{i}]"))
                 except BidFormatError as exc:
-                    rejected += 1
-                    log.warning("market_central: bid rejected: %s", exc)
+                    bad += 1
+                    log.warning("%s: bid rejected: %s", self.rt.name, exc)
+        return bids, bad
+
+    def on_stage(self, stage: Stage, t_s: float) -> None:
+        rt, name = self.rt, self.rt.name
+        timing = rt.timing
+        session = int(t_s // timing.session_period_s)
+        periods = timing.delivery_periods(t_s)
+        bids, rejected = self._bids(f"{name}/bids")
+        forwarded, bad = self._bids(f"{name}/forwarded_bids")
+        rejected += bad
         transmission, distribution = None, []
-        for doc in rt.receive("market_central/network_model"):
+        for doc in rt.receive(f"{name}/network_model"):
             if doc["network"] == "tso":
                 transmission = ptdf_from_dict(doc["model"])
             else:
                 distribution.append(lindistflow_from_dict(doc["model"], doc["network"]))
         verdicts: list[dict[str, Any]] = []
         blocked: dict[str, str] = {}
-        if self.dso_check:
-            for doc in rt.receive("market_central/dso_verdicts"):
+        if f"{name}/dso_verdicts" in rt.endpoints:
+            for doc in rt.receive(f"{name}/dso_verdicts"):
                 verdicts += [dict(it, network=doc["network"]) for it in doc["items"]]
             bids, blocked, adders = apply_dso_verdicts(bids, verdicts, timing.product_s)
             if blocked or adders:
                 log.info(
-                    "market_central: session %d, DSO check: %d bids blocked, %d orange",
+                    "%s: session %d, DSO check: %d bids blocked, %d orange",
+                    name,
                     session,
                     len(blocked),
                     len(adders),
                 )
+        # a local market balances its area to the DSO's own need: 0, interface on schedule
+        # (MarketSession.dso_requirement); the central market meets the TSO's requirement
         requirement = [0.0] * len(periods)
-        for doc in rt.receive("market_central/requirement"):
-            requirement = [float(it["requirement_mw"]) for it in doc["items"]]
+        if not self.local:
+            for doc in rt.receive(f"{name}/requirement"):
+                requirement = [float(it["requirement_mw"]) for it in doc["items"]]
         market = MarketSession(
-            bids=tuple(bids),
+            bids=(*bids, *forwarded),
             requirement_mw=tuple(requirement),
             transmission=transmission,
             distribution=tuple(distribution),
@@ -79,45 +113,46 @@ class MarketFederate:
             n_periods=len(periods),
             pricing=self.pricing,
         )
-        items_by_agg: dict[str, list[dict[str, Any]]] = {a: [] for a in self.aggregators}
-        status, cost = "no_bids", 0.0
-        extra: dict[str, Any] = {
-            "requirement_mw": requirement,
-            "total_slack_mw": 0.0,
-            "verdicts": verdicts,
-            "n_blocked": len(blocked),
-        }
-        if bids:
+        status, cost, slack = "no_bids", 0.0, 0.0
+        awards: tuple[Award, ...] = ()
+        refused: tuple[Rejection, ...] = ()
+        to_forward: tuple[Bid, ...] = ()
+        if self.local and not distribution and bids:
+            status = "no_model"
+            log.error("%s: session %d: no network model from %s", name, session, self.network)
+        elif bids or forwarded:
             try:
-                result = clear_scheme(market, self.scheme)
-                status, cost = "optimal", float(result.activation_cost_eur)
-                extra["total_slack_mw"] = float(result.total_slack_mw)
-                rejected += sum(1 for r in result.rejected if r.reason == "invalid")
-                for a in result.awards:
-                    for k, q in enumerate(a.quantity_mw):
-                        if abs(q) <= 1e-9 and abs(a.p_mw[k]) <= 1e-9:  # keep rebounds
-                            continue
-                        items_by_agg.setdefault(a.owner, []).append(
-                            {
-                                "bid_id": a.bid_id,
-                                "period": k,
-                                "start_s": periods[k][0],
-                                "duration_s": periods[k][1],
-                                "quantity_mw": float(q),
-                                "p_mw": float(a.p_mw[k]),
-                                "price_eur_per_mwh": float(a.price_eur_per_mwh[k]),
-                            }
-                        )
+                if self.local:
+                    res = clear_local_market(market, distribution[0], bids, self.scheme)
+                    clearing, refused, to_forward = res.clearing, res.rejected, res.forwarded
+                elif self.second_half:
+                    clearing, refused = clear_central_market(market, market.bids, self.scheme)
+                else:
+                    clearing = clear_scheme(market, self.scheme)
+                status = "optimal"
+                awards, cost = clearing.awards, float(clearing.activation_cost_eur)
+                slack = float(clearing.total_slack_mw)
+                refused = (*refused, *clearing.rejected)
             except ClearingInfeasible as exc:
                 status = "infeasible"
-                log.error("market_central: session %d not cleared: %s", session, exc)
+                log.error("%s: session %d not cleared: %s", name, session, exc)
+        if self.forward_to:
+            rt.send(
+                self.forward_to,
+                "forwarded_bids",
+                t_s,
+                session=session,
+                network=self.network,
+                items=[bid_to_dict(b) for b in to_forward],
+            )
+        items_by_agg = _award_items(awards, periods)
         for agg in self.aggregators:
             rt.send(
                 f"{agg}/awards",
                 "awards",
                 t_s,
                 session=session,
-                market=rt.name,
+                market=name,
                 aggregator=agg,
                 items=items_by_agg.get(agg, []),
             )
@@ -127,17 +162,45 @@ class MarketFederate:
             "clearing",
             t_s,
             session=session,
-            market=rt.name,
+            market=name,
             status=status,
             n_bids=len(bids),
-            n_rejected=rejected + rt.n_rejected,
+            n_forwarded=len(forwarded),
+            n_rejected=rejected + rt.n_rejected + sum(r.reason == "invalid" for r in refused),
             cost_eur=cost,
+            requirement_mw=requirement,
+            total_slack_mw=slack,
+            verdicts=verdicts,
+            n_blocked=len(blocked),
             items=all_items,
-            **extra,
+            input=session_to_json(market, self.scheme) if status == "optimal" else {},
         )
 
     def finish(self) -> None:
         pass
+
+
+def _award_items(
+    awards: tuple[Award, ...], periods: list[tuple[float, float]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Award items of the ``awards`` schema per aggregator, one per bid and product."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in awards:
+        for k, q in enumerate(a.quantity_mw):
+            if abs(q) <= 1e-9 and abs(a.p_mw[k]) <= 1e-9:  # keep rebounds
+                continue
+            out.setdefault(a.owner, []).append(
+                {
+                    "bid_id": a.bid_id,
+                    "period": k,
+                    "start_s": periods[k][0],
+                    "duration_s": periods[k][1],
+                    "quantity_mw": float(q),
+                    "p_mw": float(a.p_mw[k]),
+                    "price_eur_per_mwh": float(a.price_eur_per_mwh[k]),
+                }
+            )
+    return out
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """``recorder`` federate: every contract value each step, every clearing result, into HDF5.
 
-Flushes the file at every market session (see :mod:`federation.results`); at the end writes
-the KPI JSON next to it and logs the KPI summary.
+Every market federate of the run (``params.markets``: ``market_central``, and in schemes B
+and C each ``market_local_<dso>``) sends one clearing document per session; the writer
+records each one and writes a session once all its markets have reported. Flushes the file at
+every market session (see :mod:`federation.results`); at the end writes the KPI JSON next to
+it and logs the KPI summary.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ class RecorderFederate:
         self.keys = sorted(rt.inputs)
         timing = rt.timing
         n_periods = int(timing.horizon_s // timing.product_s)
-        self.writer = ResultsWriter(self.path, rt.run["meta"], self.keys, n_periods)
+        self.writer = ResultsWriter(
+            self.path, rt.run["meta"], self.keys, n_periods, rt.params["markets"]
+        )
         self.sessions = set(timing.session_times())
 
     def on_stage(self, stage: Stage, t_s: float) -> None:

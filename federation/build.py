@@ -152,7 +152,9 @@ def federate_config(
     elif spec.kind == "afrr":
         params["networks"] = list(topo.networks)
     elif spec.kind == "market":
-        params["aggregators"] = list(topo.aggregator_ids)
+        local = params.get("scope") == "local"
+        aggregators = topo.aggregators_on(params["network"]) if local else topo.aggregator_ids
+        params["aggregators"] = list(aggregators)
         params["interfaces"] = dict(topo.interfaces)
         params["pricing"] = topo.pricing
     elif spec.kind == "recorder":
@@ -398,15 +400,20 @@ def interface_markdown() -> str:
     """``docs/interface.md``: the HELICS interface, generated from the contract."""
     from federation.contract import SCHEMA_VERSION, SCHEMAS, SCHEMES, Stage, Timing, Topology
 
-    topo = Topology(
-        "example",
-        "D",
-        ("dso_1",),
-        {"agg_1": ("tso", "dso_1")},
-        Timing(duration_s=7200.0),
-        dso_check=True,
-    )
-    contract = build_contract(topo)
+    contracts = {
+        scheme: build_contract(
+            Topology(
+                "example",
+                scheme,
+                ("dso_1",),
+                {"agg_1": ("tso", "dso_1")},
+                Timing(duration_s=7200.0),
+                dso_check=True,
+            )
+        )
+        for scheme in SCHEMES
+    }
+    contract = contracts["D"]
     out = [
         "# HELICS interface (generated)",
         "",
@@ -452,6 +459,10 @@ def interface_markdown() -> str:
             "dso_<k>",
             "session only, with `--dso-check`: traffic light of the bids in the network",
         ),
+        Stage.CLEAR_LOCAL: (
+            "market_local_dso_<k>",
+            "session only, schemes B and C: local clearing, awards; B: forwarded bids",
+        ),
         Stage.CLEAR_CENTRAL: ("market_central", "session only: clearing, awards"),
         Stage.DISPATCH: ("agg_<n>", "session only: awards -> device set-points"),
     }
@@ -492,17 +503,19 @@ def interface_markdown() -> str:
         "document that fails validation is rejected with a logged reason and never crashes the "
         "receiver.",
         "",
-        "| endpoint | schema | senders | sent at stage |",
-        "|---|---|---|---|",
+        "| endpoint | schema | senders | sent at stage | schemes |",
+        "|---|---|---|---|---|",
     ]
-    seen = set()
-    for e in contract.endpoints:
-        name = _pattern(e.name)
-        if name in seen:
-            continue
-        seen.add(name)
-        senders = ", ".join(sorted({_pattern(s) for s in e.senders}))
-        out.append(f"| `{name}` | {e.schema} | {senders} | {e.stage.name} |")
+    # one row per endpoint and set of senders, with the schemes where it exists in this form
+    rows: dict[tuple[str, str, str, str], list[str]] = {}
+    for scheme, c in contracts.items():
+        for e in c.endpoints:
+            senders = ", ".join(sorted({_pattern(s) for s in e.senders}))
+            key = (_pattern(e.name), e.schema, senders, e.stage.name)
+            if scheme not in rows.setdefault(key, []):
+                rows[key].append(scheme)
+    for (name, schema, senders, stage), schemes in rows.items():
+        out.append(f"| `{name}` | {schema} | {senders} | {stage} | {', '.join(schemes)} |")
     out += ["", "## Message schemas", ""]
     for schema in SCHEMAS.values():
         out += [
@@ -529,21 +542,44 @@ def interface_markdown() -> str:
         out.append("")
     out += ["## Coordination schemes and federation topology", ""]
     out += [
-        f"- **{k}**: {v.description}; DSO network models sent to the market: "
-        f"{'yes' if v.dso_models else 'no'}."
+        f"- **{k}**: {v.description}; market federates: "
+        + (
+            "`market_local_dso_<k>` (one per DSO, stage CLEAR_LOCAL), then `market_central`"
+            if v.local_markets
+            else "`market_central`"
+        )
+        + "; DSO network models sent to "
+        + (
+            "their local market"
+            if v.local_markets
+            else ("`market_central`" if v.dso_models else "no market")
+        )
+        + ("; the local markets forward the rest of their bids" if v.forwards else "")
+        + "."
         for k, v in SCHEMES.items()
     ]
     out += [
         "",
-        "Every scheme runs in the single `market_central` federate (the local-then-central "
-        "sequences of B and C are compositions inside `market_core.schemes`).",
+        "A, D and E run in the single `market_central` federate "
+        "(`market_core.schemes.clear_scheme`). In B and C the aggregators send the bids located "
+        "in `dso_<k>` to `market_local_dso_<k>/bids` and the transmission-connected ones to "
+        "`market_central/bids`; each DSO sends its LinDistFlow model to its local market. At "
+        "CLEAR_LOCAL each local market clears its bids under its network constraints, its area "
+        "balanced to its own need (`market_core.schemes.clear_local_market`), sends the awards "
+        "to the aggregators and its clearing to `recorder/clearing`; in B it sends the rest of "
+        "its bids, capped so that no combination of their awards breaks a limit of its network, "
+        "to `market_central/forwarded_bids` (in C nothing is forwarded: the interface exchange "
+        "is fixed). At CLEAR_CENTRAL `market_central` clears the transmission-connected bids "
+        "and the forwarded ones under the PTDF constraints (`clear_central_market`). An "
+        "aggregator sums the awards of a bid over the markets that sent them.",
         "",
         "**DSO check** (`smartnet run|build --dso-check`, default off; scheme A's optional "
         "step, allowed under every scheme): at gate closure each aggregator also sends the "
         "bids located in `dso_<k>` to `dso_<k>/bids`; at stage PREQUALIFY the DSO classifies "
         "each bid alone on top of its forecast (`grid_core.flex.prequalify_bids`: AC power "
         "flow per product, reactive support of its generators on violations) and sends "
-        "`market_central/dso_verdicts`. The market leaves the red bids out of the clearing "
+        "`market_central/dso_verdicts` (in B and C `market_local_dso_<k>/dso_verdicts`, the "
+        "market that clears those bids). The market leaves the red bids out of the clearing "
         "(rejected as `blocked_by_dso`) and adds an orange bid's extra cost, spread over its "
         "energy at full acceptance, to its price. Without the option these endpoints and the "
         "PREQUALIFY stage do not exist.",

@@ -34,7 +34,8 @@ class Stage(Enum):
     RECORD = 0.003  # recorder reads every value of the step
     BID = 0.010  # market session: aggregators build bids from the measurements of the step
     PREQUALIFY = 0.020  # DSO check (option): DSOs classify the bids in their network
-    CLEAR_CENTRAL = 0.030  # the market clears (every scheme, market_core.schemes)
+    CLEAR_LOCAL = 0.025  # schemes B, C: each market_local_<dso> clears; B forwards the rest
+    CLEAR_CENTRAL = 0.030  # market_central clears (after the local markets in B, C)
     DISPATCH = 0.040  # aggregators disaggregate awards into device set-points
 
 
@@ -147,23 +148,52 @@ class Topology:
 class SchemeTopology:
     """How a coordination scheme shapes the federation (DESIGN.md section 5).
 
-    Every scheme runs in one market federate, ``market_central``, that calls
-    ``market_core.schemes.clear_scheme``: the local-then-central sequences of B and C and the
-    joint clearing of D and E are compositions inside that core. The scheme decides which
-    network models reach the market.
+    A, D and E run one market federate, ``market_central``, that calls
+    ``market_core.schemes.clear_scheme`` (D's joint clearing and E's are one optimisation).
+    B and C have one ``market_local_<dso>`` federate per DSO (stage CLEAR_LOCAL,
+    ``market_core.schemes.clear_local_market``) before ``market_central`` (stage
+    CLEAR_CENTRAL, ``clear_central_market``): the aggregators send the bids located in
+    ``dso_<k>`` to ``market_local_dso_<k>`` and the transmission-connected ones to
+    ``market_central``; in B each local market forwards the capped rest of its bids to
+    ``market_central/forwarded_bids``; in C nothing is forwarded (fixed interface).
     """
 
-    dso_models: bool  # the DSOs send their LinDistFlow models to the market
+    dso_models: bool  # the DSOs send their LinDistFlow models to a market
+    local_markets: bool  # one market_local_<dso> per DSO, before market_central
+    forwards: bool  # the local markets forward the rest of their bids to market_central
     description: str
 
 
 SCHEMES: dict[str, SchemeTopology] = {
-    "A": SchemeTopology(False, "centralised: TSO buys, transmission constraints only"),
-    "B": SchemeTopology(True, "local market: DSO first, then TSO with the forwarded rest"),
-    "C": SchemeTopology(True, "shared balancing: DSO keeps its interface on schedule"),
-    "D": SchemeTopology(True, "common market: joint transmission + distribution clearing"),
-    "E": SchemeTopology(True, "integrated: one operator, BRPs' willingness to pay"),
+    "A": SchemeTopology(
+        False, False, False, "centralised: TSO buys, transmission constraints only"
+    ),
+    "B": SchemeTopology(
+        True, True, True, "local market: DSO first, then TSO with the forwarded rest"
+    ),
+    "C": SchemeTopology(True, True, False, "shared balancing: DSO keeps its interface on schedule"),
+    "D": SchemeTopology(
+        True, False, False, "common market: joint transmission + distribution clearing"
+    ),
+    "E": SchemeTopology(True, False, False, "integrated: one operator, BRPs' willingness to pay"),
 }
+
+CENTRAL_MARKET = "market_central"
+
+
+def local_market(network: str) -> str:
+    """Name of the local market federate of DSO ``network`` (schemes B, C)."""
+    return f"market_local_{network}"
+
+
+def market_of(scheme: str, network: str) -> str:
+    """The market federate that receives the bids and the network model of ``network``.
+
+    ``market_local_<dso>`` for a DSO network in schemes B and C, ``market_central`` otherwise.
+    """
+    if network != "tso" and SCHEMES[scheme].local_markets:
+        return local_market(network)
+    return CENTRAL_MARKET
 
 
 @dataclass(frozen=True)
@@ -283,6 +313,18 @@ SCHEMAS: dict[str, MessageSchema] = {
             ),
         ),
         MessageSchema(
+            "forwarded_bids",
+            "scheme B: the bids a local market forwards to the central market after clearing, "
+            "quantities capped so that no combination of their awards breaks a limit of its "
+            "network (market_core.schemes.forward_bids)",
+            (
+                *_COMMON,
+                _f("session", "int", "-", "session index"),
+                _f("network", "string", "-", "dso_<k> of the local market"),
+                _f("items", "list", "-", "bids in the market_core JSON format, capped"),
+            ),
+        ),
+        MessageSchema(
             "awards",
             "accepted quantities and prices for one aggregator from one market",
             (
@@ -347,13 +389,23 @@ SCHEMAS: dict[str, MessageSchema] = {
                 *_COMMON,
                 _f("session", "int", "-", "session index"),
                 _f("market", "string", "-", "market federate"),
-                _f("status", "string", "-", "optimal, infeasible, or no_bids"),
-                _f("n_bids", "int", "-", "bids received and valid"),
+                _f("status", "string", "-", "optimal, infeasible, no_bids or no_model"),
+                _f("n_bids", "int", "-", "bids received from the aggregators and valid"),
+                _f("n_forwarded", "int", "-", "bids received from local markets (B central)"),
                 _f("n_rejected", "int", "-", "bids or documents rejected"),
                 _f("cost_eur", "number", "EUR", "activation cost paid by the buyers"),
                 _f("n_blocked", "int", "-", "bids left out as red by the DSO check"),
                 _f("verdicts", "list", "-", "DSO check verdicts (dso_verdicts items + network)"),
-                _f("items", "list", "-", "awards, as in the awards schema"),
+                _f("requirement_mw", "list", "MW", "balance this market had to meet per product"),
+                _f("total_slack_mw", "number", "MW", "unmet requirement summed over products"),
+                _f("items", "list", "-", "awards, as in the awards schema, plus owner"),
+                _f(
+                    "input",
+                    "object",
+                    "-",
+                    "what this market cleared, as a market document (docs/market-json.md, "
+                    "smartnet clear reads it); {} when it did not clear",
+                ),
             ),
         ),
     )
@@ -457,7 +509,8 @@ def build_contract(topology: Topology) -> Contract:
     endpoints: list[EndpointSpec] = []
     scheme = SCHEMES[topology.scheme]
     aggs = topology.aggregator_ids
-    markets = ("market_central",)
+    locals_ = tuple(local_market(d) for d in topology.dso_ids) if scheme.local_markets else ()
+    markets = (*locals_, CENTRAL_MARKET)
 
     for net in topology.networks:
         stage = Stage.TSO if net == "tso" else Stage.DSO
@@ -530,10 +583,15 @@ def build_contract(topology: Topology) -> Contract:
                 "device measurements from the grid federates",
             )
         )
-        senders = markets
+        senders = tuple(m for m in locals_ if m.removeprefix("market_local_") in nets)
         endpoints.append(
             EndpointSpec(
-                f"{agg}/awards", agg, "awards", senders, Stage.CLEAR_CENTRAL, "awards and prices"
+                f"{agg}/awards",
+                agg,
+                "awards",
+                (*senders, CENTRAL_MARKET),
+                Stage.CLEAR_LOCAL if senders else Stage.CLEAR_CENTRAL,
+                "awards and prices (summed per bid over the markets that sent them)",
             )
         )
     for net in topology.networks:
@@ -548,42 +606,96 @@ def build_contract(topology: Topology) -> Contract:
                 "device set-point changes",
             )
         )
+    for dso in topology.dso_ids if scheme.local_markets else ():
+        name = local_market(dso)
+        feds.append(
+            FederateSpec(
+                name,
+                "market",
+                f"local market of {dso}: its bids, its network, its area balanced",
+                (Stage.CLEAR_LOCAL,),
+                {
+                    "scope": "local",
+                    "network": dso,
+                    "forward_to": f"{CENTRAL_MARKET}/forwarded_bids" if scheme.forwards else None,
+                },
+            )
+        )
+        endpoints.append(
+            EndpointSpec(
+                f"{name}/bids",
+                name,
+                "bids",
+                topology.aggregators_on(dso),
+                Stage.BID,
+                f"bids located in {dso}",
+            )
+        )
+        endpoints.append(
+            EndpointSpec(
+                f"{name}/network_model",
+                name,
+                "network_model",
+                (dso,),
+                Stage.DSO,
+                f"LinDistFlow model of {dso}",
+            )
+        )
     feds.append(
         FederateSpec(
-            "market_central", "market", "market: clears every scheme A-E", (Stage.CLEAR_CENTRAL,)
+            CENTRAL_MARKET,
+            "market",
+            "TSO market after the local markets (transmission and forwarded bids)"
+            if scheme.local_markets
+            else "market: clears the scheme",
+            (Stage.CLEAR_CENTRAL,),
+            {"scope": "central", "network": "tso", "forward_to": None},
         )
     )
     endpoints.append(
         EndpointSpec(
-            "market_central/bids",
-            "market_central",
+            f"{CENTRAL_MARKET}/bids",
+            CENTRAL_MARKET,
             "bids",
-            aggs,
+            tuple(a for a in aggs if "tso" in topology.aggregator_networks[a])
+            if scheme.local_markets
+            else aggs,
             Stage.BID,
-            "bids of the aggregators",
+            "transmission-connected bids" if scheme.local_markets else "bids of the aggregators",
         )
     )
-    model_senders = ("tso", *(topology.dso_ids if scheme.dso_models else ()))
+    central_models = scheme.dso_models and not scheme.local_markets
     endpoints.append(
         EndpointSpec(
-            "market_central/network_model",
-            "market_central",
+            f"{CENTRAL_MARKET}/network_model",
+            CENTRAL_MARKET,
             "network_model",
-            model_senders,
+            ("tso", *(topology.dso_ids if central_models else ())),
             Stage.DSO,
             "linear network models (PTDF, LinDistFlow)",
         )
     )
     endpoints.append(
         EndpointSpec(
-            "market_central/requirement",
-            "market_central",
+            f"{CENTRAL_MARKET}/requirement",
+            CENTRAL_MARKET,
             "requirement",
             ("tso",),
             Stage.TSO,
             "balancing requirement of the session",
         )
     )
+    if scheme.forwards:
+        endpoints.append(
+            EndpointSpec(
+                f"{CENTRAL_MARKET}/forwarded_bids",
+                CENTRAL_MARKET,
+                "forwarded_bids",
+                locals_,
+                Stage.CLEAR_LOCAL,
+                "bids the local markets forward, capped",
+            )
+        )
     if topology.dso_check:
         for dso in topology.dso_ids:
             endpoints.append(
@@ -596,25 +708,35 @@ def build_contract(topology: Topology) -> Contract:
                     "DSO check: the bids located in this network, copied by each aggregator",
                 )
             )
-        endpoints.append(
-            EndpointSpec(
-                "market_central/dso_verdicts",
-                "market_central",
-                "dso_verdicts",
-                topology.dso_ids,
-                Stage.PREQUALIFY,
-                "DSO check: traffic light of the bids (red ones are left out of the clearing)",
+        # the verdicts go to the market that clears the DSO's bids
+        for receiver in sorted({market_of(topology.scheme, d) for d in topology.dso_ids}):
+            endpoints.append(
+                EndpointSpec(
+                    f"{receiver}/dso_verdicts",
+                    receiver,
+                    "dso_verdicts",
+                    tuple(d for d in topology.dso_ids if market_of(topology.scheme, d) == receiver),
+                    Stage.PREQUALIFY,
+                    "DSO check: traffic light of the bids (red ones are left out of the clearing)",
+                )
             )
-        )
     feds.append(FederateSpec("afrr", "afrr", "aFRR closed-loop controller", (Stage.AFRR,)))
-    feds.append(FederateSpec("recorder", "recorder", "HDF5 results and KPIs", (Stage.RECORD,)))
+    feds.append(
+        FederateSpec(
+            "recorder",
+            "recorder",
+            "HDF5 results and KPIs",
+            (Stage.RECORD,),
+            {"markets": list(markets)},
+        )
+    )
     endpoints.append(
         EndpointSpec(
             "recorder/clearing",
             "recorder",
             "clearing",
             markets,
-            Stage.CLEAR_CENTRAL,
+            Stage.CLEAR_LOCAL if locals_ else Stage.CLEAR_CENTRAL,
             "clearing results for the record",
         )
     )

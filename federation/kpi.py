@@ -54,6 +54,18 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         }
         for n in networks
     }
+    # per market federate (B, C: each local market and the central one); a bid awarded in two
+    # markets has a row in each, so the volumes add up to mfrr_mwh
+    per_market = {}
+    markets = r["markets"]
+    for name in sorted({str(m) for m in _strings(markets.get("market", np.zeros(0)))}):
+        mine = _strings(awards["market"]) == name
+        cleared = _strings(markets["market"]) == name
+        per_market[name] = {
+            "mfrr_mwh": float(np.sum(awards["quantity_mw"][mine] * awards["duration_s"][mine]))
+            / 3600.0,
+            "mfrr_cost_eur": float(np.sum(markets["cost_eur"][cleared])),
+        }
     return {
         "scenario": r["meta"].get("scenario"),
         "scheme": r["meta"].get("scheme"),
@@ -74,7 +86,13 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "violation_steps_before": sum(v["violation_steps_before"] for v in per_network.values()),
         "violation_steps_after": sum(v["violation_steps_after"] for v in per_network.values()),
         "networks": per_network,
+        "markets": per_market,
     }
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    """HDF5 strings (bytes) as a numpy array of str."""
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
 
 
 def format_summary(kpis: Mapping[str, Any]) -> str:

@@ -44,13 +44,27 @@ def test_tiny_federation_follows_scenario_and_scheme(contract, tiny):
     assert sorted(n for n in names if n.startswith("dso_")) == ["dso_1", "dso_2"]
     assert sorted(n for n in names if n.startswith("agg_")) == [f"agg_{k}" for k in range(1, 7)]
     assert {"tso", "market_central", "afrr", "recorder"} <= set(names)
-    model_senders = next(
-        e.senders for e in contract.endpoints if e.name == "market_central/network_model"
-    )
-    if SCHEMES[contract.topology.scheme].dso_models:
-        assert model_senders == ("tso", "dso_1", "dso_2")
+    senders = {e.name: e.senders for e in contract.endpoints}
+    scheme = contract.topology.scheme
+    locals_ = sorted(n for n in names if n.startswith("market_local_"))
+    if scheme in ("B", "C"):
+        # one local market per DSO; each DSO's model and bids go to it, not to the TSO's
+        assert locals_ == ["market_local_dso_1", "market_local_dso_2"]
+        assert senders["market_central/network_model"] == ("tso",)
+        for dso in ("dso_1", "dso_2"):
+            assert senders[f"market_local_{dso}/network_model"] == (dso,)
+            assert senders[f"market_local_{dso}/bids"] == contract.topology.aggregators_on(dso)
+            assert contract.federate(f"market_local_{dso}").stages == (Stage.CLEAR_LOCAL,)
+        assert senders["market_central/bids"] == contract.topology.aggregators_on("tso")
+        assert set(senders["recorder/clearing"]) == {"market_central", *locals_}
+        # B forwards the capped rest of the local bids; C keeps the interface fixed
+        forwarded = senders.get("market_central/forwarded_bids")
+        assert forwarded == (tuple(locals_) if scheme == "B" else None)
     else:
-        assert model_senders == ("tso",)
+        assert locals_ == []
+        dso_models = ("dso_1", "dso_2") if SCHEMES[scheme].dso_models else ()
+        assert senders["market_central/network_model"] == ("tso", *dso_models)
+        assert "market_central/forwarded_bids" not in senders
 
 
 def test_stages_run_in_the_documented_order():
@@ -60,11 +74,14 @@ def test_stages_run_in_the_documented_order():
         Stage.AFRR,
         Stage.RECORD,
         Stage.BID,
+        Stage.PREQUALIFY,
+        Stage.CLEAR_LOCAL,
         Stage.CLEAR_CENTRAL,
         Stage.DISPATCH,
     ]
     offsets = [s.value for s in order]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    assert order == list(Stage)
     assert offsets[-1] < 1.0  # every stage inside the same second as its step
 
 
@@ -173,4 +190,44 @@ def test_committed_root_files_match_the_generator():
 def test_interface_doc_matches_the_contract():
     assert (ROOT / "docs" / "interface.md").read_text() == interface_markdown(), (
         "docs/interface.md drifted: run smartnet build --docs"
+    )
+
+
+def test_forwarded_bids_documents_are_validated():
+    bid = {"bid_id": "agg_1/0/0", "network_id": "dso_1", "bus": 2, "max_quantity_mw": [0.5]}
+    doc = make_message(
+        "forwarded_bids", 0.025, "market_local_dso_1", session=0, network="dso_1", items=[bid]
+    )
+    assert validate_message(doc, "forwarded_bids") == []
+    bad = dict(doc, schema_version=2, network=1)
+    del bad["session"]
+    assert validate_message(bad, "forwarded_bids") == [
+        "forwarded_bids: schema_version 2 != 1",
+        "forwarded_bids: missing field 'session'",
+        "forwarded_bids: field 'network' is int, expected string",
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["A", "B", "C", "D"])
+def test_bids_models_and_dso_verdicts_go_to_the_market_that_clears_them(tiny, scheme):
+    from federation.contract import market_of
+
+    contract = build_contract(topology_from_scenario(tiny, scheme, dso_check=True))
+    local = scheme in ("B", "C")
+    for dso in ("dso_1", "dso_2"):
+        market = f"market_local_{dso}" if local else "market_central"
+        assert market_of(scheme, dso) == market
+        verdicts = next(e for e in contract.endpoints if e.name == f"{market}/dso_verdicts")
+        assert dso in verdicts.senders
+        assert contract.federate(dso).stages == (Stage.DSO, Stage.PREQUALIFY)
+    assert market_of(scheme, "tso") == "market_central"
+    has_central_verdicts = any(e.name == "market_central/dso_verdicts" for e in contract.endpoints)
+    assert has_central_verdicts is not local
+    # every market federate serves one scope; the recorder waits for each of them
+    markets = [f for f in contract.federates if f.kind == "market"]
+    assert [f.params["scope"] for f in markets] == ["local"] * (2 * local) + ["central"]
+    assert contract.federate("recorder").params["markets"] == [f.name for f in markets]
+    forward_to = {f.params["forward_to"] for f in markets if f.params["scope"] == "local"}
+    assert forward_to == (
+        {"market_central/forwarded_bids"} if scheme == "B" else {None} if local else set()
     )
