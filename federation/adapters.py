@@ -6,6 +6,7 @@ cores) and publishes. Everything here is deterministic given the scenario seed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -175,14 +176,17 @@ class AggregatorLogic:
 DG_RATED_POWER_FACTOR = 0.9
 
 
-def dg_units(fleets: Mapping[str, Any], device_bus: Mapping[str, np.ndarray], net: Any) -> list:
+def dg_units(
+    fleets: Mapping[str, Any], device_bus: Mapping[str, np.ndarray], bus_index: np.ndarray
+) -> list:
     """Distribution-connected generators whose reactive power the DSO's voltage control sets.
 
     Returns ``(category, index in fleet, device id, bus, Technology, sn_mva)`` per generator:
     curtailable PV (static inverter), wind (DFIG / full converter), small hydro and CHP
     (directly connected synchronous machines: the CHP row of
     :func:`grid_core.flex.reactive_limits_mvar`), rated ``Sn = p_rated /
-    DG_RATED_POWER_FACTOR`` [MVA].
+    DG_RATED_POWER_FACTOR`` [MVA]. ``device_bus`` holds positions in ``bus_index`` (the
+    pandapower bus index of the network, ``net.bus`` order).
     """
     from grid_core.flex.model import Technology
 
@@ -196,9 +200,111 @@ def dg_units(fleets: Mapping[str, Any], device_bus: Mapping[str, np.ndarray], ne
                 t, p_rated = Technology.CHP, float(prm.p_max_mw)
             else:
                 t, p_rated = tech[prm.kind], float(prm.p_rated_mw)
-            bus = int(net.bus.index[device_bus[cat][i]])
+            bus = int(bus_index[device_bus[cat][i]])
             out.append((cat, i, dev, bus, t, p_rated / DG_RATED_POWER_FACTOR))
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledNetwork:
+    """One network as its grid federate uses it, compiled once from the pandapower net.
+
+    Built by :func:`compile_network` (the only step that needs pandapower) at ``smartnet
+    build`` and pickled next to the scenario cache (:func:`save_scenario_cache`), so a grid
+    federate starts without importing pandapower or re-loading its case. Injection arrays are
+    in ``net.bus`` order with the signs of ``docs/conventions.md``.
+
+    Attributes
+    ----------
+    network : str
+    solver : grid_core.powerflow.ACPowerFlowSolver
+        Compiled, never solved (copy it before use: it is stateful).
+    bus_index : ndarray[int]
+        pandapower bus index of each position.
+    load_p_mw, load_q_mvar : ndarray [bus]
+        Nominal in-service load (times its ``scaling``) as injection (<= 0) [MW], [Mvar].
+    gen_in_service : ndarray[bool]
+        ``net.gen`` rows in service.
+    gen_pos : ndarray[int]
+        Bus position of each in-service generator.
+    gen_p_mw : ndarray
+        Nominal output times ``scaling`` of each in-service generator [MW].
+    trafo_index, trafo_lv_bus : ndarray[int]
+        Transformers (``net.trafo`` order) and their LV bus.
+    linear_model : PtdfNetworkModel or LinDistFlowNetworkModel
+        Market model of the net at its own tables (:meth:`NetworkPhysics.network_model`
+        re-bases it per session).
+    linear_base_q_mvar : ndarray or None
+        LinDistFlow only: the tables' reactive injections at the model's buses [Mvar].
+    """
+
+    network: str
+    solver: Any
+    bus_index: np.ndarray
+    load_p_mw: np.ndarray
+    load_q_mvar: np.ndarray
+    gen_in_service: np.ndarray
+    gen_pos: np.ndarray
+    gen_p_mw: np.ndarray
+    trafo_index: np.ndarray
+    trafo_lv_bus: np.ndarray
+    linear_model: Any
+    linear_base_q_mvar: np.ndarray | None
+
+
+def compile_network(sc: Any, network: str) -> CompiledNetwork:
+    """Build ``network`` of scenario ``sc`` (:meth:`~federation.scenario.Scenario.build_network`)
+    and compile what :class:`NetworkPhysics` needs from it (see :class:`CompiledNetwork`)."""
+    from grid_core.linear import lindistflow_model, ptdf_model
+    from grid_core.powerflow import ACPowerFlowSolver
+
+    net = sc.build_network(network)
+    solver = ACPowerFlowSolver(net, network)
+    bus_index = net.bus.index.to_numpy(np.int64)
+    pos = {int(b): k for k, b in enumerate(bus_index)}
+    load_p = np.zeros(bus_index.size)
+    load_q = np.zeros(bus_index.size)
+    if len(net.load):
+        on = net.load.in_service.to_numpy(bool)
+        rows = [pos[int(b)] for b in net.load.bus[on]]
+        scale = net.load.scaling.to_numpy(float)[on]
+        np.add.at(load_p, rows, -net.load.p_mw.to_numpy(float)[on] * scale)
+        np.add.at(load_q, rows, -net.load.q_mvar.to_numpy(float)[on] * scale)
+    gen_on = net.gen.in_service.to_numpy(bool) if len(net.gen) else np.zeros(0, dtype=bool)
+    gen_pos = np.array([pos[int(b)] for b in net.gen.bus[gen_on]], dtype=int)
+    gen_p = (
+        net.gen.p_mw.to_numpy(float)[gen_on] * net.gen.scaling.to_numpy(float)[gen_on]
+        if len(net.gen)
+        else np.zeros(0)
+    )
+    base_q = None
+    if network == "tso":
+        model = ptdf_model(net, "tso")
+    else:
+        spec = sc.dso(network)
+        model = lindistflow_model(
+            net,
+            network,
+            tso_bus=int(spec.interface_bus),
+            min_vm_pu=float(spec.vm_min_pu),
+            max_vm_pu=float(spec.vm_max_pu),
+        )
+        _p, q_all = solver.base_injections()
+        base_q = q_all[[pos[b] for b in model.bus_ids]]
+    return CompiledNetwork(
+        network=network,
+        solver=solver,
+        bus_index=bus_index,
+        load_p_mw=load_p,
+        load_q_mvar=load_q,
+        gen_in_service=gen_on,
+        gen_pos=gen_pos,
+        gen_p_mw=gen_p,
+        trafo_index=net.trafo.index.to_numpy(np.int64),
+        trafo_lv_bus=net.trafo.lv_bus.to_numpy(np.int64),
+        linear_model=model,
+        linear_base_q_mvar=base_q,
+    )
 
 
 @dataclass(frozen=True)
@@ -237,16 +343,24 @@ class NetworkPhysics:
     it again; ``dg_reactive=False`` leaves every generator at Q = 0 (OLTC only).
     """
 
-    def __init__(self, sc: Any, network: str, *, dg_reactive: bool = True) -> None:
+    def __init__(
+        self,
+        sc: Any,
+        network: str,
+        *,
+        dg_reactive: bool = True,
+        compiled: CompiledNetwork | None = None,
+    ) -> None:
         from grid_core.devices import build_fleets
-        from grid_core.powerflow import ACPowerFlowSolver
         from grid_core.voltage_control import OltcSettings
 
         self.sc = sc
         self.network = network
-        tnet, dnets = sc.build_networks()
-        net = tnet if network == "tso" else dnets[network]
-        self.net = net
+        if compiled is None:
+            compiled = compile_network(sc, network)
+        if compiled.network != network:
+            raise ValueError(f"compiled network {compiled.network!r} is not {network!r}")
+        self.compiled = compiled
         if network == "tso":
             spec = sc.transmission
             self.oltcs: tuple[Any, ...] = ()
@@ -254,31 +368,18 @@ class NetworkPhysics:
             spec = sc.dso(network)
             o = spec.oltc
             self.oltcs = tuple(
-                OltcSettings(
-                    int(i),
-                    int(net.trafo.lv_bus.at[i]),
-                    o.vm_set_pu,
-                    o.deadband_pu,
-                    o.tap_min,
-                    o.tap_max,
-                )
-                for i in net.trafo.index
+                OltcSettings(int(i), int(lv), o.vm_set_pu, o.deadband_pu, o.tap_min, o.tap_max)
+                for i, lv in zip(compiled.trafo_index, compiled.trafo_lv_bus, strict=True)
             )
         self.load_profile = spec.load_profile
         self.min_vm_pu = float(spec.vm_min_pu)
         self.max_vm_pu = float(spec.vm_max_pu)
         self.max_loading_percent = float(spec.max_loading_percent)
-        self.solver = ACPowerFlowSolver(net, network)
-        self.pos = {int(b): k for k, b in enumerate(net.bus.index)}
-        n_bus = len(self.pos)
-        self.load_p = np.zeros(n_bus)
-        self.load_q = np.zeros(n_bus)
-        if len(net.load):
-            on = net.load.in_service.to_numpy(bool)
-            rows = [self.pos[int(b)] for b in net.load.bus[on]]
-            scale = net.load.scaling.to_numpy(float)[on]
-            np.add.at(self.load_p, rows, -net.load.p_mw.to_numpy(float)[on] * scale)
-            np.add.at(self.load_q, rows, -net.load.q_mvar.to_numpy(float)[on] * scale)
+        self.solver = copy.deepcopy(compiled.solver)
+        self.bus_index = compiled.bus_index
+        self.pos = {int(b): k for k, b in enumerate(compiled.bus_index)}
+        self.load_p = compiled.load_p_mw.copy()
+        self.load_q = compiled.load_q_mvar.copy()
         p_base, q_base = self.solver.base_injections()
         self.gen_p = np.asarray(p_base) - self.load_p
         self.gen_q = np.asarray(q_base) - self.load_q
@@ -287,13 +388,11 @@ class NetworkPhysics:
         # with nominal output the slack would carry the whole daily load swing
         self.tso_gen_rows = np.zeros(0, dtype=int)
         self.tso_gen_p_mw = np.zeros((0, 0))
-        if network == "tso" and len(net.gen):
-            on = net.gen.in_service.to_numpy(bool)
-            rows = np.array([self.pos[int(b)] for b in net.gen.bus[on]], dtype=int)
-            nominal = net.gen.p_mw.to_numpy(float)[on] * net.gen.scaling.to_numpy(float)[on]
-            np.add.at(self.gen_p, rows, -nominal)
+        if network == "tso" and compiled.gen_in_service.size:
+            rows = compiled.gen_pos
+            np.add.at(self.gen_p, rows, -compiled.gen_p_mw)
             self.tso_gen_rows = rows
-            self.tso_gen_p_mw = np.asarray(sc.day_ahead.tso_gen_p_mw)[:, on]
+            self.tso_gen_p_mw = np.asarray(sc.day_ahead.tso_gen_p_mw)[:, compiled.gen_in_service]
         self.devices = sc.devices_of(network=network)
         self.fleets = build_fleets(self.devices)
         self.states = {cat: f.initial_state(0.0) for cat, f in self.fleets.items()}
@@ -317,7 +416,7 @@ class NetworkPhysics:
             cat: np.zeros(len(f)) for cat, f in self.fleets.items()
         }
         # distribution-connected generators whose reactive power voltage control may set
-        self.dg = dg_units(self.fleets, self.device_bus, self.net) if dg_reactive else []
+        self.dg = dg_units(self.fleets, self.device_bus, self.bus_index) if dg_reactive else []
         if network == "tso":
             self.dg = []
         self.dg_q_mvar = np.zeros(len(self.dg))  # present Q set-point of each [Mvar]
@@ -556,7 +655,7 @@ class NetworkPhysics:
             p = self.p_last[cat]
             for i, dev in enumerate(fleet.ids):
                 if abs(p[i]) > 1e-6:
-                    bus = int(self.net.bus.index[self.device_bus[cat][i]])
+                    bus = int(self.bus_index[self.device_bus[cat][i]])
                     units.append(
                         FlexibleUnit(
                             dev, bus, float(p[i]), min(p[i], 0.0), max(p[i], 0.0), cost, cost
@@ -591,24 +690,21 @@ class NetworkPhysics:
         return self._agg[device]
 
     def network_model(self, session_t_s: float, periods: Sequence[tuple[float, float]]) -> dict:
-        """Linear model of this network for the market (PTDF or LinDistFlow), JSON-ready."""
-        from grid_core.linear import lindistflow_model, ptdf_model
+        """Linear model of this network for the market (PTDF or LinDistFlow), JSON-ready.
 
+        The compiled model (:class:`CompiledNetwork`, the network at its own tables) re-based
+        on the day-ahead bus injections of the session's products; the same as building
+        :func:`~grid_core.linear.ptdf_model` / :func:`~grid_core.linear.lindistflow_model`
+        of the net with that base.
+        """
         da = np.asarray(self.sc.day_ahead.bus_p_inj_mw[self.network])
         k0 = int(periods[0][0] // self.product_s)
         idx = [min(k0 + k, da.shape[0] - 1) for k in range(len(periods))]
         base = da[idx].T  # (bus, period)
+        model = self.compiled.linear_model
         if self.network == "tso":
-            return ptdf_model(self.net, "tso", base_p_inj_mw=base).as_market_dict()
-        spec = self.sc.dso(self.network)
-        return lindistflow_model(
-            self.net,
-            self.network,
-            tso_bus=int(spec.interface_bus),
-            base_p_inj_mw=base,
-            min_vm_pu=self.min_vm_pu,
-            max_vm_pu=self.max_vm_pu,
-        ).as_market_dict()
+            return model.with_base_injections(base).as_market_dict()
+        return model.with_base_injections(base, self.compiled.linear_base_q_mvar).as_market_dict()
 
 
 # ----------------------------------------------------------------------------- DSO check
@@ -776,7 +872,9 @@ def save_scenario_cache(sc: Any, path: str | Path) -> None:
 
     Every federate of a run needs the same scenario; loading and expanding it once in
     ``smartnet build`` and unpickling it in each federate takes most of the start-up cost
-    out of the federation. The cache is private to one run directory.
+    out of the federation. Each network is also compiled here (:func:`compile_network`) into
+    its own file (:func:`compiled_network_path`), so that grid federates neither import
+    pandapower nor load their case. The cache is private to one run directory.
     """
     import copyreg
     import pickle
@@ -785,6 +883,31 @@ def save_scenario_cache(sc: Any, path: str | Path) -> None:
     copyreg.pickle(types.MappingProxyType, _reduce_mappingproxy)
     _ = sc.day_ahead  # cached property: computed once, stored with the scenario
     Path(path).write_bytes(pickle.dumps(sc, protocol=pickle.HIGHEST_PROTOCOL))
+    for network in sc.network_ids:
+        compiled = compile_network(sc, network)
+        compiled_network_path(path, network).write_bytes(
+            pickle.dumps(compiled, protocol=pickle.HIGHEST_PROTOCOL)
+        )
+
+
+def compiled_network_path(scenario_cache: str | Path, network: str) -> Path:
+    """File of the :class:`CompiledNetwork` of ``network`` next to a scenario cache."""
+    p = Path(scenario_cache)
+    return p.with_name(f"{p.stem}.{network}{p.suffix}")
+
+
+def compiled_network_for(run: Mapping[str, Any], network: str) -> CompiledNetwork | None:
+    """The run's compiled ``network`` (written by :func:`save_scenario_cache`), if any."""
+    cache = run.get("scenario_cache")
+    if not cache:
+        return None
+    path = compiled_network_path(cache, network)
+    if not path.exists():
+        return None
+    import pickle
+
+    with open(path, "rb") as f:
+        return pickle.load(f)  # written by smartnet build for this very run
 
 
 def scenario_for(run: Mapping[str, Any]) -> Any:

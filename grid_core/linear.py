@@ -13,22 +13,22 @@ injections (generation minus load), one entry per bus of ``bus_ids``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandapower as pp
 import scipy.sparse as sp
-from pandapower.pypower.idx_brch import BR_B, BR_G, BR_R, BR_X, F_BUS, SHIFT, T_BUS, TAP
-from pandapower.pypower.idx_bus import BS, GS
-from pandapower.pypower.makeBdc import makeBdc
 from scipy.sparse.linalg import splu
 
-from grid_core._compile import compile_net, line_max_s_mva, trafo_max_s_mva
+from grid_core._ppc import BR_B, BR_G, BR_R, BR_X, BS, F_BUS, GS, SHIFT, T_BUS, TAP
 from grid_core.errors import NetworkModelError
 from grid_core.powerflow import PowerFlowResult, bus_injections_from_net
+
+if TYPE_CHECKING:  # building a model needs pandapower; using a built one does not
+    import pandapower as pp
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,25 @@ def _bus_limits(
     return lo, hi
 
 
-def _injections_2d(x: np.ndarray | None, default: np.ndarray, n_bus: int, what: str) -> np.ndarray:
+def _injections_2d(
+    x: np.ndarray | None, default: np.ndarray | None, n_bus: int, what: str
+) -> np.ndarray:
     arr = default if x is None else np.asarray(x, dtype=float)
-    if arr.shape[0] != n_bus or arr.ndim not in (1, 2):
-        raise ValueError(f"{what} must have {n_bus} rows (one per bus), got shape {arr.shape}")
+    if arr is None or arr.shape[0] != n_bus or arr.ndim not in (1, 2):
+        shape = None if arr is None else arr.shape
+        raise ValueError(f"{what} must have {n_bus} rows (one per bus), got shape {shape}")
     return arr
+
+
+def _broadcast_pq(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One side per period, the other constant (e.g. Q from the tables): repeat that one."""
+    if p.shape == q.shape:
+        return p, q
+    if p.ndim == 2 and q.ndim == 1:
+        return p, np.repeat(q[:, None], p.shape[1], axis=1)
+    if q.ndim == 2 and p.ndim == 1:
+        return np.repeat(p[:, None], q.shape[1], axis=1), q
+    raise ValueError("base_p_inj_mw and base_q_inj_mvar have incompatible shapes")
 
 
 # =========================================================================== PTDF
@@ -132,6 +146,15 @@ class PtdfNetworkModel:
         lim = self.max_flow_mw if f.ndim == 1 else self.max_flow_mw[:, None]
         return np.abs(f) / lim * 100.0
 
+    def with_base_injections(self, base_p_inj_mw: np.ndarray) -> PtdfNetworkModel:
+        """The same model around another forecast ``[bus]`` or ``[bus x period]`` [MW].
+
+        Equal to :func:`ptdf_model` of the same net with ``base_p_inj_mw`` (only the base
+        fields depend on it), without compiling the network again.
+        """
+        p = _injections_2d(base_p_inj_mw, self.base_p_inj_mw, len(self.bus_ids), "base_p_inj_mw")
+        return dataclasses.replace(self, base_p_inj_mw=_ro(p), base_flow_mw=_ro(self.flows(p)))
+
     def as_market_dict(self) -> dict[str, Any]:
         """JSON-ready dict in ``market_core.network.ptdf_to_dict`` layout."""
         return {
@@ -169,6 +192,10 @@ def ptdf_model(
     -------
     PtdfNetworkModel
     """
+    from pandapower.pypower.makeBdc import makeBdc
+
+    from grid_core._compile import compile_net, line_max_s_mva, trafo_max_s_mva
+
     c = compile_net(net, ac=False)
     if c.ref.size != 1:
         raise NetworkModelError(
@@ -329,6 +356,28 @@ class LinDistFlowNetworkModel:
             base2 = base2[:, None]
         return np.sqrt(np.maximum(base2 + dv2, 0.0))
 
+    def with_base_injections(
+        self, base_p_inj_mw: np.ndarray, base_q_inj_mvar: np.ndarray
+    ) -> LinDistFlowNetworkModel:
+        """The same model around another forecast state (``[bus]`` or ``[bus x period]``,
+        [MW], [Mvar]; a 1-D side is repeated over the periods of the other).
+
+        Equal to :func:`lindistflow_model` of the same net with these base injections and
+        no ``base_result``, without compiling the network again.
+        """
+        n = len(self.bus_ids)
+        p, q = _broadcast_pq(
+            _injections_2d(base_p_inj_mw, None, n, "base_p_inj_mw"),
+            _injections_2d(base_q_inj_mvar, None, n, "base_q_inj_mvar"),
+        )
+        bp, bq = self.branch_flows(p, q)
+        return dataclasses.replace(
+            self,
+            base_vm_pu=_ro(self.vm_pu(p, q)),
+            base_branch_p_mw=_ro(bp),
+            base_branch_q_mvar=_ro(bq),
+        )
+
     def as_market_dict(self) -> dict[str, Any]:
         """JSON-ready dict in ``market_core.network.lindistflow_to_dict`` layout."""
         out: dict[str, Any] = {
@@ -420,6 +469,8 @@ def lindistflow_model(
     by the losses; keep a margin on the voltage limits or use ``base_result`` (AC-anchored
     base state) when the network is close to its limits.
     """
+    from grid_core._compile import compile_net, line_max_s_mva, trafo_max_s_mva
+
     c = compile_net(net, ac=True)
     if c.ref.size != 1:
         raise NetworkModelError(
@@ -548,14 +599,7 @@ def lindistflow_model(
     p_all, q_all = bus_injections_from_net(c.net)
     p_base = _injections_2d(base_p_inj_mw, p_all[live], bus_ids.size, "base_p_inj_mw")
     q_base = _injections_2d(base_q_inj_mvar, q_all[live], bus_ids.size, "base_q_inj_mvar")
-    if p_base.shape != q_base.shape:
-        # one side per period, the other constant (e.g. Q from the tables): broadcast it
-        if p_base.ndim == 2 and q_base.ndim == 1:
-            q_base = np.repeat(q_base[:, None], p_base.shape[1], axis=1)
-        elif q_base.ndim == 2 and p_base.ndim == 1:
-            p_base = np.repeat(p_base[:, None], q_base.shape[1], axis=1)
-        else:
-            raise ValueError("base_p_inj_mw and base_q_inj_mvar have incompatible shapes")
+    p_base, q_base = _broadcast_pq(p_base, q_base)
     slack_pp = c.bus_index[c.bus_int == ref]
     model = LinDistFlowNetworkModel(
         network_id=network_id,

@@ -8,7 +8,8 @@ but runs the first step **once**:
 
 1. *compile* (constructor, ~20-30 ms): pandapower's converter ``_pd2ppc`` builds the internal
    PYPOWER case of a private copy of the net; the bus admittance matrix ``Ybus`` and the branch
-   matrices ``Yf``/``Yt`` are built once with pandapower's ``makeYbus``;
+   matrices ``Yf``/``Yt`` are built once (:func:`grid_core._ppc.make_ybus`, pandapower's
+   ``makeYbus`` formulation);
 2. *solve* (every step): the caller hands the bus net-injection vectors ``p_inj_mw`` /
    ``q_inj_mvar`` (generation minus load, see ``docs/conventions.md``) in ``net.bus`` order; they
    are summed onto the internal buses with one ``bincount`` and a Newton-Raphson power flow is
@@ -56,32 +57,79 @@ conversion). B. Donnot, lightsim2grid (RTE, 2020-2025).
 from __future__ import annotations
 
 import copy
+import importlib.machinery
+import importlib.util
 import logging
+import os
+import pathlib
+import pickle
+import sys
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandapower as pp
-import pandas as pd
 import scipy.sparse as sp
-from pandapower.pypower.idx_brch import F_BUS, T_BUS, TAP
-from pandapower.pypower.idx_bus import BASE_KV
-from pandapower.pypower.makeYbus import makeYbus
 from scipy.sparse.linalg import splu
 
-from grid_core._compile import add_missing_tap_dependency_flag, compile_net
+from grid_core._ppc import BASE_KV, F_BUS, T_BUS, TAP, make_ybus
 from grid_core.errors import NetworkModelError, PowerFlowNotConverged
+
+if TYPE_CHECKING:
+    import pandapower as pp
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-try:  # the C++ engine; its absence only disables engine="lightsim2grid"
-    from lightsim2grid.algorithm import NRSing_KLU as _LsNewton
-except ImportError:  # pragma: no cover - depends on the lightsim2grid build
+_LS_EXTENSION = "lightsim2grid.lightsim2grid_cpp"
+
+
+def _lightsim2grid_extension() -> Any:
+    """lightsim2grid's C++ extension module, loaded without running the package's
+    ``__init__`` (which imports pandas and its grid2op back-end, ~0.7 s of CPU per process,
+    none of which the Newton-Raphson needs).
+
+    The module is registered under its package name, so a later ``import lightsim2grid``
+    reuses it instead of registering its types a second time. It is loaded with
+    ``RTLD_GLOBAL`` as the package does. Falls back to the ordinary import.
+    """
+    if _LS_EXTENSION in sys.modules:
+        return sys.modules[_LS_EXTENSION]
     try:
-        from lightsim2grid.algorithm import NRSing_SparseLU as _LsNewton
-    except ImportError:
-        _LsNewton = None
+        pkg = importlib.util.find_spec("lightsim2grid")
+        folder = pathlib.Path(next(iter(pkg.submodule_search_locations or ())))
+        path = next(
+            folder / f"lightsim2grid_cpp{sfx}"
+            for sfx in importlib.machinery.EXTENSION_SUFFIXES
+            if (folder / f"lightsim2grid_cpp{sfx}").exists()
+        )
+        loader = importlib.machinery.ExtensionFileLoader(_LS_EXTENSION, str(path))
+        spec = importlib.util.spec_from_file_location(_LS_EXTENSION, path, loader=loader)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        flags = sys.getdlopenflags() if hasattr(sys, "getdlopenflags") else None
+        if flags is not None:
+            sys.setdlopenflags(flags | os.RTLD_GLOBAL)
+        try:
+            loader.exec_module(module)
+        finally:
+            if flags is not None:
+                sys.setdlopenflags(flags)
+        sys.modules[_LS_EXTENSION] = module
+        return module
+    except (ImportError, StopIteration, AssertionError, OSError):  # pragma: no cover
+        sys.modules.pop(_LS_EXTENSION, None)
+        import lightsim2grid.lightsim2grid_cpp as module
+
+        return module
+
+
+# The C++ engine; its absence only disables engine="lightsim2grid".
+try:
+    _ext = _lightsim2grid_extension()
+    _LsNewton = getattr(_ext, "NRSing_KLU", None) or _ext.NRSing_SparseLU
+except (ImportError, AttributeError):  # pragma: no cover - depends on the lightsim2grid build
+    _LsNewton = None
 
 Engine = Literal["lightsim2grid", "scipy"]
 
@@ -92,6 +140,7 @@ __all__ = [
     "ACPowerFlowSolver",
     "OperatingState",
     "PowerFlowResult",
+    "TapChanger",
     "ac_power_flow",
     "bus_injections_from_net",
 ]
@@ -360,6 +409,13 @@ class ACPowerFlowSolver:
     The solver is stateful on purpose: it keeps the last converged voltages (warm start),
     the transformer tap positions and the slack voltage set-point. Results are new frozen
     objects; the input network is never touched.
+
+    Only the constructor imports pandapower. Once compiled, solving, OLTC tap moves of
+    HV-side "Ratio" tap changers and pickling work on plain arrays: a pickled solver keeps its
+    network as pickled bytes, unpickled (and pandapower imported) only if a method needs the
+    tables again (:meth:`network_copy`, :meth:`trafo_tap_table`, another tap changer type).
+    Grid federates unpickle a solver compiled at ``smartnet build`` and never import
+    pandapower.
     """
 
     def __init__(
@@ -380,10 +436,13 @@ class ACPowerFlowSolver:
         self.engine: Engine = engine
         self.tolerance_mva = float(tolerance_mva)
         self.max_iteration = int(max_iteration)
-        self._net = copy.deepcopy(net)
-        add_missing_tap_dependency_flag(self._net)
+        from grid_core._compile import add_missing_tap_dependency_flag
+
+        self._net_obj: pp.pandapowerNet | None = copy.deepcopy(net)
+        self._net_blob: bytes | None = None
+        add_missing_tap_dependency_flag(self._net_obj)
         # Checks the element tables once and gives the base-case injections.
-        self._p_base, self._q_base = bus_injections_from_net(self._net)
+        self._p_base, self._q_base = bus_injections_from_net(self._net_obj)
         self._ls = _LsNewton() if engine == "lightsim2grid" else None
         self._compile()
         self._V: np.ndarray | None = None
@@ -391,8 +450,38 @@ class ACPowerFlowSolver:
         va_ref = np.angle(self._V_flat[self._ref])
         self._slack_v = vm_ref * np.exp(1j * va_ref)
 
+    # ------------------------------------------------------------------ pickling
+    @property
+    def _net(self) -> pp.pandapowerNet:
+        """The private network (unpickled on first use after the solver was unpickled), with
+        the present tap positions."""
+        if self._net_obj is None:
+            assert self._net_blob is not None
+            self._net_obj = pickle.loads(self._net_blob)
+            self._net_blob = None
+            self._net_obj.trafo["tap_pos"] = self._tap_pos.copy()
+        return self._net_obj
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_ls"] = None  # the C++ solver object is rebuilt on unpickling
+        if state["_net_obj"] is not None:
+            state["_net_blob"] = pickle.dumps(state["_net_obj"], pickle.HIGHEST_PROTOCOL)
+            state["_net_obj"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.engine == "lightsim2grid":
+            if _LsNewton is None:  # pragma: no cover - depends on the lightsim2grid build
+                self.engine = "scipy"
+            else:
+                self._ls = _LsNewton()
+
     # ------------------------------------------------------------------ compile
     def _compile(self) -> None:
+        from grid_core._compile import compile_net
+
         c = compile_net(self._net, ac=True, copy_net=False)
         net = c.net
         n_int = c.n_int
@@ -427,6 +516,20 @@ class ACPowerFlowSolver:
             * line["parallel"].to_numpy(float)
         )
         trafo = net.trafo
+        self._tap_pos = trafo["tap_pos"].to_numpy(float).copy()
+        self._tap_min = trafo["tap_min"].to_numpy(float).copy()
+        self._tap_max = trafo["tap_max"].to_numpy(float).copy()
+        self._tap_neutral = trafo["tap_neutral"].to_numpy(float).copy()
+        self._tap_step = trafo["tap_step_percent"].to_numpy(float) / 100.0
+        self._tap_step_percent = trafo["tap_step_percent"].to_numpy(float).copy()
+        self._tap_side = tuple(
+            str(x).lower()
+            for x in (trafo["tap_side"] if "tap_side" in trafo else [None] * len(trafo))
+        )
+        # matrices per tap configuration seen (OLTCs hunt between few positions; a revert
+        # then costs a dict look-up instead of a Ybus rebuild and a no-load solve)
+        self._ybus_cache: dict[bytes, tuple] = {}
+        self._tap_ratio_only = self._ratio_only_tap_changers()
         self._trafo_vn_kv = np.c_[
             trafo["vn_hv_kv"].to_numpy(float), trafo["vn_lv_kv"].to_numpy(float)
         ]
@@ -444,34 +547,62 @@ class ACPowerFlowSolver:
         self._n_eg_at = np.bincount(self._eg_int, minlength=n_int)[self._eg_int]
 
     def _build_ybus(self) -> None:
-        Ybus, Yf, Yt = makeYbus(self._base_mva, self._bus_int_data, self._branch)
+        Ybus, Yf, Yt = make_ybus(self._base_mva, self._bus_int_data, self._branch)
         self._Ybus = sp.csr_matrix(Ybus)
         self._Ybus_csc = sp.csc_matrix(Ybus)
         self._Yf = sp.csr_matrix(Yf)
         self._Yt = sp.csr_matrix(Yt)
 
-    def _fast_tap_rows(self, changed: np.ndarray) -> bool:
-        """True if every changed transformer only changes its internal ratio with the tap.
+    def _retap(self) -> None:
+        """Matrices and no-load voltages after the ratios in ``_branch`` changed; the same
+        numbers as rebuilding (cached per tap configuration, read-only use only)."""
+        key = self._tap_pos.tobytes()
+        hit = self._ybus_cache.get(key)
+        if hit is None:
+            self._build_ybus()
+            self._V_flat = self._no_load_start(self._V_flat)
+            if len(self._ybus_cache) >= 64:
+                self._ybus_cache.clear()
+            self._ybus_cache[key] = (
+                self._branch[:, TAP].copy(),
+                self._Ybus,
+                self._Ybus_csc,
+                self._Yf,
+                self._Yt,
+                self._V_flat,
+            )
+            return
+        tap, self._Ybus, self._Ybus_csc, self._Yf, self._Yt, self._V_flat = hit
+        self._branch[:, TAP] = tap
+
+    def _ratio_only_tap_changers(self) -> np.ndarray:
+        """Per transformer: True if its tap only changes its internal ratio (at compile time).
 
         That holds for pandapower "Ratio" tap changers on the HV side without tap-dependent
         impedance and without a phase step: the internal ratio is proportional to
         ``1 + (tap_pos - tap_neutral) * tap_step_percent / 100`` and nothing else moves.
         """
         t = self._net.trafo
-        for j in changed:
+        out = np.zeros(len(t), dtype=bool)
+        for j in range(len(t)):
             row = t.iloc[j]
             if self._trafo_rows[j] < 0 or str(row.get("tap_side", "")).lower() != "hv":
-                return False
+                continue
             if str(row.get("tap_changer_type", "")) != "Ratio":
-                return False
+                continue
             if bool(row.get("tap_dependency_table", False)):
-                return False
+                continue
             degree = row.get("tap_step_degree", np.nan)
             if degree is not None and np.isfinite(degree) and degree != 0:
-                return False
-            if not np.isfinite(float(row["tap_pos"])):
-                return False
-        return True
+                continue
+            out[j] = True
+        return out
+
+    def _fast_tap_rows(self, changed: np.ndarray) -> bool:
+        """True if every changed transformer only changes its internal ratio with the tap."""
+        return bool(
+            np.all(self._tap_ratio_only[changed]) and np.all(np.isfinite(self._tap_pos[changed]))
+        )
 
     def _no_load_start(self, V0: np.ndarray) -> np.ndarray:
         """No-load voltages (``Ybus V = 0`` with the slack voltages fixed).
@@ -540,7 +671,7 @@ class ACPowerFlowSolver:
     @property
     def tap_pos(self) -> np.ndarray:
         """Current tap position of every transformer (``net.trafo`` order)."""
-        return self._net.trafo["tap_pos"].to_numpy(float).copy()
+        return self._tap_pos.copy()
 
     @property
     def slack_vm_pu(self) -> np.ndarray:
@@ -553,6 +684,22 @@ class ACPowerFlowSolver:
         See :func:`bus_injections_from_net`.
         """
         return self._p_base.copy(), self._q_base.copy()
+
+    def tap_changer(self, trafo: Hashable) -> TapChanger:
+        """Present state and limits of the tap changer of transformer ``trafo`` (pandapower
+        index), without the tables (see :meth:`trafo_tap_table`)."""
+        where = np.flatnonzero(self._trafo_index == trafo)
+        if where.size == 0:
+            raise KeyError(f"network {self.name!r} has no transformer {trafo!r}")
+        j = int(where[0])
+        return TapChanger(
+            trafo=int(self._trafo_index[j]),
+            tap_side=self._tap_side[j],
+            tap_step_percent=float(self._tap_step_percent[j]),
+            tap_min=float(self._tap_min[j]),
+            tap_max=float(self._tap_max[j]),
+            tap_pos=float(self._tap_pos[j]),
+        )
 
     def trafo_tap_table(self) -> pd.DataFrame:
         """Copy of the tap-changer columns of the compiled ``net.trafo`` (current taps)."""
@@ -608,46 +755,48 @@ class ACPowerFlowSolver:
         (~20 ms). OLTCs move rarely (dead band), so neither is on the per-step path. The
         warm-start voltages and the slack set-point are kept.
         """
-        trafo = self._net.trafo
+        index = self._trafo_index
+        n_trafo = index.size
         if isinstance(tap_pos, dict):
-            new = trafo["tap_pos"].to_numpy(float).copy()
+            new = self._tap_pos.copy()
+            where = {int(k): j for j, k in enumerate(index)}
             for idx, pos in tap_pos.items():
-                if idx not in trafo.index:
+                if idx not in where:
                     raise KeyError(f"network {self.name!r} has no transformer {idx!r}")
-                new[trafo.index.get_loc(idx)] = pos
+                new[where[idx]] = pos
         else:
             new = np.asarray(tap_pos, dtype=float)
-            if new.shape != (len(trafo),):
+            if new.shape != (n_trafo,):
                 raise ValueError(
-                    f"network {self.name!r}: expected {len(trafo)} tap positions, got {new.shape}"
+                    f"network {self.name!r}: expected {n_trafo} tap positions, got {new.shape}"
                 )
-        lo = trafo["tap_min"].to_numpy(float)
-        hi = trafo["tap_max"].to_numpy(float)
+        lo, hi = self._tap_min, self._tap_max
         bad = np.flatnonzero((new < lo) | (new > hi))
         if bad.size:
             i = bad[0]
             raise ValueError(
-                f"network {self.name!r}: tap {new[i]} of transformer {trafo.index[i]} outside "
+                f"network {self.name!r}: tap {new[i]} of transformer {index[i]} outside "
                 f"[{lo[i]}, {hi[i]}]"
             )
-        old = trafo["tap_pos"].to_numpy(float)
+        old = self._tap_pos
         if np.array_equal(old, new):
             return
         changed = np.flatnonzero(~np.isclose(old, new, equal_nan=True) | np.isnan(old))
         if self._fast_tap_rows(changed):
             # rescale the internal ratio and rebuild Ybus (~2 ms instead of ~20 ms)
-            neutral = trafo["tap_neutral"].to_numpy(float)
-            step = trafo["tap_step_percent"].to_numpy(float) / 100.0
+            neutral, step = self._tap_neutral, self._tap_step
             for j in changed:
                 factor = (1.0 + (new[j] - neutral[j]) * step[j]) / (
                     1.0 + (old[j] - neutral[j]) * step[j]
                 )
                 self._branch[self._trafo_rows[j], TAP] *= factor
-            trafo["tap_pos"] = new
-            self._build_ybus()
-            self._V_flat = self._no_load_start(self._V_flat)
+            self._tap_pos = new.copy()
+            if self._net_obj is not None:
+                self._net_obj.trafo["tap_pos"] = new
+            self._retap()
             return
-        trafo["tap_pos"] = new
+        self._net.trafo["tap_pos"] = new
+        self._tap_pos = new.copy()
         V_keep = self._V
         slack_keep = self._slack_v
         self._compile()
@@ -883,6 +1032,22 @@ class ACPowerFlowSolver:
             trafo_vn_kv=_frozen(self._trafo_vn_kv.copy()),
             trafo_sn_mva=_frozen(self._trafo_sn_eff_mva.copy()),
         )
+
+
+@dataclass(frozen=True)
+class TapChanger:
+    """Tap changer of one transformer (:meth:`ACPowerFlowSolver.tap_changer`).
+
+    ``tap_side`` is pandapower's ``tap_side`` lower-cased (``"hv"``, ``"lv"``, ``"none"``);
+    positions and limits are floats as in the tables (NaN where unset).
+    """
+
+    trafo: int
+    tap_side: str
+    tap_step_percent: float
+    tap_min: float
+    tap_max: float
+    tap_pos: float
 
 
 @dataclass(frozen=True, eq=False)

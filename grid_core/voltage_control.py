@@ -177,27 +177,24 @@ def _oltc_round(
     solver: ACPowerFlowSolver, res: PowerFlowResult, oltcs: Sequence[OltcSettings]
 ) -> dict[int, int]:
     """Tap moves for one round (empty if every OLTC is inside its dead band or at its end)."""
-    table = solver.trafo_tap_table()
     moves: dict[int, int] = {}
     for o in oltcs:
-        if o.trafo not in table.index:
-            raise KeyError(f"network {solver.name!r} has no transformer {o.trafo!r}")
-        row = table.loc[o.trafo]
+        row = solver.tap_changer(o.trafo)
         v = res.vm_at(o.controlled_bus)
         err = o.vm_set_pu - v
         if abs(err) <= o.deadband_pu:
             continue
-        step_pu = float(row["tap_step_percent"]) / 100.0 * v
+        step_pu = row.tap_step_percent / 100.0 * v
         if step_pu == 0 or not math.isfinite(step_pu):
             continue
         # a higher tap on the HV side lowers the LV voltage (and vice versa)
-        dv_per_tap = -step_pu if str(row["tap_side"]).lower() == "hv" else step_pu
+        dv_per_tap = -step_pu if row.tap_side == "hv" else step_pu
         n = round(err / dv_per_tap)
         if n == 0:
             n = 1 if err / dv_per_tap > 0 else -1
-        lo = int(row["tap_min"]) if o.tap_min is None else o.tap_min
-        hi = int(row["tap_max"]) if o.tap_max is None else o.tap_max
-        cur = int(row["tap_pos"])
+        lo = int(row.tap_min) if o.tap_min is None else o.tap_min
+        hi = int(row.tap_max) if o.tap_max is None else o.tap_max
+        cur = int(row.tap_pos)
         new = min(max(cur + n, lo), hi)
         if new != cur:
             moves[o.trafo] = new
@@ -217,18 +214,17 @@ def _limit_moves(
     if len(kinds) != 1:
         return {}  # none, or low and high at once: a tap cannot help both
     raise_lv = kinds == {ViolationKind.VM_LOW}
-    table = solver.trafo_tap_table()
     moves: dict[int, int] = {}
     for o in oltcs:
-        row = table.loc[o.trafo]
-        step_sign = 1.0 if float(row["tap_step_percent"]) >= 0 else -1.0
-        hv_side = str(row["tap_side"]).lower() == "hv"
+        row = solver.tap_changer(o.trafo)
+        step_sign = 1.0 if row.tap_step_percent >= 0 else -1.0
+        hv_side = row.tap_side == "hv"
         # a higher tap on the HV side lowers the LV voltage
         direction = (-1 if hv_side else 1) * (1 if raise_lv else -1) * int(step_sign)
-        lo = int(row["tap_min"]) if o.tap_min is None else o.tap_min
-        hi = int(row["tap_max"]) if o.tap_max is None else o.tap_max
-        new = min(max(int(row["tap_pos"]) + direction, lo), hi)
-        if new != int(row["tap_pos"]):
+        lo = int(row.tap_min) if o.tap_min is None else o.tap_min
+        hi = int(row.tap_max) if o.tap_max is None else o.tap_max
+        new = min(max(int(row.tap_pos) + direction, lo), hi)
+        if new != int(row.tap_pos):
             moves[o.trafo] = new
     return moves
 
