@@ -153,20 +153,37 @@ class FederateRuntime:
             h.helicsFederateFree(self.fed)
 
 
+def _broker_port_in_address(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with ``brokerPort`` folded into ``brokerAddress`` (``tcp://host:port``).
+
+    HELICS 3.6 intermittently rejects a valid ``brokerPort`` ("--brokerport: Value  not in
+    range", open bug GMLC-TDC/HELICS#2721; once it fails, it keeps failing in that process,
+    so a retry does not help). The port inside the address is the documented equivalent and
+    does not go through that option's range check.
+    """
+    port = config.get("brokerPort")
+    address = str(config.get("brokerAddress", ""))
+    if port is None or not address or address.rsplit("/", 1)[-1].count(":"):
+        return config
+    out = {k: v for k, v in config.items() if k != "brokerPort"}
+    host = address if "://" in address else f"tcp://{address}"
+    out["brokerAddress"] = f"{host}:{int(port)}"
+    return out
+
+
 def _create_federate(config_json: str, attempts: int = 3) -> Any:
     """Register with the broker; retry when the local port the broker handed out is taken.
 
     The broker gives each core a port above its own; another program on the machine may hold
-    it, and the next registration gets the next port.
+    it, and the next registration gets the next port. The broker port is passed inside the
+    broker address (:func:`_broker_port_in_address`).
     """
+    config_json = json.dumps(_broker_port_in_address(json.loads(config_json)))
     for attempt in range(1, attempts + 1):
         try:
             return h.helicsCreateCombinationFederateFromConfig(config_json)
         except h.HelicsException as exc:
-            # HELICS 3.6 sometimes fails to parse a valid brokerPort of a config (open bug
-            # GMLC-TDC/HELICS#2721, "--brokerport: Value  not in range"): nothing was
-            # connected yet, so a second parse is safe
-            transient = ("Unable to connect to broker", "--brokerport")
+            transient = ("Unable to connect to broker",)
             if attempt == attempts or not any(m in str(exc) for m in transient):
                 raise
             log.warning("registration failed (%s); retrying (%d/%d)", exc, attempt, attempts)

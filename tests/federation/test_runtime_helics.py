@@ -221,3 +221,22 @@ def test_federate_module_exits_nonzero_and_names_itself_on_a_bad_config(tmp_path
     )
     assert proc.returncode == 1
     assert "federate failed" in proc.stderr
+
+
+def test_broker_port_goes_inside_the_broker_address():
+    # HELICS 3.6's intermittent brokerPort parse failure (GMLC-TDC/HELICS#2721) is avoided by
+    # passing the port in the address; an address that already names a port is left alone
+    from federates.runtime import _broker_port_in_address
+
+    cfg = {"name": "x", "brokerAddress": "127.0.0.1", "brokerPort": 30479, "brokerKey": "k"}
+    assert _broker_port_in_address(cfg) == {
+        "name": "x",
+        "brokerAddress": "tcp://127.0.0.1:30479",
+        "brokerKey": "k",
+    }
+    assert _broker_port_in_address({**cfg, "brokerAddress": "tcp://broker"})["brokerAddress"] == (
+        "tcp://broker:30479"
+    )
+    kept = {**cfg, "brokerAddress": "tcp://broker:23404"}
+    assert _broker_port_in_address(kept) == kept
+    assert _broker_port_in_address({"name": "x"}) == {"name": "x"}
