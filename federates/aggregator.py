@@ -10,6 +10,10 @@ with the DSO check, a copy of those located in each DSO network to that DSO. At 
 stage it sums the awards of each bid over the markets that sent them (B: a bid awarded
 locally and its forwarded rest centrally), turns them into set-points and sends each network
 its devices' plans, including the reserved aFRR band and the forecast baseline.
+
+Under scheme E the aggregator is also the balance responsible party of its perimeter
+(:class:`federation.brp.BrpLogic`): with its bids it sends ``market_central`` buy bids for its
+forecast deviation from the day-ahead schedule; their awards are settled, not dispatched.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 
 from federates.runtime import FederateRuntime, main
 from federation.adapters import AggregatorLogic, merge_fleet_states, scenario_for
-from federation.contract import Stage, market_of
+from federation.brp import BrpLogic
+from federation.contract import CENTRAL_MARKET, Stage, market_of
 from market_core.bids import bid_to_dict
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,10 @@ class AggregatorFederate:
         self.rt = rt
         self.logic = AggregatorLogic(scenario_for(rt.run), rt.name)
         self.scheme: str = rt.run["scheme"]
+        # E: the aggregator is also the BRP of its perimeter and buys its forecast deviation
+        self.brp = (
+            BrpLogic(self.logic.sc, rt.name, self.logic.model) if self.scheme == "E" else None
+        )
         # DSO check: each DSO network of this aggregator gets a copy of the bids located there
         self.checked_dsos = (
             [n for n in rt.params.get("networks", []) if n != "tso"]
@@ -62,6 +71,9 @@ class AggregatorFederate:
         }
         for b in book.bids:
             by_market.setdefault(market_of(self.scheme, b.network_id), []).append(bid_to_dict(b))
+        if self.brp is not None:
+            for b in self.brp.bids(t_s, rt.timing):
+                by_market.setdefault(CENTRAL_MARKET, []).append(bid_to_dict(b))
         for market, items in sorted(by_market.items()):
             rt.send(
                 f"{market}/bids",
@@ -87,6 +99,8 @@ class AggregatorFederate:
         awards: dict[str, list[float]] = {}
         for doc in rt.receive(f"{rt.name}/awards"):
             for item in doc["items"]:
+                if item["side"] != "sell":  # a BRP buy bid (E): settled, nothing to dispatch
+                    continue
                 awards.setdefault(item["bid_id"], [0.0] * n)[int(item["period"])] += float(
                     item["quantity_mw"]
                 )

@@ -4,7 +4,9 @@ One module serves both scopes (``params.scope``), the contract decides which exi
 (:class:`federation.contract.SchemeTopology`):
 
 - ``market_central`` under A, D, E reads the aggregators' bids, the network models and the
-  TSO's requirement and calls ``market_core.schemes.clear_scheme``;
+  TSO's requirement and calls ``market_core.schemes.clear_scheme``; under E the aggregators'
+  BRP buy bids are among the bids and the requirement is taken net of them
+  (:func:`market_core.brp.requirement_net_of_brps`);
 - ``market_local_<dso>`` (B, C; stage CLEAR_LOCAL) reads the bids located in its DSO and the
   DSO's LinDistFlow model and calls ``clear_local_market``; in B it sends the capped rest of
   its bids to ``market_central/forwarded_bids``;
@@ -28,6 +30,7 @@ from federates.runtime import FederateRuntime, main
 from federation.adapters import apply_dso_verdicts
 from federation.contract import SCHEMES, Stage
 from market_core.bids import Bid, BidFormatError, bid_from_dict, bid_to_dict
+from market_core.brp import requirement_net_of_brps
 from market_core.clearing import Award, ClearingInfeasible, Rejection
 from market_core.document import session_to_json
 from market_core.network import lindistflow_from_dict, ptdf_from_dict
@@ -103,6 +106,9 @@ class MarketFederate:
         if not self.local:
             for doc in rt.receive(f"{name}/requirement"):
                 requirement = [float(it["requirement_mw"]) for it in doc["items"]]
+            # E: the BRPs' buy bids announce part of the system imbalance the TSO forecast;
+            # that part leaves the requirement and comes back through the accepted buy bids
+            requirement = list(requirement_net_of_brps(requirement, bids))
         market = MarketSession(
             bids=(*bids, *forwarded),
             requirement_mw=tuple(requirement),
@@ -130,7 +136,10 @@ class MarketFederate:
                 else:
                     clearing = clear_scheme(market, self.scheme)
                 status = "optimal"
-                awards, cost = clearing.awards, float(clearing.activation_cost_eur)
+                awards = clearing.awards
+                # the cost of the activated flexibility: sellers only (scheme E's BRP buy
+                # bids enter the objective as negative cost; what they pay is in the awards)
+                cost = float(sum(a.activation_cost_eur for a in awards if a.side == "sell"))
                 slack = float(clearing.total_slack_mw)
                 refused = (*refused, *clearing.rejected)
             except ClearingInfeasible as exc:
@@ -192,6 +201,7 @@ def _award_items(
             out.setdefault(a.owner, []).append(
                 {
                     "bid_id": a.bid_id,
+                    "side": a.side,
                     "period": k,
                     "start_s": periods[k][0],
                     "duration_s": periods[k][1],

@@ -4,12 +4,13 @@ Every market federate of the run (``params.markets``: ``market_central``, and in
 and C each ``market_local_<dso>``) sends one clearing document per session; the writer
 records each one and writes a session once all its markets have reported. Flushes the file at
 every market session (see :mod:`federation.results`); at the end writes the KPI JSON next to
-it and logs the KPI summary.
+it and logs the KPI summary (and shows it on the terminal of a ``helics run``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 import sys
 
@@ -49,7 +50,27 @@ class RecorderFederate:
         kpis = compute_kpis(self.path, rt.params["costs"])
         kpi_path = self.path.with_suffix(".kpi.json")
         write_kpis(kpis, kpi_path)
-        log.info("%s\nresults: %s\nKPIs: %s", format_summary(kpis), self.path, kpi_path)
+        summary = f"{format_summary(kpis)}\nresults: {self.path}\nKPIs: {kpi_path}"
+        log.info("%s", summary)
+        _show_on_terminal(summary)
+
+
+def _show_on_terminal(text: str) -> None:
+    """Also print the KPI summary on the terminal that started the run.
+
+    ``helics run --path runner.json`` sends every federate's output to ``<name>.log``, so the
+    summary in the recorder's log would stay unseen; the controlling terminal, when there is
+    one and the output is not already on it, gets a copy. Without a terminal (docker, CI,
+    ``smartnet run``: its federates run in their own sessions, and it prints the summary
+    itself) nothing more happens; ``SMARTNET_SUMMARY_ON_TTY=0`` turns the copy off.
+    """
+    if sys.stdout.isatty() or os.environ.get("SMARTNET_SUMMARY_ON_TTY", "1") == "0":
+        return
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write(text + "\n")
+    except OSError:
+        pass  # no controlling terminal
 
 
 if __name__ == "__main__":

@@ -336,6 +336,7 @@ SCHEMAS: dict[str, MessageSchema] = {
             ),
             (
                 _f("bid_id", "string", "-", "<aggregator>/<session>/<n>"),
+                _f("side", "string", "-", "sell (flexibility) or buy (BRP, scheme E)"),
                 _f("period", "int", "-", "product index in the session"),
                 _f("start_s", "number", "s", "product start"),
                 _f("duration_s", "number", "s", "product length"),
@@ -393,7 +394,7 @@ SCHEMAS: dict[str, MessageSchema] = {
                 _f("n_bids", "int", "-", "bids received from the aggregators and valid"),
                 _f("n_forwarded", "int", "-", "bids received from local markets (B central)"),
                 _f("n_rejected", "int", "-", "bids or documents rejected"),
-                _f("cost_eur", "number", "EUR", "activation cost paid by the buyers"),
+                _f("cost_eur", "number", "EUR", "sellers' activation cost (bid prices)"),
                 _f("n_blocked", "int", "-", "bids left out as red by the DSO check"),
                 _f("verdicts", "list", "-", "DSO check verdicts (dso_verdicts items + network)"),
                 _f("requirement_mw", "list", "MW", "balance this market had to meet per product"),

@@ -29,7 +29,16 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     networks = sorted(
         {k.split("/")[0] for k in steps if "/" in k and k.split("/")[0] not in ("afrr",)}
     )
-    mfrr_mwh = float(np.sum(np.abs(awards["quantity_mw"]) * awards["duration_s"]) / 3600.0)
+    # a BRP's buy award (scheme E) is not activated flexibility: it is settled, not delivered
+    sold = _sell_rows(awards)
+    energy_mwh = np.abs(awards["quantity_mw"]) * awards["duration_s"] / 3600.0
+    mfrr_mwh = float(np.sum(energy_mwh[sold]))
+    brp_mwh = float(np.sum(energy_mwh[~sold]))
+    # the buyer pays its settlement price (signed per direction) on its awarded quantity
+    brp_paid = float(
+        np.sum((awards["price_eur_per_mwh"] * awards["quantity_mw"] * awards["duration_s"])[~sold])
+        / 3600.0
+    )
     mfrr_cost = float(np.sum(sessions.get("cost_eur", np.zeros(0))))
     # average activation cost of the run's mFRR; LMPs can sit at the slack penalty when the
     # requirement exceeds the offers, so they are not a usable reference for aFRR
@@ -59,7 +68,7 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     per_market = {}
     markets = r["markets"]
     for name in sorted({str(m) for m in _strings(markets.get("market", np.zeros(0)))}):
-        mine = _strings(awards["market"]) == name
+        mine = (_strings(awards["market"]) == name) & sold
         cleared = _strings(markets["market"]) == name
         per_market[name] = {
             "mfrr_mwh": float(np.sum(awards["quantity_mw"][mine] * awards["duration_s"][mine]))
@@ -76,6 +85,8 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "mfrr_mwh": mfrr_mwh,
         "mfrr_cost_eur": mfrr_cost,
         "mfrr_mean_cost_eur_per_mwh": price,
+        "brp_bought_mwh": brp_mwh,
+        "brp_paid_eur": brp_paid,
         "afrr_mwh": afrr_mwh,
         "afrr_cost_eur": afrr_cost,
         "unwanted_mwh": um_mwh,
@@ -88,6 +99,13 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "networks": per_network,
         "markets": per_market,
     }
+
+
+def _sell_rows(awards: np.ndarray) -> np.ndarray:
+    """Award rows of sellers (files written before the ``side`` column: all)."""
+    if awards.dtype.names is None or "side" not in awards.dtype.names:
+        return np.ones(len(awards), dtype=bool)
+    return _strings(awards["side"]) != "buy"
 
 
 def _strings(values: np.ndarray) -> np.ndarray:
@@ -112,6 +130,11 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         mwh_s = "" if np.isnan(mwh) else f"{mwh:12.3f}"
         lines.append(f"{name:20s} {mwh_s:>12s} {eur:14.2f}")
     lines.append(f"{'total':20s} {'':>12s} {kpis['total_cost_eur']:14.2f}")
+    if kpis.get("brp_bought_mwh", 0.0) > 0.0:  # scheme E: a transfer, not in the total
+        lines.append(
+            f"{'BRP purchases':20s} {kpis['brp_bought_mwh']:12.3f} {kpis['brp_paid_eur']:14.2f}"
+            " (paid by the BRPs)"
+        )
     lines.append(
         f"violation steps before/after unwanted measures: "
         f"{kpis['violation_steps_before']} / {kpis['violation_steps_after']}"

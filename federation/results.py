@@ -20,8 +20,9 @@ Layout::
     /sessions/requirement_mw  (n_sessions, n_periods) the TSO's (market_central's)
     /markets/t_s, session, market, status, n_bids, n_forwarded, n_rejected, cost_eur,
              total_slack_mw, n_blocked, requirement_mw   one row per market and session
-    /awards                compound table: session, market, owner, bid_id, period, start_s,
-                           duration_s, quantity_mw, p_mw, price_eur_per_mwh
+    /awards                compound table: session, market, owner, bid_id, side (sell, or
+                           buy: a BRP's buy bid in scheme E), period, start_s, duration_s,
+                           quantity_mw, p_mw, price_eur_per_mwh
     /verdicts              compound table (DSO check): session, network, bid_id, status,
                            extra_cost_eur, q_support_mvarh
     /inputs/<market>/<session>  gzip-compressed JSON bytes: the market document the market
@@ -44,6 +45,7 @@ AWARD_DTYPE = np.dtype(
         ("market", h5py.string_dtype()),
         ("owner", h5py.string_dtype()),
         ("bid_id", h5py.string_dtype()),
+        ("side", h5py.string_dtype()),
         ("period", "i4"),
         ("start_s", "f8"),
         ("duration_s", "f8"),
@@ -205,6 +207,7 @@ class ResultsWriter:
                 d.get("market", self.markets[0]),
                 it["owner"],
                 it["bid_id"],
+                it.get("side", "sell"),
                 it["period"],
                 it["start_s"],
                 it["duration_s"],

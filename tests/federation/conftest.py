@@ -31,7 +31,11 @@ def run_tiny(tmp: pathlib.Path, scheme: str, *, helics_cli: bool = False, dso_ch
     if not helics_cli:
         return built, supervise(built.runner, wall_timeout_s=400.0)
     bin_dir = pathlib.Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SMARTNET_SUMMARY_ON_TTY": "0",  # not onto the terminal of whoever runs the tests
+    }
     proc = subprocess.run(
         [str(bin_dir / "helics"), "run", "--path", str(built.runner)],
         env=env,

@@ -116,6 +116,7 @@ def test_validation_returns_every_problem_at_once():
         items=[
             {
                 "bid_id": "agg_1/0/0",
+                "side": "sell",
                 "period": 0,
                 "start_s": 900.0,
                 "duration_s": 900.0,

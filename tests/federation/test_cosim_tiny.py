@@ -1,7 +1,9 @@
 """``tiny`` end to end on real HELICS under every scheme: physics and accounting.
 
-Each run is a full federation (broker + 13 federate processes, own port and key) started by
-the same supervisor as ``smartnet run``. Runs are shared between tests (``tiny_runs``).
+Each run is a full federation (broker + 13 federate processes, 15 under B and C with a local
+market per DSO; own port and key) started by the same supervisor as ``smartnet run``. Runs are
+shared between tests (``tiny_runs``); ``test_local_markets.py`` checks B's and C's markets
+against ``clear_scheme``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ def test_tiny_physics_and_accounting(tiny_runs, scheme):
     assert s["t_s"].tolist() == [60.0 * k for k in range(180)]
     assert sessions["t_s"].tolist() == [0.0, 3600.0, 7200.0]
     assert set(sessions["status"].astype(str)) <= {"optimal", "no_bids"}
+    # every market federate of the scheme recorded every session once
+    markets = ["market_central"]
+    if scheme in ("B", "C"):
+        markets = ["market_local_dso_1", "market_local_dso_2", "market_central"]
+    assert r["markets"]["market"].astype(str).tolist() == markets * 3
+    np.testing.assert_allclose(
+        sessions["cost_eur"],
+        r["markets"]["cost_eur"].reshape(3, len(markets)).sum(axis=1),
+        rtol=0,
+        atol=1e-9,
+    )
 
     # same-step chain: the TSO's imbalance is the sum of every network's deviation OF THE SAME
     # STEP (a one-step lag would break this equality: the deviations change every step)
@@ -96,6 +109,60 @@ def test_tiny_physics_and_accounting(tiny_runs, scheme):
 
     kpi = (built.results.with_suffix(".kpi.json")).read_text()
     assert '"total_cost_eur"' in kpi
+
+
+def test_scheme_e_brps_buy_their_forecast_deviation(tiny_runs):
+    """Scheme E: each aggregator, as BRP of its perimeter, sends market_central the buy bids
+    its forecast deviation implies (the same as :class:`federation.brp.BrpLogic` offline);
+    the market meets the TSO requirement net of them plus what it sells to the BRPs; buy
+    awards are settled, never dispatched (the aggregators ran to the end) nor counted as mFRR.
+    On tiny only agg_6 (PV, storage) deviates from its schedule (computed offline: up/down buy
+    bids in every session)."""
+    from federation.adapters import timing_from_scenario
+    from federation.bids_cli import forecast_model
+    from federation.brp import BrpLogic
+    from federation.kpi import compute_kpis
+    from federation.results import read_market_input
+    from federation.scenario import load_scenario
+    from market_core.bids import Side
+    from market_core.document import session_from_json
+
+    r, built = _results(tiny_runs, "E")
+    sc = load_scenario("tiny")
+    timing, model = timing_from_scenario(sc), forecast_model(sc)
+    brps = {a: BrpLogic(sc, a, model) for a in sorted({d.aggregator for d in sc.devices})}
+    awards = r["awards"]
+    side = awards["side"].astype(str)
+    n_buy_bids = 0
+    for k, t_s in enumerate(r["sessions"]["t_s"]):
+        market, _, _ = session_from_json(read_market_input(built.results, "market_central", k))
+        sent = {b.bid_id: b for b in market.bids if b.side is Side.BUY}
+        expected = {b.bid_id: b for brp in brps.values() for b in brp.bids(float(t_s), timing)}
+        assert sent.keys() == expected.keys()
+        for bid_id, b in expected.items():
+            np.testing.assert_allclose(sent[bid_id].max_quantity_mw, b.max_quantity_mw, atol=1e-9)
+            assert sent[bid_id].price_eur_per_mwh == b.price_eur_per_mwh  # 1.5 x 50 EUR/MWh
+        n_buy_bids += len(sent)
+        # market balance per product: the sellers deliver the net requirement plus what the
+        # BRPs bought (up buy: more upward need), when no slack was used
+        if r["sessions"]["total_slack_mw"][k] > 1e-9:
+            continue
+        mine = awards["session"] == k
+        for period, req in enumerate(r["sessions"]["requirement_mw"][k]):
+            at = mine & (awards["period"] == period)
+            sold = float(awards["p_mw"][at & (side == "sell")].sum())
+            buy = at & (side == "buy")
+            ids, qty = awards["bid_id"][buy].astype(str), awards["quantity_mw"][buy]
+            bought = sum(
+                (1.0 if bid.endswith("brp_up") else -1.0) * q
+                for bid, q in zip(ids, qty, strict=True)
+            )
+            assert sold == pytest.approx(float(req) + bought, abs=1e-6)
+    assert n_buy_bids >= 3
+    kpis = compute_kpis(built.results, {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 0.0})
+    energy = awards["quantity_mw"] * awards["duration_s"] / 3600.0
+    assert kpis["mfrr_mwh"] == pytest.approx(float(energy[side == "sell"].sum()), abs=1e-9)
+    assert kpis["brp_bought_mwh"] == pytest.approx(float(energy[side == "buy"].sum()), abs=1e-9)
 
 
 def test_same_scenario_scheme_seed_give_identical_results(tiny_runs):
