@@ -17,8 +17,9 @@ needs :func:`reactive_limits_mvar` does not import pandas, HiGHS and the case re
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from grid_core._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from grid_core.flex.capability import der_reactive_limits_mvar, reactive_limits_mvar
@@ -191,14 +192,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'grid_core.flex' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # resolved once; later lookups bypass __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)
