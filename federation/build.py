@@ -428,7 +428,8 @@ def interface_markdown() -> str:
         "## Connecting",
         "",
         "Every run has its own broker (ZeroMQ core) port and broker key: see the run's "
-        "`runner.json` (`helics_broker --port=... --brokerkey=... --globaltime`) or its `configs/*.json` "
+        "`runner.json` (`helics_broker --port=... --brokerkey=... --globaltime`) or its "
+        "`configs/*.json` "
         "(`brokerPort`, `brokerKey`). Federates are `uninterruptible` with `terminate_on_error`; "
         "all names below are global. A replacement federate (e.g. a hardware controller) "
         "registers the same name, publications, subscriptions and endpoints and requests "
