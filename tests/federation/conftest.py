@@ -21,13 +21,28 @@ def tiny():
     return load_scenario("tiny")
 
 
-def run_tiny(tmp: pathlib.Path, scheme: str, *, helics_cli: bool = False, dso_check: bool = False):
+def run_tiny(
+    tmp: pathlib.Path,
+    scheme: str,
+    *,
+    helics_cli: bool = False,
+    dso_check: bool = False,
+    hosted: bool = False,
+):
     """Build and run ``tiny`` under ``scheme`` in ``tmp`` (own broker port and key).
 
     ``helics_cli``: run the generated ``runner.json`` with ``helics run --path`` (the HELICS
-    runner) instead of our supervisor; ``dso_check``: with the DSOs' traffic-light check.
+    runner) instead of our supervisor; ``dso_check``: with the DSOs' traffic-light check;
+    ``hosted``: both DSO federates in one process (federates.host).
     """
-    built = write_build("tiny", scheme, tmp, startup_timeout_s=120.0, dso_check=dso_check)
+    built = write_build(
+        "tiny",
+        scheme,
+        tmp,
+        startup_timeout_s=120.0,
+        dso_check=dso_check,
+        dso_processes=1 if hosted else 0,
+    )
     if not helics_cli:
         return built, supervise(built.runner, wall_timeout_s=400.0)
     bin_dir = pathlib.Path(sys.executable).parent
@@ -60,6 +75,7 @@ PLANNED_RUNS = (
     ("E", ""),
     ("A", "helics"),
     ("A", "dso_check"),
+    ("A", "hosted"),
 )
 #: federations run at the same time (they mostly wait on each other's time grants)
 CONCURRENT_RUNS = 3
@@ -76,7 +92,12 @@ def tiny_runs(tmp_path_factory):
         if key not in cache:
             tmp = tmp_path_factory.mktemp(f"tiny_{key}")
             cache[key] = pool.submit(
-                run_tiny, tmp, scheme, helics_cli=tag == "helics", dso_check=tag == "dso_check"
+                run_tiny,
+                tmp,
+                scheme,
+                helics_cli=tag == "helics",
+                dso_check=tag == "dso_check",
+                hosted=tag == "hosted",
             )
         return cache[key]
 

@@ -232,3 +232,35 @@ def test_bids_models_and_dso_verdicts_go_to_the_market_that_clears_them(tiny, sc
     assert forward_to == (
         {"market_central/forwarded_bids"} if scheme == "B" else {None} if local else set()
     )
+
+
+def test_root_runner_hosts_the_dso_federates_in_two_processes():
+    # runner.json of default: 20 DSO federates in DSO_PROCESSES hosts, each DSO exactly once;
+    # the broker still waits for every federate of the contract; compose: one service each
+    from federation.build import DSO_PROCESSES
+
+    runner = json.loads(root_files()["runner.json"])
+    procs = {f["name"]: f["exec"] for f in runner["federates"]}
+    hosts = [p for p in procs if p.startswith("dso_host_")]
+    assert len(hosts) == DSO_PROCESSES == 2
+    hosted = [n for h in hosts for n in procs[h].split("--names ")[1].split()[0].split(",")]
+    assert sorted(hosted) == sorted(f"dso_{k}" for k in range(1, 21))
+    assert not any(p.startswith("dso_") and not p.startswith("dso_host_") for p in procs)
+    assert "helics_broker -f 33 " in procs["broker"]
+    compose = root_files()["docker-compose.yml"]
+    assert all(f"  dso-{k}:" in compose for k in range(1, 21))
+
+
+def test_host_command_lines():
+    from federates.host import member_argvs
+
+    assert member_argvs(["configs/dso_1.json", "configs/dso_3.json"]) == [
+        ["configs/dso_1.json"],
+        ["configs/dso_3.json"],
+    ]
+    assert member_argvs(["--scenario", "default", "--names", "dso_1,dso_3", "--scheme", "A"]) == [
+        ["--scenario", "default", "--scheme", "A", "--name", "dso_1"],
+        ["--scenario", "default", "--scheme", "A", "--name", "dso_3"],
+    ]
+    with pytest.raises(SystemExit, match="give config files"):
+        member_argvs([])
