@@ -695,14 +695,19 @@ class NetworkPhysics:
         The compiled model (:class:`CompiledNetwork`, the network at its own tables) re-based
         on the day-ahead bus injections of the session's products; the same as building
         :func:`~grid_core.linear.ptdf_model` / :func:`~grid_core.linear.lindistflow_model`
-        of the net with that base.
+        of the net with that base. The transmission base includes the day-ahead schedule of
+        the case's generators (``DayAheadSchedule.tso_gen_p_mw``, which the physics follows):
+        without it the DC slack would carry the whole load, and the base flows would sit far
+        above the line limits the market must respect.
         """
         da = np.asarray(self.sc.day_ahead.bus_p_inj_mw[self.network])
         k0 = int(periods[0][0] // self.product_s)
         idx = [min(k0 + k, da.shape[0] - 1) for k in range(len(periods))]
-        base = da[idx].T  # (bus, period)
+        base = da[idx].T.copy()  # (bus, period)
         model = self.compiled.linear_model
         if self.network == "tso":
+            if self.tso_gen_rows.size:
+                np.add.at(base, self.tso_gen_rows, self.tso_gen_p_mw[idx].T)
             return model.with_base_injections(base).as_market_dict()
         return model.with_base_injections(base, self.compiled.linear_base_q_mvar).as_market_dict()
 

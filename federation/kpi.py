@@ -20,7 +20,8 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
 
     ``costs``: ``afrr_price_factor`` [-], ``ict_cost_eur_per_day`` [EUR/day] of the run's
     scheme. aFRR energy is priced at ``afrr_price_factor`` times the mean activation cost of
-    the run's mFRR [EUR/MWh] (SmartNet: aFRR dearer than mFRR), or the reference price.
+    the run's mFRR [EUR/MWh] (SmartNet: aFRR dearer than mFRR), or the reference price when
+    that mean is not positive.
     """
     r = read_results(path)
     steps, sessions, awards = r["steps"], r["sessions"], r["awards"]
@@ -41,8 +42,12 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     )
     mfrr_cost = float(np.sum(sessions.get("cost_eur", np.zeros(0))))
     # average activation cost of the run's mFRR; LMPs can sit at the slack penalty when the
-    # requirement exceeds the offers, so they are not a usable reference for aFRR
-    price = mfrr_cost / mfrr_mwh if mfrr_mwh > 1e-9 else REFERENCE_PRICE_EUR_PER_MWH
+    # requirement exceeds the offers, so they are not a usable reference for aFRR. A run whose
+    # mFRR saved money on balance (downward bids of generators pay back their fuel, so
+    # re-dispatch can have a negative cost) gives no price for aFRR energy either: the
+    # reference price is used then, never a negative one
+    mean = mfrr_cost / mfrr_mwh if mfrr_mwh > 1e-9 else 0.0
+    price = mean if mean > 0.0 else REFERENCE_PRICE_EUR_PER_MWH
     afrr = steps.get("afrr/activation/p_mw", np.zeros(0))
     afrr_mwh = float(np.sum(np.abs(afrr)) * dt_h)
     afrr_cost = afrr_mwh * float(costs["afrr_price_factor"]) * price
@@ -84,7 +89,8 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "n_sessions": int(sessions.get("t_s", np.zeros(0)).size),
         "mfrr_mwh": mfrr_mwh,
         "mfrr_cost_eur": mfrr_cost,
-        "mfrr_mean_cost_eur_per_mwh": price,
+        "mfrr_mean_cost_eur_per_mwh": mean,
+        "afrr_price_eur_per_mwh": float(costs["afrr_price_factor"]) * price,
         "brp_bought_mwh": brp_mwh,
         "brp_paid_eur": brp_paid,
         "afrr_mwh": afrr_mwh,

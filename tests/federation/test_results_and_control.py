@@ -97,6 +97,25 @@ def test_results_file_is_readable_after_each_flush_and_kpis_add_up(tmp_path):
     assert np.isclose(kpis["networks"]["tso"]["min_vm_pu"], 0.98)
 
 
+def test_afrr_is_priced_at_the_reference_when_mfrr_saved_money(tmp_path):
+    # re-dispatch can cost less than nothing (downward generator bids pay back fuel): the
+    # mean mFRR cost is then -40 EUR/MWh, and aFRR energy falls back to 1.5 x 50 EUR/MWh
+    path = tmp_path / "r.h5"
+    w = ResultsWriter(path, {"scenario": "hand", "scheme": "A", "seed": 1}, KEYS, n_periods=2)
+    values = dict.fromkeys(KEYS, 0.0)
+    for k in range(2):
+        w.add_step(60.0 * k, dict(values, **{"afrr/activation/p_mw": 6.0}))
+    w.add_session(_session(0, -10.0, [_award(0, 1.0)]))
+    w.flush(complete=True)
+    kpis = compute_kpis(path, {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 0.0})
+    # 1 MW for 0.25 h = 0.25 MWh for -10 EUR
+    assert kpis["mfrr_mean_cost_eur_per_mwh"] == pytest.approx(-40.0)
+    assert kpis["afrr_price_eur_per_mwh"] == pytest.approx(75.0)
+    # 6 MW for two minutes = 0.2 MWh at 75 EUR/MWh
+    assert kpis["afrr_cost_eur"] == pytest.approx(0.2 * 75.0)
+    assert kpis["total_cost_eur"] == pytest.approx(-10.0 + 15.0)
+
+
 def test_report_writes_html_with_every_plot(tmp_path):
     from federation.report import write_report
 

@@ -57,3 +57,31 @@ def test_generators_follow_the_day_ahead_dispatch(default_tso, hour):
     # devices at their baseline: the deviation is the forecast error alone (calibrated load
     # sigma 2.6 % at 12 h lead on ~3,000 MW, plus renewables): a few hundred MW at most
     assert abs(out.values["devices/deviation_mw"]) < 300.0
+
+
+@pytest.mark.parametrize("hour", [0, 6, 12, 18])
+def test_market_model_carries_the_generator_schedule(default_tso, hour):
+    """The PTDF model the TSO sends the market is based on the same dispatch the physics
+    follows. Without the generators' schedule in the base, the DC slack carried the whole
+    load, base flows reached 635 % of the line limits, and the market bought ~460 MW of
+    counter-flow it could not balance (penalised slack), which became the system imbalance."""
+    from federation.adapters import timing_from_scenario
+    from market_core.network import ptdf_from_dict
+
+    sc, phys = default_tso
+    timing = timing_from_scenario(sc)
+    t_s = hour * 3600.0
+    periods = timing.delivery_periods(t_s)
+    model = ptdf_from_dict(phys.network_model(t_s, periods))
+    k0 = int(periods[0][0] // sc.day_ahead.product_s)
+    gen_bus_pos = phys.tso_gen_rows
+    base = np.asarray(model.base_flow_mw)
+    assert base.shape == (len(model.line_ids), len(periods))
+    # the generator buses inject load-side day-ahead value + their schedule, period by period
+    da = np.asarray(sc.day_ahead.bus_p_inj_mw["tso"])
+    for k in range(len(periods)):
+        expected = da[k0 + k].copy()
+        np.add.at(expected, gen_bus_pos, sc.day_ahead.tso_gen_p_mw[k0 + k])
+        np.testing.assert_allclose(np.asarray(model.ptdf) @ expected, base[:, k], atol=1e-6)
+    # and the day-ahead base respects every line limit (default is not congested at DC level)
+    assert np.all(np.abs(base) <= np.asarray(model.max_flow_mw)[:, None] + 1e-6)
