@@ -55,7 +55,7 @@ class FederateRuntime:
         self.stages = tuple(Stage[s] for s in self.run["stages"])
         self.expected_federates: list[str] = self.run.get("federates", [])
         self.startup_timeout_s: float = float(self.run.get("startup_timeout_s", 300.0))
-        self.fed = _create_federate(json.dumps(config))
+        self.fed = _create_federate(config)
         self.pubs = {key: self.fed.publications[key] for key in self.fed.publications}
         self.inputs = {key: self.fed.subscriptions[key] for key in self.fed.subscriptions}
         self.endpoints = {name: self.fed.endpoints[name] for name in self.fed.endpoints}
@@ -171,14 +171,14 @@ def _broker_port_in_address(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _create_federate(config_json: str, attempts: int = 3) -> Any:
+def _create_federate(config: dict[str, Any], attempts: int = 3) -> Any:
     """Register with the broker; retry when the local port the broker handed out is taken.
 
     The broker gives each core a port above its own; another program on the machine may hold
     it, and the next registration gets the next port. The broker port is passed inside the
     broker address (:func:`_broker_port_in_address`).
     """
-    config_json = json.dumps(_broker_port_in_address(json.loads(config_json)))
+    config_json = json.dumps(_broker_port_in_address(config))
     for attempt in range(1, attempts + 1):
         try:
             return h.helicsCreateCombinationFederateFromConfig(config_json)

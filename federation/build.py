@@ -21,6 +21,7 @@ import secrets
 import shlex
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,7 +247,7 @@ DSO_PROCESSES = 2
 def process_commands(
     contract: Contract,
     commands: dict[str, str],
-    host_command: Any,
+    host_command: Callable[[list[str]], str],
     dso_processes: int = DSO_PROCESSES,
 ) -> dict[str, str]:
     """Process name -> command of a run, in contract order: every federate alone, except the
