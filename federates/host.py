@@ -1,68 +1,102 @@
-"""Several grid federates (``dso_<k>``) in one process, one thread each.
+"""Several federates served by one HELICS federate in one process.
 
-    python -m federates.host configs/dso_1.json configs/dso_3.json ...
-    python -m federates.host --names dso_1,dso_3 --scenario default --scheme A ...
+    python -m federates.host --federate dso_host_1 configs/dso_1.json configs/dso_3.json ...
+    python -m federates.host --federate dso_host_1 --names dso_1,dso_3 --scenario default ...
 
-Each federate is the same as when it runs alone (:func:`federates.runtime.main` with the grid
-factory): its own HELICS federate, name, interfaces and times; only the process is shared.
-``smartnet build`` groups the DSO federates of a workstation run this way (``runner.json``,
-:data:`federation.build.DSO_PROCESSES` processes): 33 Python processes on 2 cores spend most
-of the start-up importing numpy, scipy and HELICS, once per process. HELICS calls release the
-GIL, so the federates of a host wait on their grants in parallel. ``docker-compose.yml`` keeps
-one service per federate, and a hardware controller replaces a DSO by taking its config out of
-the host's command line.
+Each hosted federate keeps everything the contract gives it: its name (the ``sender`` of its
+messages), its global publication keys, inputs and endpoints, its stages and times, its
+handler. Only the HELICS federate is shared: it registers all of their interfaces under the
+host's name (``--federate``, default ``host_<first name>``) and requests the union of their
+times; at each granted time the hosted federates with a stage then run one after the other,
+in the order given. Nothing of the interface contract changes, so a hardware controller
+replaces ``dso_<k>`` by taking it out of its host's command line and registering as
+``dso_<k>`` itself.
 
-The process exits with the worst exit code of its federates (0 if all finished); the log
-names the federate that failed.
+Why: HELICS time coordination costs about the same per federate at every granted time
+(4 per physical step). 20 DSO federates and 10 aggregators cost about 30 ms per step in
+coordination alone on 2 cores, about 1,600x real time with no computation at all; two DSO
+hosts and one aggregator host bring the federation from 33 HELICS federates to 8
+(``bench/bench_federation.py``). ``smartnet build`` groups a workstation run this way
+(:func:`federation.build.process_commands`); ``docker-compose.yml`` keeps one federate per
+service.
+
+The process exits 0 when every hosted federate finished, 1 if one failed (the log names it,
+and the federation is told), 3 if it stopped because the federation ended.
 """
 
 from __future__ import annotations
 
-import logging
+import argparse
+import importlib
+import json
+import pathlib
 import sys
-import threading
 from collections.abc import Sequence
+from typing import Any
 
-from federates.grid import factory
-from federates.runtime import main
+from federates.runtime import (
+    _configure_logging,
+    add_inline_arguments,
+    config_from_args,
+    run_federates,
+)
 
-log = logging.getLogger(__name__)
+#: handler factory of each federate kind: (module, attribute)
+FACTORIES = {
+    "dso": ("federates.grid", "factory"),
+    "tso": ("federates.grid", "factory"),
+    "aggregator": ("federates.aggregator", "AggregatorFederate"),
+    "market": ("federates.market", "MarketFederate"),
+    "afrr": ("federates.afrr", "AfrrFederate"),
+    "recorder": ("federates.recorder", "RecorderFederate"),
+}
 
 
-def member_argvs(argv: Sequence[str]) -> list[list[str]]:
-    """The command line of each hosted federate: one config file each, or ``--names a,b``
-    followed by the inline arguments they share (``--name`` is added per federate)."""
-    args = list(argv)
-    if "--names" not in args:
-        if not args:
-            raise SystemExit("federates.host: give config files or --names NAME,NAME ...")
-        return [[config] for config in args]
-    i = args.index("--names")
-    if i + 1 >= len(args):
-        raise SystemExit("federates.host: --names needs a comma-separated list")
-    names = [n for n in args[i + 1].split(",") if n]
-    shared = args[:i] + args[i + 2 :]
-    return [[*shared, "--name", name] for name in names]
+def factory_of(config: dict[str, Any]) -> Any:
+    """The handler factory of a federate config (``smartnet.kind``)."""
+    kind = config["smartnet"].get("kind")
+    if kind not in FACTORIES:
+        raise ValueError(f"{config['name']}: unknown federate kind {kind!r}")
+    module, attribute = FACTORIES[kind]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m federates.host")
+    parser.add_argument("configs", nargs="*", help="generated federate JSON configs")
+    parser.add_argument("--federate", help="name of the HELICS federate (default host_<first>)")
+    parser.add_argument("--names", help="comma-separated federates whose configs are built inline")
+    add_inline_arguments(parser)
+    args = parser.parse_args(list(argv))
+    if bool(args.configs) == bool(args.names):
+        parser.error("give config files or --names NAME,NAME with the inline options")
+    return args
+
+
+def member_names(args: argparse.Namespace) -> list[str]:
+    if args.names:
+        return [n for n in args.names.split(",") if n]
+    return [pathlib.Path(c).stem for c in args.configs]
+
+
+def load_members(args: argparse.Namespace) -> list[tuple[dict[str, Any], Any]]:
+    """Config and handler factory of every hosted federate."""
+    configs = []
+    if args.names:
+        for name in member_names(args):
+            configs.append(config_from_args(argparse.Namespace(**{**vars(args), "name": name})))
+    else:
+        configs = [json.loads(pathlib.Path(c).read_text()) for c in args.configs]
+    return [(cfg, factory_of(cfg)) for cfg in configs]
 
 
 def host(argv: Sequence[str]) -> int:
-    members = member_argvs(argv)
-    codes: dict[int, int] = {}
-
-    def run(k: int) -> None:
-        codes[k] = main(factory, members[k])
-
-    threads = [
-        threading.Thread(target=run, args=(k,), name=f"federate-{k}") for k in range(len(members))
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    failed = {k: c for k, c in codes.items() if c != 0}
-    for k, code in sorted(failed.items()):
-        log.error("federates.host: %s exited with %d", " ".join(members[k]), code)
-    return max(failed.values(), default=0)
+    args = parse(argv)
+    args.config = None
+    _configure_logging()
+    names = member_names(args)
+    federate = args.federate or f"host_{names[0]}"
+    return run_federates(lambda: load_members(args), federate, host=federate)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import helics as h
@@ -44,29 +44,26 @@ class FederationAbortedError(RuntimeError):
     """HELICS ended the co-simulation while this federate waited (another one failed)."""
 
 
-class FederateRuntime:
-    """A HELICS combination federate built from a generated config file."""
+class HelicsFederate:
+    """One HELICS combination federate: start-up, time requests, shutdown.
+
+    It serves one federate of the contract (``python -m federates.<kind>``) or several hosted
+    ones (:mod:`federates.host`); each of those sees it through a :class:`FederateRuntime`.
+    """
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.name: str = config["name"]
-        self.run: dict[str, Any] = config["smartnet"]
-        self.params: dict[str, Any] = self.run.get("params", {})
-        self.timing = Timing(**self.run["timing"])
-        self.stages = tuple(Stage[s] for s in self.run["stages"])
-        self.expected_federates: list[str] = self.run.get("federates", [])
-        self.startup_timeout_s: float = float(self.run.get("startup_timeout_s", 300.0))
+        run = config.get("smartnet", {})
+        self.expected_federates: list[str] = run.get("federates", [])
+        self.startup_timeout_s: float = float(run.get("startup_timeout_s", 300.0))
+        self.timing_dir: str | None = run.get("timing_dir")
         self.fed = _create_federate(config)
-        self.pubs = {key: self.fed.publications[key] for key in self.fed.publications}
-        self.inputs = {key: self.fed.subscriptions[key] for key in self.fed.subscriptions}
-        self.endpoints = {name: self.fed.endpoints[name] for name in self.fed.endpoints}
-        self.out = self.endpoints[f"{self.name}/out"]
-        self.n_rejected = 0
-        self._last: dict[str, float] = {}
+        #: latest value of every input, shared by the federates this one serves
+        self.last: dict[str, float] = {}
         self.time_in_core_s = 0.0
         self.time_waiting_s = 0.0
         self.entered_at = math.nan  # wall-clock time executing mode was entered [s]
 
-    # -- lifecycle -------------------------------------------------------------------------
     def enter(self) -> None:
         """Enter executing mode; raise :class:`StartupTimeoutError` naming who never came."""
         self.fed.enter_executing_mode_async()
@@ -84,12 +81,70 @@ class FederateRuntime:
         self.entered_at = time.time()
 
     def _missing_federates(self) -> list[str]:
-        try:
-            answer = self.fed.query("root", "federates")
-        except h.HelicsException:
-            return []
-        present = set(answer) if isinstance(answer, list) else set()
+        """Expected federates the broker does not know: neither a HELICS federate of that name
+        nor a hosted one (whose ``<name>/out`` endpoint is registered)."""
+        present: set[str] = set()
+        for query, strip in (("federates", ""), ("endpoints", "/out")):
+            try:
+                answer = self.fed.query("root", query)
+            except h.HelicsException:
+                continue
+            if isinstance(answer, list):
+                present |= {str(a).removesuffix(strip) for a in answer}
         return [f for f in self.expected_federates if f not in present]
+
+    def request(self, t_s: float) -> float:
+        started = time.perf_counter()
+        try:
+            granted = self.fed.request_time(t_s)
+        except h.HelicsException as exc:
+            raise FederationAbortedError(str(exc)) from exc
+        self.time_waiting_s += time.perf_counter() - started
+        return granted
+
+    def close(self) -> None:
+        """Drain to the end and leave the federation; safe to call in any state."""
+        try:
+            self.fed.disconnect()
+        except h.HelicsException as exc:  # pragma: no cover - already in error state
+            log.debug("%s: disconnect: %s", self.name, exc)
+        finally:
+            h.helicsFederateFree(self.fed)
+
+
+class FederateRuntime:
+    """One federate of the contract: its name, run section, values and messages.
+
+    Built from the federate's generated config. Alone, it registers its own
+    :class:`HelicsFederate`; hosted (:func:`hosted_config`), it is given the host's and uses
+    only its own interfaces (every key is global, so nothing else changes).
+    """
+
+    def __init__(self, config: dict[str, Any], federate: HelicsFederate | None = None) -> None:
+        self.name: str = config["name"]
+        self.run: dict[str, Any] = config["smartnet"]
+        self.params: dict[str, Any] = self.run.get("params", {})
+        self.timing = Timing(**self.run["timing"])
+        self.stages = tuple(Stage[s] for s in self.run["stages"])
+        self.federate = federate if federate is not None else HelicsFederate(config)
+        self.fed = self.federate.fed
+        self.pubs = {p["key"]: self.fed.publications[p["key"]] for p in config["publications"]}
+        self.inputs = {s["key"]: self.fed.subscriptions[s["key"]] for s in config["subscriptions"]}
+        self.endpoints = {e["name"]: self.fed.endpoints[e["name"]] for e in config["endpoints"]}
+        self.out = self.endpoints[f"{self.name}/out"]
+        self.n_rejected = 0
+        self._last = self.federate.last
+        self._published: dict[str, float] = {}
+
+    # -- lifecycle (of the HELICS federate serving this one) --------------------------------
+    def enter(self) -> None:
+        self.federate.enter()
+
+    def request(self, t_s: float) -> float:
+        return self.federate.request(t_s)
+
+    def close(self) -> None:
+        self.federate.close()
 
     def schedule(self) -> list[tuple[float, Stage, float]]:
         """Every ``(granted time, stage, step or session time)`` of this federate, in order."""
@@ -102,18 +157,20 @@ class FederateRuntime:
                 events[round(base + stage.value, 6)] = (stage, base)
         return [(t, *events[t]) for t in sorted(events)]
 
-    def request(self, t_s: float) -> float:
-        started = time.perf_counter()
-        try:
-            granted = self.fed.request_time(t_s)
-        except h.HelicsException as exc:
-            raise FederationAbortedError(str(exc)) from exc
-        self.time_waiting_s += time.perf_counter() - started
-        return granted
-
     # -- values ----------------------------------------------------------------------------
     def publish(self, key: str, value: float) -> None:
-        self.pubs[key].publish(float(value))
+        """Publish ``value`` on ``key`` if it differs from the last value published there.
+
+        An input keeps the last value it received, so a subscriber reads the same numbers
+        either way; about half of a grid federate's values (violation counts, unwanted
+        measures, aFRR bands, mFRR set-points) stay the same for many steps, and each
+        publication costs a HELICS call and a message through the broker.
+        """
+        v = float(value)
+        if self._published.get(key) == v:
+            return
+        self._published[key] = v
+        self.pubs[key].publish(v)
 
     def value(self, key: str, default: float = 0.0) -> float:
         """Latest value of input ``key``; ``default`` until the first publication arrives."""
@@ -143,14 +200,44 @@ class FederateRuntime:
         docs.sort(key=lambda d: (d["sender"], d["t_s"]))
         return docs
 
-    def close(self) -> None:
-        """Drain to the end and leave the federation; safe to call in any state."""
-        try:
-            self.fed.disconnect()
-        except h.HelicsException as exc:  # pragma: no cover - already in error state
-            log.debug("%s: disconnect: %s", self.name, exc)
-        finally:
-            h.helicsFederateFree(self.fed)
+
+def hosted_config(configs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The HELICS config of one federate ``name`` serving the federates of ``configs``.
+
+    Their publications, inputs and endpoints, all under their own global keys; broker and
+    core settings, which must be the same for all, from the first. The start-up deadline is
+    the longest of theirs; the federates to wait for are theirs together.
+    """
+    if not configs:
+        raise ValueError(f"{name}: a host needs at least one federate config")
+    shared = ("coreType", "brokerAddress", "brokerPort", "brokerKey")
+    for cfg in configs[1:]:
+        for k in shared:
+            if cfg.get(k) != configs[0].get(k):
+                raise ValueError(
+                    f"{name}: {cfg['name']} has {k}={cfg.get(k)!r}, "
+                    f"{configs[0]['name']} has {configs[0].get(k)!r}; a host has one broker"
+                )
+    merged = {
+        k: v
+        for k, v in configs[0].items()
+        if k not in ("name", "publications", "subscriptions", "endpoints", "smartnet")
+    }
+    merged["name"] = name
+    for section, key in (("publications", "key"), ("subscriptions", "key"), ("endpoints", "name")):
+        items: dict[str, dict[str, Any]] = {}
+        for cfg in configs:
+            for item in cfg[section]:
+                items.setdefault(item[key], item)
+        merged[section] = list(items.values())
+    runs = [cfg["smartnet"] for cfg in configs]
+    merged["smartnet"] = {
+        "federates": list(dict.fromkeys(f for r in runs for f in r.get("federates", []))),
+        "startup_timeout_s": max(float(r.get("startup_timeout_s", 300.0)) for r in runs),
+    }
+    if runs[0].get("timing_dir"):  # HELICS reads this section too, and rejects a null
+        merged["smartnet"]["timing_dir"] = runs[0]["timing_dir"]
+    return merged
 
 
 def _broker_port_in_address(config: dict[str, Any]) -> dict[str, Any]:
@@ -203,22 +290,42 @@ def _decode(data: bytes | str, schema: str) -> tuple[dict[str, Any], str]:
 
 
 def run_loop(runtime: FederateRuntime, handler: Any) -> None:
-    """Grant every scheduled time in order and hand it to ``handler.on_stage``."""
-    runtime.enter()
-    for t, stage, base in runtime.schedule():
-        granted = runtime.request(t)
+    """Grant every scheduled time of one federate in order, handing it to ``handler``."""
+    serve(runtime.federate, [(runtime, handler)])
+
+
+def serve(federate: HelicsFederate, members: list[tuple[FederateRuntime, Any]]) -> None:
+    """Grant every scheduled time of the federates ``federate`` serves, in order; at each,
+    call ``on_stage`` of each of them that has a stage then (in the order given)."""
+    events: dict[float, list[tuple[Any, Stage, float]]] = {}
+    for rt, handler in members:
+        for t, stage, base in rt.schedule():
+            events.setdefault(t, []).append((handler, stage, base))
+    federate.enter()
+    for t in sorted(events):
+        granted = federate.request(t)
         if abs(granted - t) > 1e-7:
-            raise RuntimeError(f"{runtime.name}: asked for {t}, granted {granted}")
+            raise RuntimeError(f"{federate.name}: asked for {t}, granted {granted}")
         started = time.perf_counter()
-        handler.on_stage(stage, base)
-        runtime.time_in_core_s += time.perf_counter() - started
-    handler.finish()
+        for handler, stage, base in events[t]:
+            handler.on_stage(stage, base)
+        federate.time_in_core_s += time.perf_counter() - started
+    for _, handler in members:
+        handler.finish()
 
 
 def main(factory: Any, argv: Iterable[str] | None = None) -> int:
     """Entry point shared by every federate module: ``python -m federates.<kind> CONFIG``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("config", nargs="?", help="generated federate JSON config")
+    add_inline_arguments(parser)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    _configure_logging()
+    return run_federates(lambda: [(config_from_args(args), factory)], args.config or args.name)
+
+
+def add_inline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that build a federate's config in memory instead of reading a file."""
     parser.add_argument("--scenario", help="generate the config in memory: scenario")
     parser.add_argument("--scheme", help="... coordination scheme")
     parser.add_argument("--name", help="... federate name")
@@ -226,23 +333,41 @@ def main(factory: Any, argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--broker-key", help="... broker key")
     parser.add_argument("--broker-address", default="127.0.0.1", help="... broker host")
     parser.add_argument("--results", default="results/run.h5", help="... results file")
-    args = parser.parse_args(list(argv) if argv is not None else None)
+
+
+def _configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    runtime = None
+
+
+def run_federates(
+    load: Callable[[], list[tuple[dict[str, Any], Any]]], label: str | None, host: str = ""
+) -> int:
+    """Run one federate, or several hosted in one HELICS federate named ``host``.
+
+    ``load`` gives each federate's config and handler factory. Returns the process exit code:
+    0 done, 1 failed (logged, and the federation told), :data:`EXIT_ABORTED` stopped because
+    the federation ended.
+    """
+    federate = None
     try:
-        runtime = FederateRuntime(_config_from_args(args))
-        handler = factory(runtime)
-        run_loop(runtime, handler)
+        members = load()
+        if host:
+            federate = HelicsFederate(hosted_config([c for c, _ in members], host))
+        else:
+            federate = HelicsFederate(members[0][0])
+        runtimes = [FederateRuntime(config, federate) for config, _ in members]
+        handlers = [(rt, factory(rt)) for rt, (_, factory) in zip(runtimes, members, strict=True)]
+        serve(federate, handlers)
         log.info(
             "%s: done; core %.2f s, waiting on HELICS %.2f s, rejected %d messages",
-            runtime.name,
-            runtime.time_in_core_s,
-            runtime.time_waiting_s,
-            runtime.n_rejected,
+            federate.name,
+            federate.time_in_core_s,
+            federate.time_waiting_s,
+            sum(rt.n_rejected for rt in runtimes),
         )
-        _write_timing(runtime)
+        _write_timing(federate)
         return 0
     except StartupTimeoutError as exc:
         # HELICS cannot leave a pending enter-executing-mode cleanly (disconnect blocks), and
@@ -253,21 +378,21 @@ def main(factory: Any, argv: Iterable[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(1)
     except FederationAbortedError as exc:
-        log.error("%s: stopped because the federation ended: %s", runtime.name, exc)
+        log.error("%s: stopped because the federation ended: %s", federate.name, exc)
         return EXIT_ABORTED
     except Exception:
-        name = runtime.name if runtime else args.config
+        name = federate.name if federate else label
         log.exception("%s: federate failed", name)
-        if runtime is not None:
+        if federate is not None:
             with contextlib.suppress(h.HelicsException):
-                runtime.fed.local_error(1, f"{name} failed")
+                federate.fed.local_error(1, f"{name} failed")
         return 1
     finally:
-        if runtime is not None:
-            runtime.close()
+        if federate is not None:
+            federate.close()
 
 
-def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.config:
         return json.loads(pathlib.Path(args.config).read_text())
     if not (args.scenario and args.scheme and args.name and args.broker_port and args.broker_key):
@@ -285,8 +410,8 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-def _write_timing(runtime: FederateRuntime) -> None:
-    out = runtime.run.get("timing_dir")
+def _write_timing(runtime: HelicsFederate) -> None:
+    out = runtime.timing_dir
     if not out:
         return
     path = pathlib.Path(out) / f"{runtime.name}.json"

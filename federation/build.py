@@ -225,10 +225,12 @@ def inline_command(
     broker: BrokerSettings,
     results: str,
     broker_address: str | None = None,
+    host: str = "",
 ) -> str:
     """A federate's command with its config built in memory (``kind`` ``host``: ``name`` is a
-    comma-separated list of federates, see :mod:`federates.host`)."""
-    which = f"--names {name}" if kind == "host" else f"--name {name}"
+    comma-separated list of federates served by HELICS federate ``host``, see
+    :mod:`federates.host`)."""
+    which = f"--federate {host} --names {name}" if kind == "host" else f"--name {name}"
     cmd = (
         f"python -m federates.{kind} --scenario {scenario} --scheme {scheme} {which} "
         f"--broker-port {broker.port} --broker-key {broker.key} --results {results}"
@@ -238,32 +240,40 @@ def inline_command(
     return cmd
 
 
-#: processes the DSO federates of a workstation run share (``runner.json``; one per core of
-#: the reference machine). 33 federate processes on 2 cores spend most of the start-up
-#: importing numpy, scipy and HELICS once each: on ``default`` start-up goes from 19 s to 8 s.
-DSO_PROCESSES = 2
+#: HELICS federates (and processes) that the federates of a kind share in a workstation run
+#: (``runner.json``; :mod:`federates.host`). HELICS time coordination costs about the same per
+#: federate at every granted time, so 20 DSO and 10 aggregator federates cost more than their
+#: computation: on ``default`` 33 federates ran at ~410x real time, the 8 of the hosted form
+#: at ~NNNx (bench/bench_federation.py, 2 cores). Two hosts each: one per core of the
+#: reference machine, as the hosted federates of a host compute one after the other.
+HOSTED_PROCESSES: dict[str, int] = {"dso": 2, "aggregator": 2}
 
 
 def process_commands(
     contract: Contract,
     commands: dict[str, str],
-    host_command: Callable[[list[str]], str],
-    dso_processes: int = DSO_PROCESSES,
+    host_command: Callable[[str, list[str]], str],
+    hosted: dict[str, int] | None = None,
 ) -> dict[str, str]:
-    """Process name -> command of a run, in contract order: every federate alone, except the
-    DSO federates, which share ``dso_processes`` processes ``dso_host_<g>``
-    (:mod:`federates.host`, ``host_command(names)``) when there are more DSOs than that.
-    ``dso_processes=0``: one process per federate."""
-    dsos = [f.name for f in contract.federates if f.kind == "dso"]
-    if dso_processes <= 0 or len(dsos) <= dso_processes:
-        return {f.name: commands[f.name] for f in contract.federates}
+    """Process name -> command of a run, in contract order.
+
+    Every federate runs alone, except those of a kind in ``hosted`` (default
+    :data:`HOSTED_PROCESSES`; ``{}``: none) with more federates than processes: they are
+    dealt round-robin to processes ``<kind>_host_<g>``, each one HELICS federate of that name
+    (:mod:`federates.host`, command ``host_command(process name, federate names)``) that takes
+    the place of the first federate of its kind.
+    """
+    hosted = HOSTED_PROCESSES if hosted is None else hosted
     out: dict[str, str] = {}
     for f in contract.federates:
-        if f.kind != "dso":
+        same = [g.name for g in contract.federates if g.kind == f.kind]
+        n = hosted.get(f.kind, 0)
+        if n <= 0 or len(same) <= n:
             out[f.name] = commands[f.name]
-        elif f.name == dsos[0]:  # the hosts take the place of the first DSO
-            for g in range(dso_processes):
-                out[f"dso_host_{g + 1}"] = host_command(dsos[g::dso_processes])
+        elif f.name == same[0]:
+            for g in range(n):
+                proc = f"{f.kind}_host_{g + 1}"
+                out[proc] = host_command(proc, same[g::n])
     return out
 
 
@@ -271,13 +281,13 @@ def runner_document(
     contract: Contract, broker: BrokerSettings, processes: dict[str, str], name: str
 ) -> dict[str, Any]:
     """The ``helics run --path`` document: the broker, then every process
-    (:func:`process_commands`)."""
+    (:func:`process_commands`; one HELICS federate each)."""
     feds = [
         {
             "name": "broker",
             "directory": ".",
             "host": "localhost",
-            "exec": broker_command(len(contract.federates), broker),
+            "exec": broker_command(len(processes), broker),
         }
     ]
     feds += [
@@ -333,11 +343,11 @@ def write_build(
     startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
     timing_dir: str | None = None,
     dso_check: bool = False,
-    dso_processes: int = DSO_PROCESSES,
+    hosted: dict[str, int] | None = None,
 ) -> BuildOutput:
     """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
     (``dso_check``: the DSOs' traffic-light check of the bids at gate closure;
-    ``dso_processes``: see :func:`process_commands`)."""
+    ``hosted``: see :func:`process_commands`)."""
     out = pathlib.Path(out_dir).resolve()
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "results").mkdir(exist_ok=True)
@@ -365,10 +375,11 @@ def write_build(
     processes = process_commands(
         contract,
         commands,
-        lambda names: (
-            "python -m federates.host " + " ".join(shlex.quote(f"configs/{n}.json") for n in names)
+        lambda proc, names: (
+            f"python -m federates.host --federate {proc} "
+            + " ".join(shlex.quote(f"configs/{n}.json") for n in names)
         ),
-        dso_processes,
+        hosted,
     )
     runner = out / "runner.json"
     runner.write_text(
@@ -395,8 +406,8 @@ def root_files() -> dict[str, str]:
     processes = process_commands(
         contract,
         commands,
-        lambda names: inline_command(
-            "host", ",".join(names), sc.name, ROOT_SCHEME, broker, results
+        lambda proc, names: inline_command(
+            "host", ",".join(names), sc.name, ROOT_SCHEME, broker, results, host=proc
         ),
     )
     runner = runner_document(contract, broker, processes, f"smartnet-{sc.name}-{ROOT_SCHEME}")
@@ -485,10 +496,13 @@ def interface_markdown() -> str:
         "(`brokerPort`, `brokerKey`). Federates are `uninterruptible` with `terminate_on_error`; "
         "all names below are global. A replacement federate (e.g. a hardware controller) "
         "registers the same name, publications, subscriptions and endpoints and requests "
-        "exactly the times of its stages. A run's `runner.json` hosts the DSO federates in "
-        "`dso_host_<g>` processes (`python -m federates.host CONFIG ...`, one thread per "
-        "federate); to replace `dso_<k>`, take `configs/dso_<k>.json` out of its host's command "
-        "line. `docker-compose.yml` runs one service per federate.",
+        "exactly the times of its stages. A workstation run's `runner.json` serves the DSO "
+        "federates by `dso_host_<g>` and the aggregators by `aggregator_host_1`: one HELICS "
+        "federate of that name registers the interfaces of each federate it serves under the "
+        "names below (`python -m federates.host --federate dso_host_1 CONFIG ...`); to replace "
+        "`dso_<k>`, take `configs/dso_<k>.json` out of its host's command line, and count one "
+        "federate more for the broker (`-f`). `docker-compose.yml` runs one service and "
+        "federate per federate.",
         "",
         "## Timing",
         "",
@@ -537,7 +551,10 @@ def interface_markdown() -> str:
         f"session offsets) clears {t.horizon_s:g} s of {t.product_s:g}-s products starting "
         f"{t.gate_closure_s:g} s later. All configurable per scenario (`[timing]`).",
         "",
-        "## Values (published every physical step)",
+        "## Values (computed every physical step)",
+        "",
+        "A value is published when it differs from the last one published on its key; an "
+        "input keeps the last value it received, so read every input at every step.",
         "",
         "| key | unit | publisher | subscribers | stage | meaning |",
         "|---|---|---|---|---|---|",

@@ -99,17 +99,15 @@ def find_violations(
     tuple of Violation
         Buses first (``net.bus`` order), then lines, then transformers.
     """
-    n = result.vm_pu.size
-    lo, hi = voltage_band(min_vm_pu, max_vm_pu, n)
+    vm = result.vm_pu
+    lo, hi = voltage_band(min_vm_pu, max_vm_pu, vm.size)
+    with np.errstate(invalid="ignore"):  # unsupplied buses (NaN) are never reported
+        low = vm < lo - tolerance
+        high = ~low & (vm > hi + tolerance)
     out: list[Violation] = []
-    for i in range(n):
-        v = result.vm_pu[i]
-        if not np.isfinite(v):
-            continue
-        if v < lo[i] - tolerance:
-            out.append(Violation(ViolationKind.VM_LOW, f"bus_{result.bus_index[i]}", v, lo[i]))
-        elif v > hi[i] + tolerance:
-            out.append(Violation(ViolationKind.VM_HIGH, f"bus_{result.bus_index[i]}", v, hi[i]))
+    for i in np.flatnonzero(low | high):
+        kind, limit = (ViolationKind.VM_LOW, lo[i]) if low[i] else (ViolationKind.VM_HIGH, hi[i])
+        out.append(Violation(kind, f"bus_{result.bus_index[i]}", float(vm[i]), float(limit)))
     for kind, name, idx, load in (
         (ViolationKind.LINE_LOADING, "line", result.line_index, result.line_loading_percent),
         (ViolationKind.TRAFO_LOADING, "trafo", result.trafo_index, result.trafo_loading_percent),
@@ -118,7 +116,7 @@ def find_violations(
             out.append(
                 Violation(kind, f"{name}_{idx[i]}", float(load[i]), float(max_loading_percent))
             )
-    return tuple(Violation(v.kind, v.element, float(v.value), float(v.limit)) for v in out)
+    return tuple(out)
 
 
 def total_excess(violations: tuple[Violation, ...]) -> tuple[float, float]:

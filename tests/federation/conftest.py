@@ -33,7 +33,8 @@ def run_tiny(
 
     ``helics_cli``: run the generated ``runner.json`` with ``helics run --path`` (the HELICS
     runner) instead of our supervisor; ``dso_check``: with the DSOs' traffic-light check;
-    ``hosted``: both DSO federates in one process (federates.host).
+    ``hosted``: the two DSO federates in one HELICS federate and process, and the
+    aggregators in another (federates.host); otherwise one process per federate.
     """
     built = write_build(
         "tiny",
@@ -41,7 +42,7 @@ def run_tiny(
         tmp,
         startup_timeout_s=120.0,
         dso_check=dso_check,
-        dso_processes=1 if hosted else 0,
+        hosted={"dso": 1, "aggregator": 1} if hosted else {},
     )
     if not helics_cli:
         return built, supervise(built.runner, wall_timeout_s=400.0)

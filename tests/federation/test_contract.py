@@ -234,33 +234,62 @@ def test_bids_models_and_dso_verdicts_go_to_the_market_that_clears_them(tiny, sc
     )
 
 
-def test_root_runner_hosts_the_dso_federates_in_two_processes():
-    # runner.json of default: 20 DSO federates in DSO_PROCESSES hosts, each DSO exactly once;
-    # the broker still waits for every federate of the contract; compose: one service each
-    from federation.build import DSO_PROCESSES
+def test_root_runner_hosts_the_dso_and_aggregator_federates():
+    # runner.json of default: 20 DSO federates in HOSTED_PROCESSES["dso"] hosts and the 9
+    # aggregators in HOSTED_PROCESSES["aggregator"], each exactly once; the broker waits for
+    # one HELICS federate per process; compose: one service (and federate) per federate
+    from federation.build import HOSTED_PROCESSES
 
     runner = json.loads(root_files()["runner.json"])
     procs = {f["name"]: f["exec"] for f in runner["federates"]}
-    hosts = [p for p in procs if p.startswith("dso_host_")]
-    assert len(hosts) == DSO_PROCESSES == 2
-    hosted = [n for h in hosts for n in procs[h].split("--names ")[1].split()[0].split(",")]
-    assert sorted(hosted) == sorted(f"dso_{k}" for k in range(1, 21))
-    assert not any(p.startswith("dso_") and not p.startswith("dso_host_") for p in procs)
-    assert "helics_broker -f 33 " in procs["broker"]
+    for kind, prefix, n in (("dso", "dso_", 20), ("aggregator", "agg_", 9)):
+        hosts = [p for p in procs if p.startswith(f"{kind}_host_")]
+        assert len(hosts) == HOSTED_PROCESSES[kind]
+        for h in hosts:
+            assert f"--federate {h} " in procs[h]
+        hosted = [n for h in hosts for n in procs[h].split("--names ")[1].split()[0].split(",")]
+        assert sorted(hosted) == sorted(f"{prefix}{k}" for k in range(1, n + 1))
+        assert not any(p.startswith(prefix) and "_host_" not in p for p in procs)
+    assert sorted(procs) == sorted(
+        ["broker", "tso", "afrr", "recorder", "market_central"]
+        + [f"dso_host_{g}" for g in range(1, HOSTED_PROCESSES["dso"] + 1)]
+        + [f"aggregator_host_{g}" for g in range(1, HOSTED_PROCESSES["aggregator"] + 1)]
+    )
+    assert f"helics_broker -f {len(procs) - 1} " in procs["broker"]
     compose = root_files()["docker-compose.yml"]
     assert all(f"  dso-{k}:" in compose for k in range(1, 21))
+    assert "helics_broker -f 33 " in compose  # tso, 20 DSOs, 9 aggregators, market, aFRR, rec.
 
 
-def test_host_command_lines():
-    from federates.host import member_argvs
+def test_host_command_lines(tmp_path):
+    from federates.host import member_names, parse
 
-    assert member_argvs(["configs/dso_1.json", "configs/dso_3.json"]) == [
-        ["configs/dso_1.json"],
-        ["configs/dso_3.json"],
-    ]
-    assert member_argvs(["--scenario", "default", "--names", "dso_1,dso_3", "--scheme", "A"]) == [
-        ["--scenario", "default", "--scheme", "A", "--name", "dso_1"],
-        ["--scenario", "default", "--scheme", "A", "--name", "dso_3"],
-    ]
-    with pytest.raises(SystemExit, match="give config files"):
-        member_argvs([])
+    args = parse(["--federate", "dso_host_1", "configs/dso_1.json", "configs/dso_3.json"])
+    assert args.federate == "dso_host_1"
+    assert member_names(args) == ["dso_1", "dso_3"]
+    args = parse(["--scenario", "default", "--names", "dso_1,dso_3", "--scheme", "A"])
+    assert (args.federate, args.scenario, args.scheme) == (None, "default", "A")
+    assert member_names(args) == ["dso_1", "dso_3"]
+    with pytest.raises(SystemExit):
+        parse([])  # neither config files nor --names
+    with pytest.raises(SystemExit):
+        parse(["--names", "dso_1", "configs/dso_3.json"])  # both
+
+
+def test_hosted_config_keeps_every_interface_under_its_own_key():
+    from federates.runtime import hosted_config
+    from federation.build import BrokerSettings, federate_config, load_contract
+
+    _, contract = load_contract("tiny", "A")
+    broker = BrokerSettings(23999, "k")
+    configs = [federate_config(contract, n, broker, results="r.h5") for n in ("dso_1", "dso_2")]
+    merged = hosted_config(configs, "dso_host_1")
+    assert merged["name"] == "dso_host_1"
+    for section, key in (("publications", "key"), ("subscriptions", "key"), ("endpoints", "name")):
+        want = [item[key] for cfg in configs for item in cfg[section]]
+        assert [item[key] for item in merged[section]] == want
+    assert {"dso_1/out", "dso_2/out", "dso_1/setpoints"} <= {e["name"] for e in merged["endpoints"]}
+    assert merged["smartnet"]["federates"] == configs[0]["smartnet"]["federates"]
+    other = dict(configs[1], brokerPort=24000)
+    with pytest.raises(ValueError, match="brokerPort"):
+        hosted_config([configs[0], other], "dso_host_1")

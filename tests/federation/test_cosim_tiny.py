@@ -180,20 +180,25 @@ def test_same_scenario_scheme_seed_give_identical_results(tiny_runs):
     np.testing.assert_array_equal(r1["awards"], r2["awards"])
 
 
-def test_dso_federates_hosted_in_one_process_give_identical_results(tiny_runs):
-    """federates.host: dso_1 and dso_2 as two threads of one process (one ``dso_host_1`` entry
-    in runner.json) run the same federation as two processes, to the last bit."""
+def test_hosted_federates_give_identical_results(tiny_runs):
+    """federates.host: dso_1 and dso_2 served by one HELICS federate ``dso_host_1``, and the
+    aggregators by ``aggregator_host_1``, run the same federation as one process and one
+    HELICS federate per federate, to the last bit; the messages keep their senders."""
     import json
 
     r1, _ = _results(tiny_runs, "A")
     built2, outcome2 = tiny_runs("A", "hosted")
     assert outcome2.returncode == 0, (outcome2.message, outcome2.logs)
     procs = [f["name"] for f in json.loads(built2.runner.read_text())["federates"]]
-    assert "dso_host_1" in procs and "dso_1" not in procs and "dso_2" not in procs
+    assert {"dso_host_1", "aggregator_host_1"} <= set(procs)
+    assert not any(p.startswith(("dso_", "agg_")) and "_host_" not in p for p in procs)
     r2 = read_results(built2.results)
+    assert r1["steps"].keys() == r2["steps"].keys()
     for key in r1["steps"]:
         np.testing.assert_array_equal(r1["steps"][key], r2["steps"][key], err_msg=key)
     np.testing.assert_array_equal(r1["awards"], r2["awards"])
+    for key in r1["sessions"]:
+        np.testing.assert_array_equal(r1["sessions"][key], r2["sessions"][key], err_msg=key)
 
 
 def test_dso_check_on_tiny(tiny_runs):
