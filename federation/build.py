@@ -497,7 +497,7 @@ def interface_markdown() -> str:
         "all names below are global. A replacement federate (e.g. a hardware controller) "
         "registers the same name, publications, subscriptions and endpoints and requests "
         "exactly the times of its stages. A workstation run's `runner.json` serves the DSO "
-        "federates by `dso_host_<g>` and the aggregators by `aggregator_host_1`: one HELICS "
+        "federates by `dso_host_<g>` and the aggregators by `aggregator_host_<g>`: one HELICS "
         "federate of that name registers the interfaces of each federate it serves under the "
         "names below (`python -m federates.host --federate dso_host_1 CONFIG ...`); to replace "
         "`dso_<k>`, take `configs/dso_<k>.json` out of its host's command line, and count one "
