@@ -7,6 +7,12 @@ supervisor as ``smartnet run`` and reads the per-federate timing files. Start-up
 from launching the processes until the last federate entered executing mode; the speed factor
 is simulated seconds over the wall time from then until the last federate finished. The last
 printed line is one JSON object.
+
+``core_s_by_federate`` is each HELICS federate's (process's) time inside its handlers.
+``critical_path_s`` adds up the work that cannot overlap: per step the slowest DSO host (the
+hosts run in parallel), then the TSO, the aFRR controller and the recorder; per session the
+slowest aggregator host and the markets. The rest of the wall time is ``coordination_s``:
+HELICS time grants and messages, and processes competing for the cores.
 """
 
 from __future__ import annotations
@@ -47,11 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.returncode:
         print(json.dumps({"error": outcome.message, "logs": str(outcome.logs)}))
         return 1
-    timings = [json.loads(p.read_text()) for p in (run_dir / "timing").glob("*.json")]
+    by_name = {p.stem: json.loads(p.read_text()) for p in (run_dir / "timing").glob("*.json")}
+    timings = list(by_name.values())
     entered = max(t["entered_at"] for t in timings)
     finished = max(t["finished_at"] for t in timings)
     core_s = sum(t["core_s"] for t in timings)
     wait_s = sum(t["wait_s"] for t in timings)
+    core_by = {name: round(t["core_s"], 2) for name, t in sorted(by_name.items())}
+    critical_s = critical_path_s(core_by)
     kpis = json.loads(built.results.with_suffix(".kpi.json").read_text())
     simulated_s = (
         kpis["n_steps"]
@@ -70,12 +79,27 @@ def main(argv: list[str] | None = None) -> int:
         "speed_factor": round(simulated_s / (finished - entered), 1),
         "core_share": round(core_s / (core_s + wait_s), 3),
         "helics_wait_share": round(wait_s / (core_s + wait_s), 3),
+        "critical_path_s": round(critical_s, 2),
+        "coordination_s": round(finished - entered - critical_s, 2),
+        "core_s_by_federate": core_by,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "total_cost_eur": kpis["total_cost_eur"],
     }
     print(f"run directory: {run_dir}" if args.keep else "", file=sys.stderr)
     print(json.dumps(result))
     return 0
+
+
+def critical_path_s(core_s: dict[str, float]) -> float:
+    """Core time of the work that runs one piece after the other (see the module doc)."""
+
+    def slowest(prefix: str) -> float:
+        return max((v for k, v in core_s.items() if k.startswith(prefix)), default=0.0)
+
+    sequential = sum(
+        v for k, v in core_s.items() if k in ("tso", "afrr", "recorder") or k.startswith("market")
+    )
+    return slowest("dso_") + slowest("agg") + sequential
 
 
 if __name__ == "__main__":
