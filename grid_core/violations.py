@@ -68,10 +68,15 @@ def voltage_band(
     ValueError
         If a per-bus limit does not have ``n_bus`` entries.
     """
-    return (
-        np.broadcast_to(np.asarray(min_vm_pu, dtype=float), (n_bus,)),
-        np.broadcast_to(np.asarray(max_vm_pu, dtype=float), (n_bus,)),
-    )
+    return _band_view(min_vm_pu, n_bus), _band_view(max_vm_pu, n_bus)
+
+
+def _band_view(limit: float | np.ndarray, n_bus: int) -> np.ndarray:
+    if isinstance(limit, np.ndarray) and limit.dtype == float and limit.shape == (n_bus,):
+        view = limit.view()  # per-bus limits, the common case: no broadcasting needed
+        view.flags.writeable = False
+        return view
+    return np.broadcast_to(np.asarray(limit, dtype=float), (n_bus,))
 
 
 def find_violations(
