@@ -380,7 +380,16 @@ def run_federates(
     except FederationAbortedError as exc:
         log.error("%s: stopped because the federation ended: %s", federate.name, exc)
         return EXIT_ABORTED
-    except Exception:
+    except Exception as exc:
+        if (
+            isinstance(exc, h.HelicsException)
+            and federate is not None
+            and not math.isnan(federate.entered_at)
+        ):
+            # a HELICS call inside a stage fails once the federation has ended (another
+            # federate failed); like a failed time request, that is not the root cause
+            log.error("%s: stopped because the federation ended: %s", federate.name, exc)
+            return EXIT_ABORTED
         name = federate.name if federate else label
         log.exception("%s: federate failed", name)
         if federate is not None:

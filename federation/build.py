@@ -396,21 +396,31 @@ def write_build(
 
 def root_files() -> dict[str, str]:
     """Text of the committed root ``runner.json`` and ``docker-compose.yml``."""
-    sc, contract = load_contract(ROOT_SCENARIO, ROOT_SCHEME)
     broker = BrokerSettings(ROOT_BROKER_PORT, ROOT_BROKER_KEY)
-    results = f"results/{sc.name}_{ROOT_SCHEME}.h5"
+    return inline_files(ROOT_SCENARIO, ROOT_SCHEME, broker)
+
+
+def inline_files(
+    scenario: str, scheme: str, broker: BrokerSettings, hosted: dict[str, int] | None = None
+) -> dict[str, str]:
+    """``runner.json`` and ``docker-compose.yml`` whose federates build their configs in memory
+    (the ``--scenario/--scheme/--name`` form; results in ``results/<scenario>_<scheme>.h5``
+    under the directory the runner starts them in)."""
+    sc, contract = load_contract(scenario, scheme)
+    results = f"results/{sc.name}_{scheme}.h5"
     commands = {
-        f.name: inline_command(f.kind, f.name, sc.name, ROOT_SCHEME, broker, results)
+        f.name: inline_command(f.kind, f.name, sc.name, scheme, broker, results)
         for f in contract.federates
     }
     processes = process_commands(
         contract,
         commands,
         lambda proc, names: inline_command(
-            "host", ",".join(names), sc.name, ROOT_SCHEME, broker, results, host=proc
+            "host", ",".join(names), sc.name, scheme, broker, results, host=proc
         ),
+        hosted,
     )
-    runner = runner_document(contract, broker, processes, f"smartnet-{sc.name}-{ROOT_SCHEME}")
+    runner = runner_document(contract, broker, processes, f"smartnet-{sc.name}-{scheme}")
     return {
         "runner.json": json.dumps(runner, indent=2) + "\n",
         "docker-compose.yml": compose_document(contract, broker),

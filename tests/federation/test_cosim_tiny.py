@@ -201,6 +201,26 @@ def test_hosted_federates_give_identical_results(tiny_runs):
         np.testing.assert_array_equal(r1["sessions"][key], r2["sessions"][key], err_msg=key)
 
 
+def test_inline_runner_with_hosts_gives_identical_results(tiny_runs, tmp_path):
+    """The root-runner form (every federate builds its config in memory from --scenario,
+    --scheme, --name; hosts from --names) runs tiny to the same numbers as the generated
+    configs, one federate per process."""
+    from federation.build import BrokerSettings, inline_files
+
+    r1, _ = _results(tiny_runs, "A")
+    files = inline_files("tiny", "A", BrokerSettings.fresh(), {"dso": 1, "aggregator": 1})
+    runner = tmp_path / "runner.json"
+    runner.write_text(files["runner.json"])
+    assert "--federate dso_host_1 --names dso_1,dso_2 " in files["runner.json"]
+    outcome = supervise(runner, wall_timeout_s=400.0)
+    assert outcome.returncode == 0, (outcome.message, outcome.logs)
+    r2 = read_results(tmp_path / "results" / "tiny_A.h5")
+    assert r1["steps"].keys() == r2["steps"].keys()
+    for key in r1["steps"]:
+        np.testing.assert_array_equal(r1["steps"][key], r2["steps"][key], err_msg=key)
+    np.testing.assert_array_equal(r1["awards"], r2["awards"])
+
+
 def test_dso_check_on_tiny(tiny_runs):
     """Scheme A with ``--dso-check``: every bid located in a DSO network gets a verdict at
     every session, no red bid is awarded, the blocked count matches the red verdicts, and
