@@ -35,9 +35,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from federates.runtime import (
-    _configure_logging,
     add_inline_arguments,
     config_from_args,
+    configure_logging,
     run_federates,
 )
 
@@ -93,7 +93,7 @@ def load_members(args: argparse.Namespace) -> list[tuple[dict[str, Any], Any]]:
 def host(argv: Sequence[str]) -> int:
     args = parse(argv)
     args.config = None
-    _configure_logging()
+    configure_logging()
     names = member_names(args)
     federate = args.federate or f"host_{names[0]}"
     return run_federates(lambda: load_members(args), federate, host=federate)

@@ -297,18 +297,22 @@ def run_loop(runtime: FederateRuntime, handler: Any) -> None:
 def serve(federate: HelicsFederate, members: list[tuple[FederateRuntime, Any]]) -> None:
     """Grant every scheduled time of the federates ``federate`` serves, in order; at each,
     call ``on_stage`` of each of them that has a stage then (in the order given)."""
-    events: dict[float, list[tuple[Any, Stage, float]]] = {}
+    events: dict[float, list[tuple[str, Any, Stage, float]]] = {}
     for rt, handler in members:
         for t, stage, base in rt.schedule():
-            events.setdefault(t, []).append((handler, stage, base))
+            events.setdefault(t, []).append((rt.name, handler, stage, base))
     federate.enter()
     for t in sorted(events):
         granted = federate.request(t)
         if abs(granted - t) > 1e-7:
             raise RuntimeError(f"{federate.name}: asked for {t}, granted {granted}")
         started = time.perf_counter()
-        for handler, stage, base in events[t]:
-            handler.on_stage(stage, base)
+        for name, handler, stage, base in events[t]:
+            try:
+                handler.on_stage(stage, base)
+            except Exception as exc:  # the log of a host names the federate that failed
+                exc.add_note(f"in federate {name}, stage {stage.name}, t = {base:g} s")
+                raise
         federate.time_in_core_s += time.perf_counter() - started
     for _, handler in members:
         handler.finish()
@@ -320,7 +324,7 @@ def main(factory: Any, argv: Iterable[str] | None = None) -> int:
     parser.add_argument("config", nargs="?", help="generated federate JSON config")
     add_inline_arguments(parser)
     args = parser.parse_args(list(argv) if argv is not None else None)
-    _configure_logging()
+    configure_logging()
     return run_federates(lambda: [(config_from_args(args), factory)], args.config or args.name)
 
 
@@ -335,7 +339,7 @@ def add_inline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results/run.h5", help="... results file")
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

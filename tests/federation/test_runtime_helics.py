@@ -240,3 +240,45 @@ def test_broker_port_goes_inside_the_broker_address():
     kept = {**cfg, "brokerAddress": "tcp://broker:23404"}
     assert _broker_port_in_address(kept) == kept
     assert _broker_port_in_address({"name": "x"}) == {"name": "x"}
+
+
+class _Failing:
+    def __init__(self, rt):
+        self.rt = rt
+
+    def on_stage(self, stage, t_s):
+        if t_s >= 120.0:
+            raise ValueError("device model broke")
+
+    def finish(self):
+        pass
+
+
+@pytest.mark.parametrize("broker", [1], indirect=True)
+def test_host_serves_two_federates_and_names_the_one_that_fails(broker, caplog):
+    # one HELICS federate "dso_host_1" serves dso_1 (fine) and dso_2 (fails at its third
+    # step): the process exit code is 1 and the log names dso_2, its stage and time
+    from federates.runtime import run_federates
+
+    timing = Timing(duration_s=600.0)
+    configs = [
+        _config(n, broker, (Stage.DSO,), timing, pubs=[f"{n}/interface/p_mw"])
+        for n in ("dso_1", "dso_2")
+    ]
+    seen = []
+
+    class _Ok(_Dso):
+        def on_stage(self, stage, t_s):
+            seen.append(t_s)
+
+    with caplog.at_level(logging.ERROR, logger="federates"):
+        rc = run_federates(
+            lambda: [(configs[0], _Ok), (configs[1], _Failing)], "dso_host_1", host="dso_host_1"
+        )
+    assert rc == 1
+    assert seen == [0.0, 60.0, 120.0]  # dso_1 runs first at each time, dso_2 then fails
+    text = "\n".join(
+        r.getMessage() + str(r.exc_info[1].__notes__ if r.exc_info else "") for r in caplog.records
+    )
+    assert "dso_host_1: federate failed" in text
+    assert "in federate dso_2, stage DSO, t = 120 s" in text
