@@ -242,9 +242,9 @@ def inline_command(
 
 #: HELICS federates (and processes) that the federates of a kind share in a workstation run
 #: (``runner.json``; :mod:`federates.host`). HELICS time coordination costs about the same per
-#: federate at every granted time, so 20 DSO and 10 aggregator federates cost more than their
-#: computation: on ``default`` 33 federates ran at ~410x real time, the 8 of the hosted form
-#: at ~NNNx (bench/bench_federation.py, 2 cores). Two hosts each: one per core of the
+#: federate at every granted time, and each process its start-up: on ``default`` the 33
+#: federates ran at 420x real time after a 7.0 s start-up, the 8 of the hosted form at 486x
+#: after 3.9 s (bench/bench_federation.py, 2 cores). Two hosts each: one per core of the
 #: reference machine, as the hosted federates of a host compute one after the other.
 HOSTED_PROCESSES: dict[str, int] = {"dso": 2, "aggregator": 2}
 
