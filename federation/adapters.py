@@ -403,8 +403,9 @@ class NetworkPhysics:
         }
         self.plans: dict[tuple[str, float], _Plan] = {}
         self._arrays: dict[float, dict[str, dict[str, np.ndarray]]] = {}
-        #: (id of the product arrays, their aFRR band, the arrays: keeps the id unique)
-        self._band: tuple[int, tuple[float, float], Any] = (0, (0.0, 0.0), None)
+        #: the product arrays the aFRR band was last summed over, and that band
+        self._band_of: Any = None
+        self._band = (0.0, 0.0)
         self._device_pos = {
             d: (cat, i) for cat, f in self.fleets.items() for i, d in enumerate(f.ids)
         }
@@ -485,14 +486,13 @@ class NetworkPhysics:
     def afrr_band(self, t_s: float) -> tuple[float, float]:
         """Reserved aFRR band (up, down) of the network's devices at ``t_s`` [MW, >= 0]."""
         arrays = self._product_arrays(t_s)
-        key = id(arrays)  # the arrays of a product are rebuilt when its plans change
-        if self._band[0] != key:
-            band = (
+        if arrays is not self._band_of:  # a product's arrays are rebuilt when its plans change
+            self._band_of = arrays
+            self._band = (
                 float(sum(a["up"].sum() for a in arrays.values())),
                 float(sum(a["down"].sum() for a in arrays.values())),
             )
-            self._band = (key, band, arrays)
-        return self._band[1]
+        return self._band
 
     # -- one step ------------------------------------------------------------------------
     def step(

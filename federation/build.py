@@ -264,9 +264,12 @@ def process_commands(
     the place of the first federate of its kind.
     """
     hosted = HOSTED_PROCESSES if hosted is None else hosted
+    by_kind: dict[str, list[str]] = {}
+    for f in contract.federates:
+        by_kind.setdefault(f.kind, []).append(f.name)
     out: dict[str, str] = {}
     for f in contract.federates:
-        same = [g.name for g in contract.federates if g.kind == f.kind]
+        same = by_kind[f.kind]
         n = hosted.get(f.kind, 0)
         if n <= 0 or len(same) <= n:
             out[f.name] = commands[f.name]
