@@ -5,7 +5,8 @@ interface P/Q of the same step), calls :meth:`federation.adapters.NetworkPhysics
 publishes the contract values. At each market session it sends the device measurements to
 the aggregators and its linear network model to the market (a DSO's goes to its local market in
 schemes B and C, :func:`federation.contract.market_of`); the TSO also sends the balancing
-requirement (persistence forecast of the imbalance without mFRR and aFRR). With the DSO check a
+requirement: minus its forecast of the mean system imbalance over each product, issued at gate
+closure (:func:`federation.brp.system_forecast`). With the DSO check a
 DSO also classifies the bids located in its network at stage PREQUALIFY
 (:class:`federation.adapters.DsoPrequalifier`) and sends the verdicts to the market.
 """
@@ -41,6 +42,12 @@ class GridFederate:
         self.dsos = [(d.id, int(d.interface_bus)) for d in self.sc.distribution]
         self.send_model = self.net == "tso" or SCHEMES[rt.run["scheme"]].dso_models
         self.prequalifier: DsoPrequalifier | None = None
+        self.imbalance_forecast = None
+        if self.net == "tso":
+            from federation.bids_cli import forecast_model
+            from federation.brp import system_forecast
+
+            self.imbalance_forecast = system_forecast(self.sc, forecast_model(self.sc))
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
         if stage is Stage.PREQUALIFY:
@@ -71,13 +78,9 @@ class GridFederate:
 
     def _publish_system(self, own: dict[str, float], p_slack_mw: float) -> None:
         rt = self.rt
-        keys = ("devices/deviation_mw", "devices/mfrr_mw", "afrr/allocated_mw")
-        totals = {k: own[k] + sum(rt.value(f"{d}/{k}") for d, _ in self.dsos) for k in keys}
-        self.imbalance_mw = totals["devices/deviation_mw"]
-        self.natural_mw = (
-            self.imbalance_mw - totals["devices/mfrr_mw"] - totals["afrr/allocated_mw"]
-        )
-        rt.publish("tso/system/imbalance_mw", self.imbalance_mw)
+        key = "devices/deviation_mw"
+        imbalance_mw = own[key] + sum(rt.value(f"{d}/{key}") for d, _ in self.dsos)
+        rt.publish("tso/system/imbalance_mw", imbalance_mw)
         rt.publish("tso/slack/p_mw", p_slack_mw)
 
     def _session(self, t_s: float) -> None:
@@ -101,14 +104,17 @@ class GridFederate:
                 session=session,
                 model=self.phys.network_model(t_s, periods),
             )
-        if self.net == "tso":
-            need = -self.natural_mw
+        if self.imbalance_forecast is not None:
+            need = -self.imbalance_forecast.deviation_mw(t_s, rt.timing)
             rt.send(
                 "market_central/requirement",
                 "requirement",
                 t_s,
                 session=session,
-                items=[{"start_s": s, "duration_s": d, "requirement_mw": need} for s, d in periods],
+                items=[
+                    {"start_s": s, "duration_s": d, "requirement_mw": float(n)}
+                    for (s, d), n in zip(periods, need, strict=True)
+                ],
             )
 
     def _prequalify(self, t_s: float) -> None:

@@ -1,16 +1,23 @@
-"""An aggregator as balance responsible party (BRP) in scheme E, without HELICS.
+"""Forecasts of a balance perimeter's deviation, and an aggregator as BRP in scheme E.
 
-At each gate closure the BRP re-forecasts the baseline of its perimeter (its devices) with the
-aggregator's horizon-dependent forecast issued then, compares it with its day-ahead schedule
-(the baseline under the scenario's seeded day-ahead forecast, the same one that makes
-``Scenario.day_ahead``) over the session's products, and offers to buy the difference
-(:func:`market_core.brp.brp_buy_bids`). Its willingness to pay is the imbalance price it
-expects otherwise: the aFRR price of the settlement, ``costs.afrr_price_factor`` times the
-reference mFRR price (:data:`federation.kpi.REFERENCE_PRICE_EUR_PER_MWH`).
+A perimeter is a set of injections (an aggregator's devices, or the whole system). At each
+gate closure its owner re-forecasts the perimeter's injection with the horizon-dependent
+forecast issued then (:func:`federation.bids_cli.forecast_model`, the same forecast every
+party sees), compares it with its day-ahead schedule (the injection under the scenario's
+seeded day-ahead forecast, the same one that makes ``Scenario.day_ahead``) and averages the
+difference over each product of the session (:class:`PerimeterForecast`).
+
+- The TSO's perimeter is the system (:func:`system_forecast`): the balancing requirement of a
+  product is minus its forecast mean imbalance, the same for every scheme of a seed.
+- A BRP (scheme E, :class:`BrpLogic`) offers to buy its perimeter's forecast deviation
+  (:func:`market_core.brp.brp_buy_bids`). Its willingness to pay is the imbalance price it
+  expects otherwise: the aFRR price of the settlement, ``costs.afrr_price_factor`` times the
+  reference mFRR price (:data:`federation.kpi.REFERENCE_PRICE_EUR_PER_MWH`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,34 +25,62 @@ import numpy as np
 from federation.contract import Timing
 
 
-class BrpLogic:
-    """Buy bids of one aggregator's balance perimeter (scheme E)."""
+class PerimeterForecast:
+    """Forecast minus scheduled injection of a perimeter, per product.
 
-    def __init__(self, sc: Any, aggregator: str, forecast_model: Any) -> None:
-        from federation.kpi import REFERENCE_PRICE_EUR_PER_MWH
+    Parameters
+    ----------
+    sc : Scenario
+    forecast_model : the gate-closure forecast (``forecast_profiles(truth, issue_t_s)``)
+    injection : profiles -> per-minute injection of the perimeter, shape (n_minutes,) [MW]
+    """
+
+    def __init__(
+        self,
+        sc: Any,
+        forecast_model: Any,
+        injection: Callable[[Mapping[str, np.ndarray]], np.ndarray],
+    ) -> None:
         from federation.scenario import forecast_profiles
 
         self.sc = sc
-        self.aggregator = aggregator
         self.model = forecast_model
-        self.devices = tuple(d for d in sc.devices if d.aggregator == aggregator)
+        self.injection = injection
         day_ahead = forecast_profiles(sc, sc.forecast.day_ahead_lead_s, "day_ahead")
-        self.scheduled_p_mw = sc.device_baseline_p_mw(day_ahead, self.devices).sum(axis=0)
-        self.willingness_eur_per_mwh = float(sc.costs.afrr_price_factor) * float(
-            REFERENCE_PRICE_EUR_PER_MWH
-        )
+        self.scheduled_p_mw = np.asarray(injection(day_ahead), dtype=float)
 
     def deviation_mw(self, t_s: float, timing: Timing) -> np.ndarray:
-        """Forecast minus scheduled injection of the perimeter per product of the session
-        closing at ``t_s`` [MW]."""
+        """Forecast minus scheduled injection per product of the session closing at ``t_s``
+        [MW] (> 0: the perimeter is forecast long)."""
         from market_core.brp import period_means
 
         periods = timing.delivery_periods(t_s)
         forecast = self.model.forecast_profiles(self.sc.profiles, t_s)
-        expected = self.sc.device_baseline_p_mw(forecast, self.devices).sum(axis=0)
+        expected = np.asarray(self.injection(forecast), dtype=float)
         start_min = int(periods[0][0] // 60)
         return period_means(
             expected - self.scheduled_p_mw, start_min, len(periods), int(timing.product_s // 60)
+        )
+
+
+def system_forecast(sc: Any, forecast_model: Any) -> PerimeterForecast:
+    """The TSO's forecast of the system imbalance (every network's loads and devices)."""
+    return PerimeterForecast(sc, forecast_model, sc.system_injection_p_mw)
+
+
+class BrpLogic(PerimeterForecast):
+    """Buy bids of one aggregator's balance perimeter (scheme E)."""
+
+    def __init__(self, sc: Any, aggregator: str, forecast_model: Any) -> None:
+        from federation.kpi import REFERENCE_PRICE_EUR_PER_MWH
+
+        self.aggregator = aggregator
+        self.devices = tuple(d for d in sc.devices if d.aggregator == aggregator)
+        super().__init__(
+            sc, forecast_model, lambda p: sc.device_baseline_p_mw(p, self.devices).sum(axis=0)
+        )
+        self.willingness_eur_per_mwh = float(sc.costs.afrr_price_factor) * float(
+            REFERENCE_PRICE_EUR_PER_MWH
         )
 
     def bids(self, t_s: float, timing: Timing) -> tuple[Any, ...]:

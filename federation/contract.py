@@ -530,7 +530,7 @@ def build_contract(topology: Topology) -> Contract:
         subs_tso = ("tso", "recorder") if net != "tso" else ("recorder",)
         for quantity, unit, desc in NETWORK_QUANTITIES:
             subscribers = ("afrr", "recorder") if quantity.startswith("afrr/max") else ("recorder",)
-            if quantity in ("devices/deviation_mw", "devices/mfrr_mw", "afrr/allocated_mw"):
+            if quantity == "devices/deviation_mw":  # the TSO sums the system imbalance
                 subscribers = subs_tso
             values.append(ValueSpec(f"{net}/{quantity}", unit, net, subscribers, stage, desc))
         if net != "tso":

@@ -579,6 +579,31 @@ class Scenario:
         """
         return _device_baseline(self, self.profiles if profiles is None else profiles, devices)
 
+    def system_injection_p_mw(self, profiles: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Net injection of every network's loads and devices, summed, per minute [MW].
+
+        Loads at their nominal ``p_mw`` times their network's load profile, devices at their
+        baseline (:meth:`device_baseline_p_mw`), both under ``profiles`` (default: the
+        truth); the transmission case's own generators and the slack are not included. The
+        product means of this series under the day-ahead forecast are the system's scheduled
+        injection (the sum over networks of ``day_ahead.bus_p_inj_mw`` plus the DSO exchanges
+        it nets out), so a forecast of it minus that schedule is a forecast of the system
+        imbalance.
+        """
+        prof = self.profiles if profiles is None else profiles
+        total = self.device_baseline_p_mw(prof).sum(axis=0)
+        for profile, p_mw in self._nominal_load_p_mw:
+            total = total - p_mw * np.asarray(prof[profile], dtype=float)
+        return total
+
+    @functools.cached_property
+    def _nominal_load_p_mw(self) -> tuple[tuple[str, float], ...]:
+        """(load profile, nominal load [MW]) of the transmission net and of each DSO."""
+        tnet, dnets = self.build_networks()
+        out = [(self.transmission.load_profile, float(tnet.load.p_mw.sum()))]
+        out += [(d.load_profile, float(dnets[d.id].load.p_mw.sum())) for d in self.distribution]
+        return tuple(out)
+
     @functools.cached_property
     def day_ahead(self) -> DayAheadSchedule:
         """The day-ahead schedule (15-min means of a seeded day-ahead forecast)."""
