@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from federation.contract import Timing, Topology
+from federation.kpi import run_costs
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,7 @@ def topology_from_scenario(
         timing=timing_from_scenario(sc),
         interfaces={d.id: int(d.interface_bus) for d in sc.distribution},
         pricing=str(sc.pricing),
-        costs={
-            "afrr_price_factor": float(sc.costs.afrr_price_factor),
-            "ict_cost_eur_per_day": float(
-                sc.costs.ict_cost_eur_per_day.get(str(scheme or sc.scheme), 0.0)
-            ),
-        },
+        costs=run_costs(sc.costs, str(scheme or sc.scheme)),
         dso_check=bool(dso_check),
     )
 

@@ -11,8 +11,7 @@ difference over each product of the session (:class:`PerimeterForecast`).
   product is minus its forecast mean imbalance, the same for every scheme of a seed.
 - A BRP (scheme E, :class:`BrpLogic`) offers to buy its perimeter's forecast deviation
   (:func:`market_core.brp.brp_buy_bids`). Its willingness to pay is the imbalance price it
-  expects otherwise: the aFRR price of the settlement, ``costs.afrr_price_factor`` times the
-  reference mFRR price (:data:`federation.kpi.REFERENCE_PRICE_EUR_PER_MWH`).
+  expects otherwise: the scenario's aFRR energy price, ``costs.afrr_energy_price_eur_per_mwh``.
 """
 
 from __future__ import annotations
@@ -72,16 +71,12 @@ class BrpLogic(PerimeterForecast):
     """Buy bids of one aggregator's balance perimeter (scheme E)."""
 
     def __init__(self, sc: Any, aggregator: str, forecast_model: Any) -> None:
-        from federation.kpi import REFERENCE_PRICE_EUR_PER_MWH
-
         self.aggregator = aggregator
         self.devices = tuple(d for d in sc.devices if d.aggregator == aggregator)
         super().__init__(
             sc, forecast_model, lambda p: sc.device_baseline_p_mw(p, self.devices).sum(axis=0)
         )
-        self.willingness_eur_per_mwh = float(sc.costs.afrr_price_factor) * float(
-            REFERENCE_PRICE_EUR_PER_MWH
-        )
+        self.willingness_eur_per_mwh = float(sc.costs.afrr_energy_price_eur_per_mwh)
 
     def bids(self, t_s: float, timing: Timing) -> tuple[Any, ...]:
         """Buy bids of the session closing at ``t_s`` (none if the perimeter is balanced)."""

@@ -121,7 +121,8 @@ class Topology:
     #: DSO id -> transmission bus of its interface
     interfaces: dict[str, int] = field(default_factory=dict)
     pricing: str = "pay_as_clear"
-    #: KPI cost parameters: afrr_price_factor [-], ict_cost_eur_per_day [EUR/day] of the scheme
+    #: KPI cost parameters: afrr_energy_price_eur_per_mwh, residual_imbalance_price_eur_per_mwh
+    #: [EUR/MWh], ict_cost_eur_per_day [EUR/day] of the scheme (federation.kpi.compute_kpis)
     costs: dict[str, float] = field(default_factory=dict)
     #: DSO check at gate closure (scheme A's option, allowed under every scheme): each DSO
     #: classifies the bids located in its network (traffic light) and the market leaves out

@@ -11,18 +11,43 @@ import numpy as np
 
 from federation.results import read_results
 
-#: aFRR price when the run cleared no mFRR to take a price from [EUR/MWh]
-REFERENCE_PRICE_EUR_PER_MWH = 50.0
+#: cost parameters of a run (``Topology.costs``, from the scenario's ``[costs]``)
+COST_KEYS = (
+    "afrr_energy_price_eur_per_mwh",
+    "residual_imbalance_price_eur_per_mwh",
+    "ict_cost_eur_per_day",
+)
+
+
+def run_costs(params: Any, scheme: str) -> dict[str, float]:
+    """The cost parameters (:data:`COST_KEYS`) of a run under ``scheme`` from a scenario's
+    :class:`federation.scenario.CostParams`."""
+    return {
+        "afrr_energy_price_eur_per_mwh": float(params.afrr_energy_price_eur_per_mwh),
+        "residual_imbalance_price_eur_per_mwh": float(params.residual_imbalance_price_eur_per_mwh),
+        "ict_cost_eur_per_day": float(params.ict_cost_eur_per_day.get(str(scheme), 0.0)),
+    }
+
+
+def default_costs() -> dict[str, float]:
+    """The cost parameters of a scenario that sets none (``CostParams()``; ICT 0)."""
+    from federation.scenario import CostParams
+
+    return run_costs(CostParams(), "A")
 
 
 def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str, Any]:
     """KPIs of the run in ``path``.
 
-    ``costs``: ``afrr_price_factor`` [-], ``ict_cost_eur_per_day`` [EUR/day] of the run's
-    scheme. aFRR energy is priced at ``afrr_price_factor`` times the mean activation cost of
-    the run's mFRR [EUR/MWh] (SmartNet: aFRR dearer than mFRR), or the reference price when
-    that mean is not positive.
+    ``costs`` (:data:`COST_KEYS`): ``afrr_energy_price_eur_per_mwh`` and
+    ``residual_imbalance_price_eur_per_mwh`` [EUR/MWh] of the scenario, the same for every
+    scheme, and ``ict_cost_eur_per_day`` [EUR/day] of the run's scheme. aFRR energy is
+    ``|activation| x step`` at its price; the residual imbalance, the system imbalance left
+    after aFRR (``tso/system/imbalance_mw``), is ``|imbalance| x step`` at its price.
     """
+    missing = [k for k in COST_KEYS if k not in costs]
+    if missing:
+        raise KeyError(f"cost parameters missing: {missing} (expected {list(COST_KEYS)})")
     r = read_results(path)
     steps, sessions, awards = r["steps"], r["sessions"], r["awards"]
     t = steps["t_s"]
@@ -41,21 +66,20 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         / 3600.0
     )
     mfrr_cost = float(np.sum(sessions.get("cost_eur", np.zeros(0))))
-    # average activation cost of the run's mFRR; LMPs can sit at the slack penalty when the
-    # requirement exceeds the offers, so they are not a usable reference for aFRR. A run whose
-    # mFRR saved money on balance (downward bids of generators pay back their fuel, so
-    # re-dispatch can have a negative cost) gives no price for aFRR energy either: the
-    # reference price is used then, never a negative one
+    # mean activation cost of the run's mFRR (negative where downward generator bids paying
+    # back their fuel outweigh the rest); reported, never used to price anything else
     mean = mfrr_cost / mfrr_mwh if mfrr_mwh > 1e-9 else 0.0
-    price = mean if mean > 0.0 else REFERENCE_PRICE_EUR_PER_MWH
     afrr = steps.get("afrr/activation/p_mw", np.zeros(0))
     afrr_mwh = float(np.sum(np.abs(afrr)) * dt_h)
-    afrr_cost = afrr_mwh * float(costs["afrr_price_factor"]) * price
+    afrr_price = float(costs["afrr_energy_price_eur_per_mwh"])
+    afrr_cost = afrr_mwh * afrr_price
     um_mwh = sum(float(np.sum(steps[f"{n}/unwanted/volume_mw"])) * dt_h for n in networks)
     um_cost = sum(float(np.sum(steps[f"{n}/unwanted/cost_eur"])) for n in networks)
     days = t.size * dt_h / 24.0
     ict = float(costs["ict_cost_eur_per_day"]) * days
     imbalance = steps.get("tso/system/imbalance_mw", np.zeros(0))
+    residual_mwh = float(np.sum(np.abs(imbalance)) * dt_h)
+    residual_cost = residual_mwh * float(costs["residual_imbalance_price_eur_per_mwh"])
     per_network = {
         n: {
             "unwanted_mwh": float(np.sum(steps[f"{n}/unwanted/volume_mw"])) * dt_h,
@@ -90,15 +114,17 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "mfrr_mwh": mfrr_mwh,
         "mfrr_cost_eur": mfrr_cost,
         "mfrr_mean_cost_eur_per_mwh": mean,
-        "afrr_price_eur_per_mwh": float(costs["afrr_price_factor"]) * price,
+        "afrr_price_eur_per_mwh": afrr_price,
         "brp_bought_mwh": brp_mwh,
         "brp_paid_eur": brp_paid,
         "afrr_mwh": afrr_mwh,
         "afrr_cost_eur": afrr_cost,
         "unwanted_mwh": um_mwh,
         "unwanted_cost_eur": um_cost,
+        "residual_imbalance_mwh": residual_mwh,
+        "residual_imbalance_cost_eur": residual_cost,
         "ict_cost_eur": ict,
-        "total_cost_eur": mfrr_cost + afrr_cost + um_cost + ict,
+        "total_cost_eur": mfrr_cost + afrr_cost + um_cost + residual_cost + ict,
         "imbalance_abs_mean_mw": float(np.mean(np.abs(imbalance))) if imbalance.size else 0.0,
         "violation_steps_before": sum(v["violation_steps_before"] for v in per_network.values()),
         "violation_steps_after": sum(v["violation_steps_after"] for v in per_network.values()),
@@ -125,6 +151,11 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         ("mFRR", kpis["mfrr_mwh"], kpis["mfrr_cost_eur"]),
         ("aFRR", kpis["afrr_mwh"], kpis["afrr_cost_eur"]),
         ("unwanted measures", kpis["unwanted_mwh"], kpis["unwanted_cost_eur"]),
+        (
+            "residual imbalance",
+            kpis["residual_imbalance_mwh"],
+            kpis["residual_imbalance_cost_eur"],
+        ),
         ("ICT", float("nan"), kpis["ict_cost_eur"]),
     ]
     lines = [

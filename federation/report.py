@@ -15,10 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from federation.kpi import compute_kpis
+from federation.kpi import compute_kpis, default_costs
 from federation.results import read_results
-
-DEFAULT_COSTS = {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 0.0}
 
 
 def _networks(steps: dict[str, np.ndarray]) -> list[str]:
@@ -113,7 +111,7 @@ def write_report(
     if kpi_path.exists():
         kpis = json.loads(kpi_path.read_text())
     else:
-        kpis = compute_kpis(results, costs or DEFAULT_COSTS)
+        kpis = compute_kpis(results, costs or default_costs())
     plots = make_plots(r, out)
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{v:,.3f}</td></tr>"

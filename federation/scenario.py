@@ -322,12 +322,16 @@ class MarketTiming:
 class CostParams:
     """Cost parameters of the KPIs.
 
-    afrr_price_factor : aFRR energy price = factor x mFRR clearing price [-]
+    afrr_energy_price_eur_per_mwh : price of activated aFRR energy, either direction
+        [EUR/MWh]; fixed by the scenario, the same for every scheme (docs/scenario.md)
+    residual_imbalance_price_eur_per_mwh : price of the system imbalance left after aFRR
+        [EUR/MWh] (docs/scenario.md)
     unwanted_measure_cost_eur_per_mwh : cost of re-dispatch outside the market [EUR/MWh]
     ict_cost_eur_per_day : ICT cost of running each scheme [EUR/day]
     """
 
-    afrr_price_factor: float = 1.5
+    afrr_energy_price_eur_per_mwh: float = 75.0
+    residual_imbalance_price_eur_per_mwh: float = 150.0
     unwanted_measure_cost_eur_per_mwh: float = 250.0
     ict_cost_eur_per_day: Mapping[str, float] = field(
         default_factory=lambda: _frozen_map({"A": 0.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 0.0})
@@ -1048,6 +1052,12 @@ def _timing(r: _Reader, t: Mapping[str, Any], duration_s: int, step_s: int | Non
 
 
 def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
+    if "afrr_price_factor" in t:  # before aFRR had a price of its own
+        r.bad(
+            "costs.afrr_price_factor",
+            "no longer used: give costs.afrr_energy_price_eur_per_mwh [EUR/MWh] instead",
+        )
+        t = {k: v for k, v in t.items() if k != "afrr_price_factor"}
     r.unknown_keys(t, "costs", [f.name for f in dataclasses.fields(CostParams)])
     d = CostParams()
     ict_t = t.get("ict_cost_eur_per_day", {})
@@ -1061,8 +1071,21 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
                 ict_t, "costs.ict_cost_eur_per_day", s.value, float, ict[s.value], _non_negative
             )
     return CostParams(
-        afrr_price_factor=r.get(
-            t, "costs", "afrr_price_factor", float, d.afrr_price_factor, _non_negative
+        afrr_energy_price_eur_per_mwh=r.get(
+            t,
+            "costs",
+            "afrr_energy_price_eur_per_mwh",
+            float,
+            d.afrr_energy_price_eur_per_mwh,
+            _non_negative,
+        ),
+        residual_imbalance_price_eur_per_mwh=r.get(
+            t,
+            "costs",
+            "residual_imbalance_price_eur_per_mwh",
+            float,
+            d.residual_imbalance_price_eur_per_mwh,
+            _non_negative,
         ),
         unwanted_measure_cost_eur_per_mwh=r.get(
             t,

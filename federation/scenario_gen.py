@@ -107,7 +107,9 @@ _COMMON_HEAD = {
 }
 _TIMING = {"session_period_s": 3600, "horizon_s": 3600, "product_s": 900, "gate_closure_s": 900}
 _COSTS = {
-    "afrr_price_factor": 1.5,
+    # aFRR energy and the imbalance left after aFRR: docs/scenario.md ("[costs]")
+    "afrr_energy_price_eur_per_mwh": 75.0,
+    "residual_imbalance_price_eur_per_mwh": 150.0,
     "unwanted_measure_cost_eur_per_mwh": 250.0,
     # parametric ICT cost per scheme [EUR/day]: more market/DSO data exchange costs more
     "ict_cost_eur_per_day": {"A": 200.0, "B": 600.0, "C": 600.0, "D": 900.0, "E": 1200.0},

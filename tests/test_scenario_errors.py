@@ -347,3 +347,8 @@ def test_bad_profile_definitions(tmp_path):
     _assert_problem(err, "profiles.pv.cloudiness", "expected float, got 'high'")
     _assert_problem(err, "profiles.wind.model", "unknown model 'windy'")
     _assert_problem(err, "profiles.load_commercial.shape", "unknown load shape 'offices'")
+
+
+def test_the_old_afrr_price_factor_names_its_replacement(tmp_path):
+    _, err = _problems(tmp_path, lambda d: d["costs"].update(afrr_price_factor=1.5))
+    _assert_problem(err, "costs.afrr_price_factor", "costs.afrr_energy_price_eur_per_mwh")

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from federation.build import write_build
+from federation.kpi import compute_kpis, default_costs
 from federation.results import read_results
 from federation.run import supervise
 
@@ -121,7 +122,6 @@ def test_scheme_e_brps_buy_their_forecast_deviation(tiny_runs):
     from federation.adapters import timing_from_scenario
     from federation.bids_cli import forecast_model
     from federation.brp import BrpLogic
-    from federation.kpi import compute_kpis
     from federation.results import read_market_input
     from federation.scenario import load_scenario
     from market_core.bids import Side
@@ -159,7 +159,7 @@ def test_scheme_e_brps_buy_their_forecast_deviation(tiny_runs):
             )
             assert sold == pytest.approx(float(req) + bought, abs=1e-6)
     assert n_buy_bids >= 3
-    kpis = compute_kpis(built.results, {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 0.0})
+    kpis = compute_kpis(built.results, default_costs())
     energy = awards["quantity_mw"] * awards["duration_s"] / 3600.0
     assert kpis["mfrr_mwh"] == pytest.approx(float(energy[side == "sell"].sum()), abs=1e-9)
     assert kpis["brp_bought_mwh"] == pytest.approx(float(energy[side == "buy"].sum()), abs=1e-9)

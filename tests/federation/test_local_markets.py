@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from federation.kpi import compute_kpis
+from federation.kpi import compute_kpis, default_costs
 from federation.results import ResultsWriter, read_market_input, read_results
 from market_core.bids import bid_to_dict
 from market_core.document import session_from_json
@@ -131,7 +131,7 @@ def test_federated_local_markets_award_what_clear_scheme_awards(tiny_runs, schem
         else:
             assert received == [] and n_forwarded[k] == 0
     # KPIs: the per-market figures add up to the run's
-    kpis = compute_kpis(path, {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 0.0})
+    kpis = compute_kpis(path, default_costs())
     assert set(kpis["markets"]) == {"market_central", *LOCAL}
     assert sum(v["mfrr_mwh"] for v in kpis["markets"].values()) == pytest.approx(
         kpis["mfrr_mwh"], abs=TOL
@@ -222,7 +222,7 @@ def test_writer_records_every_market_of_a_session_once(tmp_path):
     a = r["awards"]
     assert _strings(a["market"]) == ["market_local_dso_1", "market_central", "market_central"]
     # d1 in total: 1 + 2 MW over 0.25 h = 0.75 MWh; t1 0.125 MWh
-    kpis = compute_kpis(path, {"afrr_price_factor": 1.0, "ict_cost_eur_per_day": 0.0})
+    kpis = compute_kpis(path, default_costs())
     assert kpis["mfrr_mwh"] == pytest.approx(0.875) and kpis["mfrr_cost_eur"] == 32.5
     assert kpis["markets"]["market_local_dso_1"] == {"mfrr_mwh": 0.25, "mfrr_cost_eur": 7.5}
     assert kpis["markets"]["market_central"]["mfrr_mwh"] == pytest.approx(0.625)

@@ -64,6 +64,7 @@ def test_results_file_is_readable_after_each_flush_and_kpis_add_up(tmp_path):
                 "tso/unwanted/cost_eur": [0.0, 50.0, 0.0, 0.0][k],
                 "tso/violations/before_count": [0, 2, 0, 0][k],
                 "tso/violations/after_count": [0, 1, 0, 0][k],
+                "tso/system/imbalance_mw": [0.0, 3.0, 0.0, -6.0][k],
             },
         )
         w.add_step(60.0 * k, v)
@@ -80,26 +81,36 @@ def test_results_file_is_readable_after_each_flush_and_kpis_add_up(tmp_path):
     assert r["steps"]["t_s"].tolist() == [0.0, 60.0, 120.0, 180.0]
     assert r["sessions"]["requirement_mw"].tolist() == [[1.0, 2.0], [1.0, 2.0]]
     assert r["awards"]["bid_id"].tolist() == [b"agg_1/0/0", b"agg_1/1/0"]
-    kpis = compute_kpis(path, {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 96.0})
+    costs = {
+        "afrr_energy_price_eur_per_mwh": 80.0,
+        "residual_imbalance_price_eur_per_mwh": 200.0,
+        "ict_cost_eur_per_day": 96.0,
+    }
+    kpis = compute_kpis(path, costs)
     # mFRR: (4 + 1) MW * 0.25 h = 1.25 MWh for 120 EUR -> 96 EUR/MWh
     assert kpis["mfrr_mwh"] == pytest.approx(1.25)
     assert kpis["mfrr_cost_eur"] == pytest.approx(120.0)
-    # aFRR: (6 + 6 + 3) MW * 1/60 h = 0.25 MWh at 1.5 * 96 EUR/MWh = 36 EUR
+    assert kpis["mfrr_mean_cost_eur_per_mwh"] == pytest.approx(96.0)
+    # aFRR: (6 + 6 + 3) MW * 1/60 h = 0.25 MWh at the scenario's 80 EUR/MWh = 20 EUR (not
+    # derived from the run's mFRR)
     assert kpis["afrr_mwh"] == pytest.approx(0.25)
-    assert kpis["afrr_cost_eur"] == pytest.approx(36.0)
+    assert kpis["afrr_cost_eur"] == pytest.approx(20.0)
+    # residual imbalance after aFRR: (0 + 3 + 0 + 6) MW * 1/60 h = 0.15 MWh at 200 = 30 EUR
+    assert kpis["residual_imbalance_mwh"] == pytest.approx(0.15)
+    assert kpis["residual_imbalance_cost_eur"] == pytest.approx(30.0)
     # unwanted: 12 MW for one minute = 0.2 MWh, 50 EUR; ICT: 96 EUR/day * 4 min = 0.2667 EUR
     assert kpis["unwanted_mwh"] == pytest.approx(0.2)
     assert kpis["ict_cost_eur"] == pytest.approx(96.0 * 4 / 1440)
-    assert kpis["total_cost_eur"] == pytest.approx(120 + 36 + 50 + 96.0 * 4 / 1440)
+    assert kpis["total_cost_eur"] == pytest.approx(120 + 20 + 30 + 50 + 96.0 * 4 / 1440)
     assert (kpis["violation_steps_before"], kpis["violation_steps_after"]) == (1, 1)
     assert kpis["complete"] is True
     assert "unwanted measures" in format_summary(kpis)
     assert np.isclose(kpis["networks"]["tso"]["min_vm_pu"], 0.98)
 
 
-def test_afrr_is_priced_at_the_reference_when_mfrr_saved_money(tmp_path):
+def test_afrr_price_does_not_follow_the_runs_mfrr_cost(tmp_path):
     # re-dispatch can cost less than nothing (downward generator bids pay back fuel): the
-    # mean mFRR cost is then -40 EUR/MWh, and aFRR energy falls back to 1.5 x 50 EUR/MWh
+    # mean mFRR cost is then -40 EUR/MWh, and aFRR energy keeps the scenario's price
     path = tmp_path / "r.h5"
     w = ResultsWriter(path, {"scenario": "hand", "scheme": "A", "seed": 1}, KEYS, n_periods=2)
     values = dict.fromkeys(KEYS, 0.0)
@@ -107,13 +118,19 @@ def test_afrr_is_priced_at_the_reference_when_mfrr_saved_money(tmp_path):
         w.add_step(60.0 * k, dict(values, **{"afrr/activation/p_mw": 6.0}))
     w.add_session(_session(0, -10.0, [_award(0, 1.0)]))
     w.flush(complete=True)
-    kpis = compute_kpis(path, {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 0.0})
+    costs = {
+        "afrr_energy_price_eur_per_mwh": 75.0,
+        "residual_imbalance_price_eur_per_mwh": 150.0,
+        "ict_cost_eur_per_day": 0.0,
+    }
+    kpis = compute_kpis(path, costs)
     # 1 MW for 0.25 h = 0.25 MWh for -10 EUR
     assert kpis["mfrr_mean_cost_eur_per_mwh"] == pytest.approx(-40.0)
     assert kpis["afrr_price_eur_per_mwh"] == pytest.approx(75.0)
     # 6 MW for two minutes = 0.2 MWh at 75 EUR/MWh
     assert kpis["afrr_cost_eur"] == pytest.approx(0.2 * 75.0)
-    assert kpis["total_cost_eur"] == pytest.approx(-10.0 + 15.0)
+    with pytest.raises(KeyError, match="afrr_energy_price_eur_per_mwh"):
+        compute_kpis(path, {"afrr_price_factor": 1.5, "ict_cost_eur_per_day": 0.0})
 
 
 def test_report_writes_html_with_every_plot(tmp_path):
