@@ -30,7 +30,12 @@ class RecorderFederate:
         timing = rt.timing
         n_periods = int(timing.horizon_s // timing.product_s)
         self.writer = ResultsWriter(
-            self.path, rt.run["meta"], self.keys, n_periods, rt.params["markets"]
+            self.path,
+            rt.run["meta"],
+            self.keys,
+            n_periods,
+            rt.params["markets"],
+            value_docs=rt.params.get("value_docs"),
         )
         self.sessions = set(timing.session_times())
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from federation.adapters import save_scenario_cache, topology_from_scenario
 from federation.contract import Contract, build_contract
+from federation.results import scenario_input_files, start_clock
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any
         "physical_step_s": float(sc.physical_step_s),
         "git_commit": commit,
         "versions": versions,
+        **start_clock(sc),
+        "input_files": scenario_input_files(sc),
     }
 
 
@@ -160,6 +163,8 @@ def federate_config(
         params["pricing"] = topo.pricing
     elif spec.kind == "recorder":
         params["costs"] = dict(topo.costs)
+        # units and description of every recorded value, for the results file's attributes
+        params["value_docs"] = {v.key: [v.unit, v.description] for v in contract.inputs_of(name)}
     smartnet: dict[str, Any] = {
         "kind": spec.kind,
         "scenario": topo.scenario,
