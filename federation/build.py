@@ -27,7 +27,7 @@ from typing import Any
 
 from federation.adapters import save_scenario_cache, topology_from_scenario
 from federation.contract import Contract, build_contract
-from federation.results import scenario_input_files, start_clock
+from federation.results import network_context, scenario_input_files, start_clock
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any
         "git_commit": commit,
         "versions": versions,
         **start_clock(sc),
+        **network_context(sc, scheme),
         "input_files": scenario_input_files(sc),
     }
 

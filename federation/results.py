@@ -175,6 +175,56 @@ def start_clock(sc: Any) -> dict[str, Any]:
     }
 
 
+def network_context(sc: Any, scheme: str) -> dict[str, Any]:
+    """Root attributes a reader needs besides the time series: the cost parameters of the
+    KPIs (``costs``: ``afrr_price_factor``, ``ict_cost_eur_per_day`` of ``scheme``), each
+    network's limits (``limits``) and each DSO's day-ahead interface schedule
+    (``interface_schedule``: ``product_s`` and ``p_mw`` per DSO, transmission into
+    distribution, one value per product; the writer stores it as ``/schedule``)."""
+    limits = {
+        "tso": {
+            "vm_min_pu": float(sc.transmission.vm_min_pu),
+            "vm_max_pu": float(sc.transmission.vm_max_pu),
+            "max_loading_percent": float(sc.transmission.max_loading_percent),
+        }
+    }
+    for d in sc.distribution:
+        limits[d.id] = {
+            "vm_min_pu": float(d.vm_min_pu),
+            "vm_max_pu": float(d.vm_max_pu),
+            "max_loading_percent": float(d.max_loading_percent),
+        }
+    da = sc.day_ahead
+    return {
+        "costs": {
+            "afrr_price_factor": float(sc.costs.afrr_price_factor),
+            "ict_cost_eur_per_day": float(sc.costs.ict_cost_eur_per_day.get(str(scheme), 0.0)),
+        },
+        "limits": limits,
+        "interface_schedule": {
+            "product_s": int(da.product_s),
+            "p_mw": {k: [float(x) for x in v] for k, v in da.interface_p_mw.items()},
+        },
+    }
+
+
+def _write_schedule(f: h5py.File, schedule: Mapping[str, Any]) -> None:
+    g = f.create_group("schedule")
+    g.attrs["description"] = "day-ahead schedule of each DSO's interface, one row per product"
+    product_s = float(schedule["product_s"])
+    n = max((len(v) for v in schedule["p_mw"].values()), default=0)
+    ds = g.create_dataset("t_s", data=np.arange(n) * product_s)
+    _describe(ds, "s", "start of the product, seconds after start_time")
+    for dso, values in schedule["p_mw"].items():
+        ds = g.create_dataset(f"{dso}/interface/p_mw", data=np.asarray(values, dtype=float))
+        _describe(
+            ds,
+            "MW",
+            f"day-ahead scheduled exchange of {dso}, transmission into distribution "
+            "(losses neglected); compare /steps/{dso}/interface/p_mw".replace("{dso}", dso),
+        )
+
+
 def scenario_input_files(sc: Any) -> dict[str, str]:
     """Role -> absolute path of the scenario file and every input file it names."""
     files = {"scenario": str(pathlib.Path(sc.source_path).resolve())}
@@ -275,6 +325,7 @@ class ResultsWriter:
         self._docs: dict[int, dict[str, Mapping[str, Any]]] = {}
         meta = dict(meta)
         files = meta.pop("input_files", {})
+        schedule = meta.pop("interface_schedule", None)
         with h5py.File(self.path, "w") as f:
             for k, v in meta.items():
                 f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
@@ -308,6 +359,8 @@ class ResultsWriter:
             )
             if files:
                 _embed_inputs(f, files)
+            if schedule:
+                _write_schedule(f, schedule)
 
     def add_step(self, t_s: float, values: Mapping[str, float]) -> None:
         self._steps.append((t_s, [float(values[k]) for k in self.value_keys]))
@@ -454,18 +507,22 @@ def _attr(v: Any) -> Any:
 
 
 def read_results(path: str | pathlib.Path) -> dict[str, Any]:
-    """The whole file as plain numpy arrays: ``{"meta", "steps", "sessions", "markets",
-    "awards", "verdicts"}`` (the market inputs: :func:`read_market_input`). Strings are
+    """The whole file as plain numpy arrays: ``{"meta", "steps", "schedule", "sessions",
+    "markets", "awards", "verdicts"}`` (the market inputs: :func:`read_market_input`). Strings are
     ``str``, also inside the compound tables."""
     out: dict[str, Any] = {"meta": {}, "steps": {}, "sessions": {}, "markets": {}}
+    out["schedule"] = {}
     with h5py.File(path, "r") as f:
         out["meta"] = {k: _attr(v) for k, v in f.attrs.items()}
 
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                out["steps"][name] = _text(obj)
+        for group in ("steps", "schedule"):
 
-        f["steps"].visititems(visit)
+            def visit(name: str, obj: Any, group: str = group) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    out[group][name] = _text(obj)
+
+            if group in f:
+                f[group].visititems(visit)
         for name, ds in f["sessions"].items():
             out["sessions"][name] = _text(ds)
         for name, ds in f["markets"].items() if "markets" in f else ():
@@ -486,6 +543,7 @@ def start_time(path: str | pathlib.Path) -> dt.datetime:
 #: groups :func:`read_frame` reads, with the column that gives each row its time
 FRAME_TIME_COLUMN = {
     "steps": "t_s",
+    "schedule": "t_s",
     "sessions": "t_s",
     "markets": "t_s",
     "awards": "start_s",
@@ -497,10 +555,10 @@ def read_frame(path: str | pathlib.Path, group: str = "steps") -> Any:
     """One group of a results file as a pandas DataFrame indexed by clock time (``time``).
 
     ``group``: ``steps`` (every per-step value, columns by contract key), ``steps/<network>``
-    (that network's values, columns relative to it), ``sessions``, ``markets``, ``awards``
-    (indexed by delivery start) or ``verdicts`` (indexed by the gate closure of their
-    session). A 2-D column (``requirement_mw``) becomes one column per product
-    (``requirement_mw/0``, ...). One line::
+    (that network's values, columns relative to it), ``schedule`` (per product),
+    ``sessions``, ``markets``, ``awards`` (indexed by delivery start) or ``verdicts``
+    (indexed by the gate closure of their session). A 2-D column (``requirement_mw``)
+    becomes one column per product (``requirement_mw/0``, ...). One line::
 
         df = federation.results.read_frame("run.h5", "steps/dso_1")
 
