@@ -249,6 +249,9 @@ def make_plots(
         ax.scatter(when[ordinary], price[ordinary], s=12, c=colour[ordinary])
         top.scatter(when[scarce], np.abs(price[scarce]), s=16, marker="^", c=colour[scarce])
     top.set_yscale("log")
+    shown = np.abs(awards["price_eur_per_mwh"][scarce]) if awards.size else np.zeros(0)
+    low = float(np.min(shown)) if shown.size and np.min(shown) > 0 else penalty / 10.0
+    top.set_ylim(min(low, penalty) / 1.5, penalty * 1.5)
     top.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     top.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     top.axhline(penalty, color="k", lw=0.8, ls="--")
