@@ -83,11 +83,14 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def load_contract(scenario: str, scheme: str, dso_check: bool = False) -> tuple[Any, Contract]:
+def load_contract(
+    scenario: str, scheme: str, dso_check: bool = False, record_buses: bool = False
+) -> tuple[Any, Contract]:
     from federation.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    return sc, build_contract(topology_from_scenario(sc, scheme, dso_check=dso_check))
+    topology = topology_from_scenario(sc, scheme, dso_check=dso_check, record_buses=record_buses)
+    return sc, build_contract(topology)
 
 
 def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any]:
@@ -353,14 +356,16 @@ def write_build(
     timing_dir: str | None = None,
     dso_check: bool = False,
     hosted: dict[str, int] | None = None,
+    record_buses: bool = False,
 ) -> BuildOutput:
     """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
     (``dso_check``: the DSOs' traffic-light check of the bids at gate closure;
-    ``hosted``: see :func:`process_commands`)."""
+    ``hosted``: see :func:`process_commands`; ``record_buses``: per-bus voltages and
+    per-branch loadings in the results)."""
     out = pathlib.Path(out_dir).resolve()
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "results").mkdir(exist_ok=True)
-    sc, contract = load_contract(scenario, scheme, dso_check)
+    sc, contract = load_contract(scenario, scheme, dso_check, record_buses)
     broker = broker or BrokerSettings.fresh(4 * len(contract.federates) + 16)
     results = f"results/{sc.name}_{scheme}.h5"
     meta = run_metadata(sc, scheme, dso_check)
@@ -495,6 +500,7 @@ def interface_markdown() -> str:
                 {"agg_1": ("tso", "dso_1")},
                 Timing(duration_s=7200.0),
                 dso_check=True,
+                record_buses=True,
             )
         )
         for scheme in SCHEMES

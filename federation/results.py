@@ -305,6 +305,9 @@ class ResultsWriter:
     value_docs
         Key -> (units, description) of the values (the contract's); a key not in it gets
         :func:`describe_step_key`'s.
+    vector_keys
+        Per-element values (``<network>/buses/vm_pu``, ``<network>/branches/loading_percent``)
+        recorded each step as rows of ``/elements/<key>``.
     """
 
     def __init__(
@@ -315,6 +318,7 @@ class ResultsWriter:
         n_periods: int,
         markets: Sequence[str] = ("market_central",),
         value_docs: Mapping[str, Sequence[str]] | None = None,
+        vector_keys: Sequence[str] = (),
     ) -> None:
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -322,6 +326,9 @@ class ResultsWriter:
         self.n_periods = n_periods
         self.markets = tuple(markets)
         self._steps: list[tuple[float, list[float]]] = []
+        self.vector_keys = list(vector_keys)
+        self._value_docs = dict(value_docs or {})
+        self._vectors: list[Mapping[str, Sequence[float]]] = []
         self._docs: dict[int, dict[str, Mapping[str, Any]]] = {}
         meta = dict(meta)
         files = meta.pop("input_files", {})
@@ -362,8 +369,34 @@ class ResultsWriter:
             if schedule:
                 _write_schedule(f, schedule)
 
-    def add_step(self, t_s: float, values: Mapping[str, float]) -> None:
+    def add_step(
+        self,
+        t_s: float,
+        values: Mapping[str, float],
+        vectors: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
         self._steps.append((t_s, [float(values[k]) for k in self.value_keys]))
+        if self.vector_keys:
+            self._vectors.append(vectors or {})
+
+    def _write_vectors(self, f: h5py.File, t: np.ndarray) -> None:
+        """Rows of ``/elements``: one per step, one column per element (a missing or
+        shorter vector is padded with NaN)."""
+        g = f.require_group("elements")
+        g.attrs["description"] = "per-element values, one row per step; index /elements/t_s"
+        _append(g, "t_s", t)
+        _describe(g["t_s"], "s", "start of the physical step, seconds after start_time")
+        for key in self.vector_keys:
+            rows = [list(v.get(key, ())) for v in self._vectors]
+            width = g[key].shape[1] if key in g else max((len(r) for r in rows), default=0)
+            block = np.full((len(rows), width), np.nan)
+            for i, r in enumerate(rows):
+                block[i, : min(len(r), width)] = r[:width]
+            new = key not in g
+            _append(g, key, block)
+            if new:
+                units, text = self._value_docs.get(key) or describe_step_key(key)
+                _describe(g[key], units, text)
 
     def add_session(self, doc: Mapping[str, Any]) -> None:
         """Buffer one market's clearing document (schema ``clearing``).
@@ -389,10 +422,13 @@ class ResultsWriter:
                 for j, key in enumerate(self.value_keys):
                     column = np.rint(block[:, j]) if _is_count(key) else block[:, j]
                     _append(f["steps"], key, column.astype(f["steps"][key].dtype))
+                if self.vector_keys:
+                    self._write_vectors(f, t)
             if sessions:
                 self._write_sessions(f, sessions)
             f.attrs["complete"] = complete
         self._steps.clear()
+        self._vectors.clear()
 
     def _ordered(self, docs: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """A session's documents in the run's market order (local markets first)."""
@@ -512,10 +548,11 @@ def read_results(path: str | pathlib.Path) -> dict[str, Any]:
     ``str``, also inside the compound tables."""
     out: dict[str, Any] = {"meta": {}, "steps": {}, "sessions": {}, "markets": {}}
     out["schedule"] = {}
+    out["elements"] = {}
     with h5py.File(path, "r") as f:
         out["meta"] = {k: _attr(v) for k, v in f.attrs.items()}
 
-        for group in ("steps", "schedule"):
+        for group in ("steps", "schedule", "elements"):
 
             def visit(name: str, obj: Any, group: str = group) -> None:
                 if isinstance(obj, h5py.Dataset):
@@ -544,6 +581,7 @@ def start_time(path: str | pathlib.Path) -> dt.datetime:
 FRAME_TIME_COLUMN = {
     "steps": "t_s",
     "schedule": "t_s",
+    "elements": "t_s",
     "sessions": "t_s",
     "markets": "t_s",
     "awards": "start_s",

@@ -209,3 +209,43 @@ def test_report_of_a_run_has_every_section_and_readable_numbers(tiny_a, tmp_path
         (tmp_path / "kpi.json").rename(tiny_a.with_suffix(".kpi.json"))
     assert "<td>ICT (per scheme and day)</td><td></td><td>25.00</td>" in page2
     assert "computed from the results file" in page2
+
+
+def test_record_buses_stores_every_bus_and_branch_consistent_with_the_extremes(tmp_path):
+    from federation.build import write_build
+    from federation.run import supervise
+
+    built = write_build("tiny", "A", tmp_path, record_buses=True)
+    outcome = supervise(built.runner, wall_timeout_s=400.0)
+    assert outcome.returncode == 0, outcome.message
+    with h5py.File(built.results, "r") as f:
+        for net, n_bus in (("tso", 9), ("dso_1", 34), ("dso_2", 34)):
+            vm = f[f"elements/{net}/buses/vm_pu"]
+            assert vm.shape == (180, n_bus) and vm.attrs["units"] == "p.u."
+            vm = vm[()]
+            assert not np.isnan(vm).any()
+            # the per-bus rows give back the network extremes recorded every step
+            np.testing.assert_array_equal(vm.min(axis=1), f[f"steps/{net}/voltage/min_vm_pu"][()])
+            np.testing.assert_array_equal(vm.max(axis=1), f[f"steps/{net}/voltage/max_vm_pu"][()])
+            loading = f[f"elements/{net}/branches/loading_percent"][()]
+            np.testing.assert_array_equal(
+                loading.max(axis=1), f[f"steps/{net}/lines/max_loading_percent"][()]
+            )
+    frame = read_frame(built.results, "elements/dso_2")
+    assert frame.shape == (180, 34 + 33) and frame.index[0] == pd.Timestamp("2030-04-20 10:00")
+
+
+def test_record_buses_adds_only_the_vector_values_to_the_contract(tiny):
+    from federation.adapters import topology_from_scenario
+    from federation.contract import build_contract
+
+    plain = {v.key: v for v in build_contract(topology_from_scenario(tiny, "A")).values}
+    full = build_contract(topology_from_scenario(tiny, "A", record_buses=True)).values
+    added = {v.key: v for v in full if v.key not in plain}
+    assert sorted(added) == sorted(
+        f"{net}/{q}"
+        for net in ("tso", "dso_1", "dso_2")
+        for q in ("buses/vm_pu", "branches/loading_percent")
+    )
+    assert all(v.type == "vector" and v.subscribers == ("recorder",) for v in added.values())
+    assert len(full) == len(plain) + len(added)
