@@ -353,6 +353,43 @@ def make_plots(
         "the green band is the network's admissible range.",
     )
 
+    # every bus's voltage over the day (runs with --record-buses)
+    elements = r.get("elements", {})
+    per_bus = [n for n in nets if f"{n}/buses/vm_pu" in elements]
+    if per_bus:
+        fig, axs = plt.subplots(
+            len(per_bus), 1, figsize=(10, 2.6 * len(per_bus) + 0.6), squeeze=False
+        )
+        span = [t0, t_end]
+        for ax, n in zip(axs[:, 0], per_bus, strict=True):
+            vm = np.asarray(elements[f"{n}/buses/vm_pu"], dtype=float)
+            lim = limits.get(n, {"vm_min_pu": 0.95, "vm_max_pu": 1.05})
+            image = ax.imshow(
+                vm.T,
+                aspect="auto",
+                origin="lower",
+                cmap="coolwarm",
+                vmin=lim["vm_min_pu"],
+                vmax=lim["vm_max_pu"],
+                extent=[
+                    mdates.date2num(span[0]),
+                    mdates.date2num(span[1]),
+                    -0.5,
+                    vm.shape[1] - 0.5,
+                ],
+                interpolation="nearest",
+            )
+            fig.colorbar(image, ax=ax, label="V [p.u.]")
+            ax.set(ylabel="bus (pandapower order)", title=f"{n}: every bus voltage")
+            axes_time(ax)
+        save(
+            fig,
+            "bus_voltages.png",
+            "Every bus voltage",
+            "Voltage of every bus per step (run with --record-buses); the colour scale spans "
+            "the network's admissible range, so saturated blue or red is at or beyond a limit.",
+        )
+
     # line loadings
     fig, ax = plt.subplots(figsize=(10, 3.4))
     for n in nets:

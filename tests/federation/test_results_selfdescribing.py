@@ -233,6 +233,11 @@ def test_record_buses_stores_every_bus_and_branch_consistent_with_the_extremes(t
             )
     frame = read_frame(built.results, "elements/dso_2")
     assert frame.shape == (180, 34 + 33) and frame.index[0] == pd.Timestamp("2030-04-20 10:00")
+    from federation.report import write_report
+
+    page = write_report(built.results, tmp_path / "rep").read_text()
+    assert "src='bus_voltages.png'" in page
+    assert (tmp_path / "rep" / "bus_voltages.png").stat().st_size > 5000
 
 
 def test_record_buses_adds_only_the_vector_values_to_the_contract(tiny):
