@@ -69,6 +69,9 @@ class GridFederate:
         out = self.phys.step(t_s, afrr, interface, slack_vm)
         for quantity, value in out.values.items():
             rt.publish(f"{self.net}/{quantity}", value)
+        if f"{self.net}/buses/vm_pu" in rt.pubs:  # the run records every bus and branch
+            rt.publish_vector(f"{self.net}/buses/vm_pu", out.bus_vm_pu)
+            rt.publish_vector(f"{self.net}/branches/loading_percent", out.branch_loading_percent)
         if self.net == "tso":
             self._publish_system(out.values, out.p_slack_mw)
             for dso, bus in self.dsos:

@@ -15,7 +15,7 @@ import pathlib
 import sys
 
 from federates.runtime import FederateRuntime, main
-from federation.contract import Stage
+from federation.contract import NETWORK_VECTORS, Stage
 from federation.kpi import compute_kpis, format_summary, write_kpis
 from federation.results import ResultsWriter
 
@@ -26,17 +26,29 @@ class RecorderFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
         self.path = pathlib.Path(rt.run["results"])
-        self.keys = sorted(rt.inputs)
+        vectors = {q for q, _, _ in NETWORK_VECTORS}
+        self.vector_keys = sorted(k for k in rt.inputs if k.split("/", 1)[-1] in vectors)
+        self.keys = sorted(set(rt.inputs) - set(self.vector_keys))
         timing = rt.timing
         n_periods = int(timing.horizon_s // timing.product_s)
         self.writer = ResultsWriter(
-            self.path, rt.run["meta"], self.keys, n_periods, rt.params["markets"]
+            self.path,
+            rt.run["meta"],
+            self.keys,
+            n_periods,
+            rt.params["markets"],
+            value_docs=rt.params.get("value_docs"),
+            vector_keys=self.vector_keys,
         )
         self.sessions = set(timing.session_times())
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
         rt = self.rt
-        self.writer.add_step(t_s, {k: rt.value(k) for k in self.keys})
+        self.writer.add_step(
+            t_s,
+            {k: rt.value(k) for k in self.keys},
+            {k: rt.vector(k) for k in self.vector_keys},
+        )
         for doc in rt.receive("recorder/clearing"):
             self.writer.add_session(doc)
         if t_s in self.sessions:

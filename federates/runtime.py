@@ -135,6 +135,7 @@ class FederateRuntime:
         self.n_rejected = 0
         self._last = self.federate.last
         self._published: dict[str, float] = {}
+        self._vectors: dict[str, list[float]] = {}
 
     # -- lifecycle (of the HELICS federate serving this one) --------------------------------
     def enter(self) -> None:
@@ -178,6 +179,17 @@ class FederateRuntime:
         if inp.is_updated():
             self._last[key] = float(inp.double)
         return self._last.get(key, default)
+
+    def publish_vector(self, key: str, values: Any) -> None:
+        """Publish a vector value (per-element quantities, ``Topology.record_buses``)."""
+        self.pubs[key].publish([float(v) for v in values])
+
+    def vector(self, key: str) -> list[float]:
+        """Latest vector of input ``key``; empty until the first publication arrives."""
+        inp = self.inputs[key]
+        if inp.is_updated():
+            self._vectors[key] = [float(v) for v in inp.vector]
+        return self._vectors.get(key, [])
 
     # -- messages --------------------------------------------------------------------------
     def send(self, destination: str, schema: str, t_s: float, **fields: Any) -> None:

@@ -36,10 +36,11 @@ def timing_from_scenario(sc: Any) -> Timing:
 
 
 def topology_from_scenario(
-    sc: Any, scheme: str | None = None, *, dso_check: bool = False
+    sc: Any, scheme: str | None = None, *, dso_check: bool = False, record_buses: bool = False
 ) -> Topology:
     """Federation topology of a scenario under ``scheme`` (default: the scenario's own);
-    ``dso_check`` adds the DSOs' traffic-light check of the bids at gate closure."""
+    ``dso_check`` adds the DSOs' traffic-light check of the bids at gate closure,
+    ``record_buses`` the per-bus voltages and per-branch loadings to the recorder."""
     nets: dict[str, set[str]] = {}
     for dev in sc.devices:
         nets.setdefault(dev.aggregator, set()).add(dev.network)
@@ -54,6 +55,7 @@ def topology_from_scenario(
         pricing=str(sc.pricing),
         costs=run_costs(sc.costs, str(scheme or sc.scheme)),
         dso_check=bool(dso_check),
+        record_buses=bool(record_buses),
     )
 
 
@@ -311,6 +313,9 @@ class StepOutcome:
     p_slack_mw: float
     q_slack_mvar: float
     vm_pu: dict[int, float]  # bus -> voltage magnitude, for the buses asked for [pu]
+    #: every bus's voltage [pu] and every line's then transformer's loading [%]
+    bus_vm_pu: np.ndarray | None = None
+    branch_loading_percent: np.ndarray | None = None
 
 
 @dataclass
@@ -626,7 +631,7 @@ class NetworkPhysics:
             values["interface/p_mw"] = p_slack
             values["interface/q_mvar"] = q_slack
         vm = {bus: float(res.vm_at(bus)) for bus in (interface_pq or {})}
-        return StepOutcome(values, p_slack, q_slack, vm)
+        return StepOutcome(values, p_slack, q_slack, vm, np.asarray(res.vm_pu), loading)
 
     def _reactive_units(self) -> list[Any]:
         """Reactive capability of every distribution-connected generator at its present

@@ -27,6 +27,7 @@ from typing import Any
 
 from federation.adapters import save_scenario_cache, topology_from_scenario
 from federation.contract import Contract, build_contract
+from federation.results import network_context, scenario_input_files, start_clock
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,14 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def load_contract(scenario: str, scheme: str, dso_check: bool = False) -> tuple[Any, Contract]:
+def load_contract(
+    scenario: str, scheme: str, dso_check: bool = False, record_buses: bool = False
+) -> tuple[Any, Contract]:
     from federation.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    return sc, build_contract(topology_from_scenario(sc, scheme, dso_check=dso_check))
+    topology = topology_from_scenario(sc, scheme, dso_check=dso_check, record_buses=record_buses)
+    return sc, build_contract(topology)
 
 
 def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any]:
@@ -131,6 +135,9 @@ def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any
         "physical_step_s": float(sc.physical_step_s),
         "git_commit": commit,
         "versions": versions,
+        **start_clock(sc),
+        **network_context(sc, scheme),
+        "input_files": scenario_input_files(sc),
     }
 
 
@@ -160,6 +167,8 @@ def federate_config(
         params["pricing"] = topo.pricing
     elif spec.kind == "recorder":
         params["costs"] = dict(topo.costs)
+        # units and description of every recorded value, for the results file's attributes
+        params["value_docs"] = {v.key: [v.unit, v.description] for v in contract.inputs_of(name)}
     smartnet: dict[str, Any] = {
         "kind": spec.kind,
         "scenario": topo.scenario,
@@ -347,14 +356,16 @@ def write_build(
     timing_dir: str | None = None,
     dso_check: bool = False,
     hosted: dict[str, int] | None = None,
+    record_buses: bool = False,
 ) -> BuildOutput:
     """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
     (``dso_check``: the DSOs' traffic-light check of the bids at gate closure;
-    ``hosted``: see :func:`process_commands`)."""
+    ``hosted``: see :func:`process_commands`; ``record_buses``: per-bus voltages and
+    per-branch loadings in the results)."""
     out = pathlib.Path(out_dir).resolve()
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "results").mkdir(exist_ok=True)
-    sc, contract = load_contract(scenario, scheme, dso_check)
+    sc, contract = load_contract(scenario, scheme, dso_check, record_buses)
     broker = broker or BrokerSettings.fresh(4 * len(contract.federates) + 16)
     results = f"results/{sc.name}_{scheme}.h5"
     meta = run_metadata(sc, scheme, dso_check)
@@ -489,6 +500,7 @@ def interface_markdown() -> str:
                 {"agg_1": ("tso", "dso_1")},
                 Timing(duration_s=7200.0),
                 dso_check=True,
+                record_buses=True,
             )
         )
         for scheme in SCHEMES

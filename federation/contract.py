@@ -128,6 +128,9 @@ class Topology:
     #: classifies the bids located in its network (traffic light) and the market leaves out
     #: the red ones and adds the orange ones' extra cost to their price
     dso_check: bool = False
+    #: every grid federate also publishes its per-bus voltages and per-branch loadings each
+    #: step (vector values, to the recorder only; ``smartnet run --record-buses``)
+    record_buses: bool = False
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -502,6 +505,21 @@ TSO_SYSTEM: tuple[tuple[str, str, str], ...] = (
     ("slack/p_mw", "MW", "power injected by the slack (external grid)"),
 )
 AFRR_VALUES: tuple[tuple[str, str, str], ...] = (("activation/p_mw", "MW", "total aFRR request"),)
+# Per-element vectors of every grid federate when the run records them (Topology.record_buses)
+NETWORK_VECTORS: tuple[tuple[str, str, str], ...] = (
+    (
+        "buses/vm_pu",
+        "p.u.",
+        "HELICS vector, only with --record-buses: voltage magnitude of every bus "
+        "(pandapower bus order)",
+    ),
+    (
+        "branches/loading_percent",
+        "%",
+        "HELICS vector, only with --record-buses: loading of every line then every "
+        "transformer (pandapower order) after unwanted measures",
+    ),
+)
 
 
 def build_contract(topology: Topology) -> Contract:
@@ -548,6 +566,11 @@ def build_contract(topology: Topology) -> Contract:
                     "its slack voltage from the next step on (T/D coupling)",
                 )
             )
+        if topology.record_buses:
+            for quantity, unit, desc in NETWORK_VECTORS:
+                values.append(
+                    ValueSpec(f"{net}/{quantity}", unit, net, ("recorder",), stage, desc, "vector")
+                )
         values.append(
             ValueSpec(
                 f"afrr/{net}/setpoint_mw",

@@ -12,7 +12,10 @@ once, tagged with its market.
 
 Layout::
 
-    /                      attrs: scenario, scheme, seed, git_commit, versions (JSON), ...
+    /                      attrs: scenario, scheme, seed, start_time, time_zone, git_commit,
+                           versions (JSON), ...
+    /scenario/scenario.toml  the scenario file's text; /scenario/files/<role>: each input file
+                           it names (network, profile), gzip bytes with its sha256
     /steps/t_s             (n_steps,) step start [s]
     /steps/<contract key>  (n_steps,) every contract value, e.g. /steps/dso_1/interface/p_mw
     /sessions/t_s, session, status, n_bids, n_rejected, cost_eur, total_slack_mw, n_blocked
@@ -27,10 +30,17 @@ Layout::
                            extra_cost_eur, q_support_mvarh
     /inputs/<market>/<session>  gzip-compressed JSON bytes: the market document the market
                            cleared (docs/market-json.md), see :func:`read_market_input`
+
+Every dataset carries ``units`` (a unit, or for a compound table a JSON object of the units of
+its fields) and ``description`` attributes. Counts are integers, strings are UTF-8 text.
+:func:`read_frame` returns any group as a pandas DataFrame indexed by clock time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import gzip
+import hashlib
 import json
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -73,6 +83,193 @@ VERDICT_DTYPE = np.dtype(
 )
 
 
+#: year of the calendar date given to ``t_s = 0``: a scenario fixes the day of the year and
+#: the local solar clock, not a year (SmartNet's scenarios are for 2030)
+REFERENCE_YEAR = 2030
+#: the time zone of ``start_time``: the scenario's clock is the local solar time of its site
+TIME_ZONE = "local solar time (scenario site.start_hour); no civil time zone or DST"
+
+#: per-session and per-market columns: (units, description)
+SESSION_DOC: dict[str, tuple[str, str]] = {
+    "t_s": ("s", "gate-closure time of the session, seconds after start_time"),
+    "session": ("-", "index of the market session"),
+    "status": ("-", "optimal, infeasible, no_model or no_bids (first any market reports)"),
+    "n_bids": ("-", "bids received from the aggregators (a forwarded bid counted once)"),
+    "n_rejected": ("-", "bids or documents rejected"),
+    "n_blocked": ("-", "bids left out as red by the DSO check"),
+    "n_forwarded": ("-", "bids market_central received from the local markets (scheme B)"),
+    "cost_eur": ("EUR", "activation cost of the session's awards"),
+    "total_slack_mw": (
+        "MW",
+        "unmet requirement summed over periods (slack of the balance, priced at the slack penalty)",
+    ),
+    "requirement_mw": ("MW", "balancing requirement per product (> 0: system short)"),
+    "market": ("-", "market federate: market_central or market_local_<dso>"),
+}
+COUNT_COLUMNS = frozenset({"session", "n_bids", "n_rejected", "n_blocked", "n_forwarded"})
+AWARD_DOC: dict[str, tuple[str, str]] = {
+    "session": ("-", "market session"),
+    "market": ("-", "market federate that awarded the bid"),
+    "owner": ("-", "aggregator (or BRP) that sent the bid"),
+    "bid_id": ("-", "bid identifier"),
+    "side": ("-", "sell, or buy (a BRP's buy bid in scheme E)"),
+    "period": ("-", "product index within the session's horizon"),
+    "start_s": ("s", "delivery start of the product, seconds after start_time"),
+    "duration_s": ("s", "product length"),
+    "quantity_mw": ("MW", "awarded quantity in the bid's direction (>= 0)"),
+    "p_mw": ("MW", "injection change (> 0 upward)"),
+    "price_eur_per_mwh": ("EUR/MWh", "settlement price of that market"),
+}
+VERDICT_DOC: dict[str, tuple[str, str]] = {
+    "session": ("-", "market session"),
+    "network": ("-", "DSO network the bid is located in"),
+    "bid_id": ("-", "bid identifier"),
+    "status": ("-", "traffic light: green, orange or red"),
+    "extra_cost_eur": ("EUR", "reactive support cost of an orange bid"),
+    "q_support_mvarh": ("Mvarh", "reactive support an orange bid needs"),
+}
+
+
+def _step_doc() -> dict[str, tuple[str, str]]:
+    """``<element>/<quantity>`` -> (units, description) of every per-step contract value."""
+    from federation import contract as c
+
+    out = {q: (u, d) for q, u, d in (*c.NETWORK_QUANTITIES, *c.DSO_INTERFACE)}
+    out |= {f"tso/{q}": (u, d) for q, u, d in c.TSO_SYSTEM}
+    out |= {f"afrr/{q}": (u, d) for q, u, d in c.AFRR_VALUES}
+    return out
+
+
+def describe_step_key(key: str) -> tuple[str, str]:
+    """(units, description) of ``/steps/<key>`` (contract keys; ``-`` and a generic text for
+    a key the contract does not describe)."""
+    doc = _step_doc()
+    if key in doc:
+        return doc[key]
+    net, _, quantity = key.partition("/")
+    if quantity in doc:
+        units, text = doc[quantity]
+        return units, f"{net}: {text}"
+    return "-", f"contract value {key}"
+
+
+def _is_count(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].endswith("_count")
+
+
+def _describe(ds: h5py.Dataset, units: str | Mapping[str, str], description: str) -> None:
+    ds.attrs["units"] = units if isinstance(units, str) else json.dumps(dict(units))
+    ds.attrs["description"] = description
+
+
+def start_clock(sc: Any) -> dict[str, Any]:
+    """Root attributes of the clock time of ``t_s = 0`` of scenario ``sc``."""
+    start = dt.datetime(REFERENCE_YEAR, 1, 1) + dt.timedelta(
+        days=int(sc.site.day_of_year) - 1, hours=float(sc.site.start_hour)
+    )
+    return {
+        "start_time": start.isoformat(timespec="seconds"),
+        "time_zone": TIME_ZONE,
+        "start_hour": float(sc.site.start_hour),
+        "day_of_year": int(sc.site.day_of_year),
+    }
+
+
+def network_context(sc: Any, scheme: str) -> dict[str, Any]:
+    """Root attributes a reader needs besides the time series: the cost parameters of the
+    KPIs (``costs``: :func:`federation.kpi.run_costs` of ``scheme``), each
+    network's limits (``limits``) and each DSO's day-ahead interface schedule
+    (``interface_schedule``: ``product_s`` and ``p_mw`` per DSO, transmission into
+    distribution, one value per product; the writer stores it as ``/schedule``)."""
+    from federation.kpi import run_costs  # federation.kpi reads results files
+
+    limits = {
+        "tso": {
+            "vm_min_pu": float(sc.transmission.vm_min_pu),
+            "vm_max_pu": float(sc.transmission.vm_max_pu),
+            "max_loading_percent": float(sc.transmission.max_loading_percent),
+        }
+    }
+    for d in sc.distribution:
+        limits[d.id] = {
+            "vm_min_pu": float(d.vm_min_pu),
+            "vm_max_pu": float(d.vm_max_pu),
+            "max_loading_percent": float(d.max_loading_percent),
+        }
+    da = sc.day_ahead
+    return {
+        "costs": run_costs(sc.costs, str(scheme)),
+        "limits": limits,
+        "interface_schedule": {
+            "product_s": int(da.product_s),
+            "p_mw": {k: [float(x) for x in v] for k, v in da.interface_p_mw.items()},
+        },
+    }
+
+
+def _write_schedule(f: h5py.File, schedule: Mapping[str, Any]) -> None:
+    g = f.create_group("schedule")
+    g.attrs["description"] = "day-ahead schedule of each DSO's interface, one row per product"
+    product_s = float(schedule["product_s"])
+    n = max((len(v) for v in schedule["p_mw"].values()), default=0)
+    ds = g.create_dataset("t_s", data=np.arange(n) * product_s)
+    _describe(ds, "s", "start of the product, seconds after start_time")
+    for dso, values in schedule["p_mw"].items():
+        ds = g.create_dataset(f"{dso}/interface/p_mw", data=np.asarray(values, dtype=float))
+        _describe(
+            ds,
+            "MW",
+            f"day-ahead scheduled exchange of {dso}, transmission into distribution "
+            "(losses neglected); compare /steps/{dso}/interface/p_mw".replace("{dso}", dso),
+        )
+
+
+def scenario_input_files(sc: Any) -> dict[str, str]:
+    """Role -> absolute path of the scenario file and every input file it names."""
+    files = {"scenario": str(pathlib.Path(sc.source_path).resolve())}
+    if sc.transmission.file:
+        files["transmission"] = str(pathlib.Path(sc.transmission.file).resolve())
+    for d in sc.distribution:
+        if d.file:
+            files[f"distribution/{d.id}"] = str(pathlib.Path(d.file).resolve())
+    for name, spec in sc.profile_specs.items():
+        if spec.file:
+            files[f"profile/{name}"] = str(pathlib.Path(spec.file).resolve())
+    return files
+
+
+def _embed_inputs(f: h5py.File, files: Mapping[str, str]) -> None:
+    """``/scenario``: the scenario text and a gzip copy of every input file with its hash and
+    its path relative to the scenario file (as the scenario names it)."""
+    g = f.create_group("scenario")
+    g.attrs["description"] = (
+        "the scenario file and copies of the input files it names; "
+        "federation.results.extract_inputs(path, dir) writes them back to run the scenario again"
+    )
+    base = pathlib.Path(files["scenario"]).parent if "scenario" in files else pathlib.Path()
+    for role, name in files.items():
+        path = pathlib.Path(name)
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if role == "scenario":
+            ds = g.create_dataset("scenario.toml", data=data.decode(), dtype=h5py.string_dtype())
+            _describe(ds, "-", "text of the scenario TOML file of the run")
+            rel = path.name
+        else:
+            ds = g.require_group("files").create_dataset(
+                role, data=np.frombuffer(gzip.compress(data), dtype=np.uint8)
+            )
+            _describe(ds, "-", f"gzip-compressed copy of the {role} input file")
+            try:
+                rel = str(path.relative_to(base))
+            except ValueError:
+                rel = path.name
+        ds.attrs["source_path"] = str(path)
+        ds.attrs["relative_path"] = rel
+        ds.attrs["sha256"] = hashlib.sha256(data).hexdigest()
+
+
 def _append(group: h5py.Group, name: str, rows: np.ndarray) -> None:
     if name not in group:
         group.create_dataset(
@@ -104,6 +301,12 @@ class ResultsWriter:
         Products per session (width of ``requirement_mw``).
     markets
         Market federates of the run: a session is written once each has sent its clearing.
+    value_docs
+        Key -> (units, description) of the values (the contract's); a key not in it gets
+        :func:`describe_step_key`'s.
+    vector_keys
+        Per-element values (``<network>/buses/vm_pu``, ``<network>/branches/loading_percent``)
+        recorded each step as rows of ``/elements/<key>``.
     """
 
     def __init__(
@@ -113,6 +316,8 @@ class ResultsWriter:
         value_keys: Sequence[str],
         n_periods: int,
         markets: Sequence[str] = ("market_central",),
+        value_docs: Mapping[str, Sequence[str]] | None = None,
+        vector_keys: Sequence[str] = (),
     ) -> None:
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,23 +325,77 @@ class ResultsWriter:
         self.n_periods = n_periods
         self.markets = tuple(markets)
         self._steps: list[tuple[float, list[float]]] = []
+        self.vector_keys = list(vector_keys)
+        self._value_docs = dict(value_docs or {})
+        self._vectors: list[Mapping[str, Sequence[float]]] = []
         self._docs: dict[int, dict[str, Mapping[str, Any]]] = {}
+        meta = dict(meta)
+        files = meta.pop("input_files", {})
+        schedule = meta.pop("interface_schedule", None)
         with h5py.File(self.path, "w") as f:
             for k, v in meta.items():
                 f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
             f.attrs["complete"] = False
             steps = f.create_group("steps")
+            steps.attrs["description"] = "one row per physical step; index /steps/t_s"
             _append(steps, "t_s", np.zeros(0))
+            _describe(steps["t_s"], "s", "start of the physical step, seconds after start_time")
             for key in self.value_keys:
-                _append(steps, key, np.zeros(0))
-            f.create_group("sessions")
-            f.create_group("markets")
-            f.create_group("inputs")
+                _append(steps, key, np.zeros(0, dtype="i8" if _is_count(key) else "f8"))
+                units, text = (value_docs or {}).get(key) or describe_step_key(key)
+                _describe(steps[key], units, text)
+            f.create_group("sessions").attrs["description"] = "one row per market session"
+            f.create_group("markets").attrs["description"] = "one row per market and session"
+            f.create_group("inputs").attrs["description"] = (
+                "market documents cleared, gzip JSON bytes per market and session"
+            )
             _append(f, "awards", np.zeros(0, dtype=AWARD_DTYPE))
+            _describe(
+                f["awards"],
+                {k: u for k, (u, _) in AWARD_DOC.items()},
+                "one row per market, accepted bid and product; fields: "
+                + "; ".join(f"{k}: {d}" for k, (_, d) in AWARD_DOC.items()),
+            )
             _append(f, "verdicts", np.zeros(0, dtype=VERDICT_DTYPE))
+            _describe(
+                f["verdicts"],
+                {k: u for k, (u, _) in VERDICT_DOC.items()},
+                "DSO check (traffic light) of each bid in a DSO network; fields: "
+                + "; ".join(f"{k}: {d}" for k, (_, d) in VERDICT_DOC.items()),
+            )
+            if files:
+                _embed_inputs(f, files)
+            if schedule:
+                _write_schedule(f, schedule)
 
-    def add_step(self, t_s: float, values: Mapping[str, float]) -> None:
+    def add_step(
+        self,
+        t_s: float,
+        values: Mapping[str, float],
+        vectors: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
         self._steps.append((t_s, [float(values[k]) for k in self.value_keys]))
+        if self.vector_keys:
+            self._vectors.append(vectors or {})
+
+    def _write_vectors(self, f: h5py.File, t: np.ndarray) -> None:
+        """Rows of ``/elements``: one per step, one column per element (a missing or
+        shorter vector is padded with NaN)."""
+        g = f.require_group("elements")
+        g.attrs["description"] = "per-element values, one row per step; index /elements/t_s"
+        _append(g, "t_s", t)
+        _describe(g["t_s"], "s", "start of the physical step, seconds after start_time")
+        for key in self.vector_keys:
+            rows = [list(v.get(key, ())) for v in self._vectors]
+            width = g[key].shape[1] if key in g else max((len(r) for r in rows), default=0)
+            block = np.full((len(rows), width), np.nan)
+            for i, r in enumerate(rows):
+                block[i, : min(len(r), width)] = r[:width]
+            new = key not in g
+            _append(g, key, block)
+            if new:
+                units, text = self._value_docs.get(key) or describe_step_key(key)
+                _describe(g[key], units, text)
 
     def add_session(self, doc: Mapping[str, Any]) -> None:
         """Buffer one market's clearing document (schema ``clearing``).
@@ -160,11 +419,15 @@ class ResultsWriter:
                 block = np.array([s[1] for s in self._steps]).reshape(len(t), -1)
                 _append(f["steps"], "t_s", t)
                 for j, key in enumerate(self.value_keys):
-                    _append(f["steps"], key, block[:, j])
+                    column = np.rint(block[:, j]) if _is_count(key) else block[:, j]
+                    _append(f["steps"], key, column.astype(f["steps"][key].dtype))
+                if self.vector_keys:
+                    self._write_vectors(f, t)
             if sessions:
                 self._write_sessions(f, sessions)
             f.attrs["complete"] = complete
         self._steps.clear()
+        self._vectors.clear()
 
     def _ordered(self, docs: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """A session's documents in the run's market order (local markets first)."""
@@ -182,9 +445,11 @@ class ResultsWriter:
         docs = [d for session in sessions for d in session]
         # per session: sums over its markets; the TSO's requirement (market_central's)
         _append(g, "t_s", np.array([float(s[0]["t_s"]) for s in sessions]))
-        _append(g, "session", np.array([float(s[0]["session"]) for s in sessions]))
+        _append(g, "session", np.array([int(s[0]["session"]) for s in sessions], dtype="i8"))
         for name in _SUMMED:
-            _append(g, name, np.array([sum(float(d.get(name, 0)) for d in s) for s in sessions]))
+            kind = int if name in COUNT_COLUMNS else float
+            values = [sum(kind(d.get(name, 0)) for d in s) for s in sessions]
+            _append(g, name, np.array(values, dtype="i8" if kind is int else "f8"))
         status = [
             next(x for x in (*_STATUS_ORDER, s[0]["status"]) if x in {d["status"] for d in s})
             for s in sessions
@@ -196,7 +461,10 @@ class ResultsWriter:
         _append(g, "requirement_mw", np.array([self._requirement(d) for d in central]))
         # per market and session
         for name in MARKET_SCALARS:
-            _append(m, name, np.array([float(d.get(name, 0)) for d in docs]))
+            if name in COUNT_COLUMNS:
+                _append(m, name, np.array([int(d.get(name, 0)) for d in docs], dtype="i8"))
+            else:
+                _append(m, name, np.array([float(d.get(name, 0)) for d in docs]))
         for name in ("market", "status"):
             values = [str(d.get(name, self.markets[0])) for d in docs]
             _append(m, name, np.array(values, dtype=h5py.string_dtype()))
@@ -218,6 +486,10 @@ class ResultsWriter:
             for d in docs
             for it in d["items"]
         ]
+        for group in (g, m):
+            for name, ds in group.items():
+                if "units" not in ds.attrs:
+                    _describe(ds, *SESSION_DOC[name])
         if rows:
             _append(f, "awards", np.array(rows, dtype=AWARD_DTYPE))
         verdicts = [
@@ -238,32 +510,177 @@ class ResultsWriter:
             if d.get("input"):
                 text = json.dumps(d["input"], sort_keys=True).encode()
                 group = f["inputs"].require_group(str(d.get("market", self.markets[0])))
-                group.create_dataset(
+                ds = group.create_dataset(
                     str(int(d["session"])),
                     data=np.frombuffer(text, dtype=np.uint8),
                     compression="gzip",
                 )
+                _describe(ds, "-", "UTF-8 JSON market document cleared (docs/market-json.md)")
+
+
+def _text(ds: h5py.Dataset) -> np.ndarray:
+    """A dataset with its strings as ``str`` (h5py returns variable-length strings as bytes);
+    in a compound table, string fields become object arrays of ``str``."""
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return ds.asstr()[()]
+    data = ds[()]
+    names = ds.dtype.names or ()
+    text = [n for n in names if h5py.check_string_dtype(ds.dtype.fields[n][0]) is not None]
+    if not text:
+        return data
+    dtype = np.dtype([(n, object if n in text else ds.dtype.fields[n][0]) for n in names])
+    out = np.empty(data.shape, dtype=dtype)
+    for n in names:
+        out[n] = [v.decode() for v in data[n]] if n in text else data[n]
+    return out
+
+
+def _attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    return v.item() if hasattr(v, "item") else v
 
 
 def read_results(path: str | pathlib.Path) -> dict[str, Any]:
-    """The whole file as plain numpy arrays: ``{"meta", "steps", "sessions", "markets",
-    "awards", "verdicts"}`` (the market inputs: :func:`read_market_input`)."""
+    """The whole file as plain numpy arrays: ``{"meta", "steps", "schedule", "sessions",
+    "markets", "awards", "verdicts"}`` (the market inputs: :func:`read_market_input`). Strings are
+    ``str``, also inside the compound tables."""
     out: dict[str, Any] = {"meta": {}, "steps": {}, "sessions": {}, "markets": {}}
+    out["schedule"] = {}
+    out["elements"] = {}
     with h5py.File(path, "r") as f:
-        out["meta"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        out["meta"] = {k: _attr(v) for k, v in f.attrs.items()}
 
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                out["steps"][name] = obj[()]
+        for group in ("steps", "schedule", "elements"):
 
-        f["steps"].visititems(visit)
+            def visit(name: str, obj: Any, group: str = group) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    out[group][name] = _text(obj)
+
+            if group in f:
+                f[group].visititems(visit)
         for name, ds in f["sessions"].items():
-            out["sessions"][name] = ds[()]
+            out["sessions"][name] = _text(ds)
         for name, ds in f["markets"].items() if "markets" in f else ():
-            out["markets"][name] = ds[()]
-        out["awards"] = f["awards"][()]
-        out["verdicts"] = f["verdicts"][()] if "verdicts" in f else np.zeros(0, VERDICT_DTYPE)
+            out["markets"][name] = _text(ds)
+        out["awards"] = _text(f["awards"])
+        out["verdicts"] = _text(f["verdicts"]) if "verdicts" in f else np.zeros(0, VERDICT_DTYPE)
     return out
+
+
+def start_time(path: str | pathlib.Path) -> dt.datetime:
+    """Clock time of ``t_s = 0`` of a results file (``start_time`` attribute; a file written
+    before it: midnight of the reference year's first day)."""
+    with h5py.File(path, "r") as f:
+        value = _attr(f.attrs.get("start_time", f"{REFERENCE_YEAR}-01-01T00:00:00"))
+    return dt.datetime.fromisoformat(str(value))
+
+
+#: groups :func:`read_frame` reads, with the column that gives each row its time
+FRAME_TIME_COLUMN = {
+    "steps": "t_s",
+    "schedule": "t_s",
+    "elements": "t_s",
+    "sessions": "t_s",
+    "markets": "t_s",
+    "awards": "start_s",
+    "verdicts": "session",
+}
+
+
+def read_frame(path: str | pathlib.Path, group: str = "steps") -> Any:
+    """One group of a results file as a pandas DataFrame indexed by clock time (``time``).
+
+    ``group``: ``steps`` (every per-step value, columns by contract key), ``steps/<network>``
+    (that network's values, columns relative to it), ``schedule`` (per product),
+    ``sessions``, ``markets``, ``awards`` (indexed by delivery start) or ``verdicts``
+    (indexed by the gate closure of their session). A 2-D column (``requirement_mw``)
+    becomes one column per product (``requirement_mw/0``, ...). One line::
+
+        df = federation.results.read_frame("run.h5", "steps/dso_1")
+
+    Raises
+    ------
+    KeyError
+        The file has no such group.
+    """
+    import pandas as pd
+
+    top = group.strip("/").split("/", 1)[0]
+    if top not in FRAME_TIME_COLUMN:
+        raise KeyError(f"{path}: no table {group!r}; one of {sorted(FRAME_TIME_COLUMN)}")
+    r = read_results(path)
+    t0 = pd.Timestamp(start_time(path))
+    if top in ("awards", "verdicts"):
+        frame = pd.DataFrame({n: r[top][n] for n in r[top].dtype.names})
+        if top == "awards":
+            seconds = frame["start_s"].to_numpy(float)
+        else:
+            gate = dict(
+                zip(r["sessions"]["session"].tolist(), r["sessions"]["t_s"].tolist(), strict=True)
+            )
+            seconds = frame["session"].map(gate).to_numpy(float)
+    else:
+        columns = r[top]
+        prefix = group.strip("/").split("/", 1)[1] + "/" if "/" in group.strip("/") else ""
+        if prefix and not any(k.startswith(prefix) for k in columns):
+            raise KeyError(f"{path}: no group {group!r}")
+        data: dict[str, Any] = {}
+        for key, values in columns.items():
+            if prefix and not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :]
+            if values.ndim == 2:
+                data |= {f"{name}/{j}": values[:, j] for j in range(values.shape[1])}
+            else:
+                data[name] = values
+        frame = pd.DataFrame(data)
+        seconds = columns["t_s"].astype(float)
+    frame.index = pd.DatetimeIndex(t0 + pd.to_timedelta(seconds, unit="s"), name="time")
+    return frame
+
+
+def extract_inputs(path: str | pathlib.Path, out_dir: str | pathlib.Path) -> pathlib.Path:
+    """Write the scenario file and its input files embedded in a results file into
+    ``out_dir`` (at the paths the scenario names them by, relative to it), checking each
+    file's sha256; return the scenario file's path (``smartnet run --scenario`` it).
+
+    Raises
+    ------
+    KeyError
+        The file embeds no scenario (written before the inputs were embedded).
+    ValueError
+        An embedded copy does not match its hash, or its path leaves ``out_dir``.
+    """
+    out = pathlib.Path(out_dir).resolve()
+    with h5py.File(path, "r") as f:
+        if "scenario/scenario.toml" not in f:
+            raise KeyError(f"{path}: no embedded scenario")
+        items = [("scenario", f["scenario/scenario.toml"])]
+        if "scenario/files" in f:
+
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    items.append((name, obj))
+
+            f["scenario/files"].visititems(visit)
+            items = items[:1] + sorted(items[1:], key=lambda x: x[0])
+        scenario_path = out
+        for role, ds in items:
+            if role == "scenario":
+                data = ds.asstr()[()].encode()
+            else:
+                data = gzip.decompress(ds[()].tobytes())
+            if hashlib.sha256(data).hexdigest() != _attr(ds.attrs["sha256"]):
+                raise ValueError(f"{path}: embedded {role} does not match its sha256")
+            target = (out / str(_attr(ds.attrs["relative_path"]))).resolve()
+            if out not in target.parents:
+                raise ValueError(f"{path}: embedded {role} would be written outside {out}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            if role == "scenario":
+                scenario_path = target
+    return scenario_path
 
 
 def read_market_input(path: str | pathlib.Path, market: str, session: int) -> dict[str, Any]:

@@ -194,6 +194,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "market leaves out red bids and prices in the extra cost of orange ones (default off)",
     )
     parser.add_argument(
+        "--record-buses",
+        action="store_true",
+        help="also record every bus voltage and every line and transformer loading per step "
+        "(/buses in the results; default: network extremes only)",
+    )
+    parser.add_argument(
         "--wall-timeout",
         type=float,
         default=None,
@@ -215,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir,
         startup_timeout_s=args.startup_timeout,
         dso_check=args.dso_check,
+        record_buses=args.record_buses,
     )
     print(
         f"running {args.scenario} under scheme {scheme}"

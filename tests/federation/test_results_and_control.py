@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from federation.kpi import compute_kpis, format_summary
+from federation.kpi import compute_kpis, default_costs, format_summary
 from federation.results import ResultsWriter, read_results
 
 KEYS = [
@@ -80,7 +80,7 @@ def test_results_file_is_readable_after_each_flush_and_kpis_add_up(tmp_path):
     r = read_results(path)
     assert r["steps"]["t_s"].tolist() == [0.0, 60.0, 120.0, 180.0]
     assert r["sessions"]["requirement_mw"].tolist() == [[1.0, 2.0], [1.0, 2.0]]
-    assert r["awards"]["bid_id"].tolist() == [b"agg_1/0/0", b"agg_1/1/0"]
+    assert r["awards"]["bid_id"].tolist() == ["agg_1/0/0", "agg_1/1/0"]  # str, not bytes
     costs = {
         "afrr_energy_price_eur_per_mwh": 80.0,
         "residual_imbalance_price_eur_per_mwh": 200.0,
@@ -142,9 +142,24 @@ def test_report_writes_html_with_every_plot(tmp_path):
         w.add_step(60.0 * k, dict.fromkeys(KEYS, float(k)))
     w.add_session(_session(0, 10.0, [_award(0, 2.0), dict(_award(0, 1.0), p_mw=-1.0)]))
     w.flush(complete=True)
-    index = write_report(path, tmp_path / "report")
+    costs = dict(default_costs(), ict_cost_eur_per_day=240.0)
+    index = write_report(path, tmp_path / "report", costs)
     page = index.read_text()
-    for png in ("activations.png", "prices.png", "afrr.png", "unwanted.png", "voltages.png"):
+    pngs = ("activations.png", "prices.png", "afrr.png", "unwanted.png", "voltages.png")
+    for png in (*pngs, "loadings.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
-        assert f'src="{png}"' in page
-    assert "scheme D" in page and "mfrr_cost_eur" in page
+        assert f"src='{png}'" in page
+    assert "scheme D" in page and "Cost breakdown" in page
+    # ICT of the given 240 EUR/day over three 1-min steps: 240 * 3 / 1440 = 0.50 EUR
+    assert "<td>ICT (per scheme and day)</td><td></td><td>0.50</td>" in page
+
+
+def test_report_without_kpi_file_or_costs_refuses_instead_of_pricing_ict_at_zero(tmp_path):
+    from federation.report import ReportError, write_report
+
+    path = tmp_path / "r.h5"
+    w = ResultsWriter(path, {"scenario": "hand", "scheme": "D", "seed": 1}, KEYS, n_periods=2)
+    w.add_step(0.0, dict.fromkeys(KEYS, 1.0))
+    w.flush(complete=True)
+    with pytest.raises(ReportError, match="no KPI file"):
+        write_report(path, tmp_path / "report")
