@@ -142,7 +142,10 @@ def load_file(path: str | pathlib.Path) -> pp.pandapowerNet:
 
             return _modernise(pp.from_json(str(p)))
         if p.suffix in (".m", ".mat"):
-            from pandapower.converter import from_mpc
+            # pandapower 3 keeps the converter in its subpackage (pandapower.converter
+            # re-exports nothing); `.m` files are parsed by matpowercaseframes, `.mat`
+            # files by scipy.io.loadmat
+            from pandapower.converter.matpower import from_mpc
 
             return _modernise(from_mpc(str(p)))
     except Exception as exc:  # pandapower raises many types; wrap with context
