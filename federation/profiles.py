@@ -435,7 +435,13 @@ def resample_to_minutes(
         # exact integral of the step function: F(t_i) = sum_j<i v_j dt_j, linear in between
         knots = np.r_[t, t_end]
         cum = np.r_[0.0, np.cumsum(v * np.diff(knots))]
-        f = np.interp(edges, knots, cum)
+        out = np.diff(np.interp(edges, knots, cum)) / 60.0
+        # a minute inside one interval takes its value exactly (no cumulative-sum rounding)
+        first = np.searchsorted(knots, edges[:-1], side="right") - 1
+        last = np.searchsorted(knots, edges[1:], side="left") - 1
+        inside = first == last
+        out[inside] = v[first[inside]]
+        return out
     else:
         knots = np.r_[t, t_end]
         vals = np.r_[v, v[-1]]
