@@ -379,3 +379,74 @@ def generate_profile(
             dhw_pu=float(p["dhw_pu"]),
         )
     raise ValueError(f"unknown profile model {model!r}")
+
+
+#: Resampling methods of time-stamped profiles (:func:`resample_to_minutes`).
+RESAMPLE_METHODS: tuple[str, ...] = ("hold", "linear")
+
+
+class ResampleError(ValueError):
+    """Time-stamped profile data that cannot be put on the scenario's minute grid."""
+
+
+def resample_to_minutes(
+    times_s: np.ndarray, values: np.ndarray, n_min: int, method: str = "hold"
+) -> np.ndarray:
+    """Put a time-stamped series on the scenario's 1-min grid, one value per minute.
+
+    ``times_s`` are the sample times [s] from the scenario start (strictly increasing, any
+    and even irregular spacing); the result's entry ``k`` is the **mean over minute**
+    ``[60 k, 60 k + 60)`` of the continuous signal the samples stand for:
+
+    - ``"hold"`` (step-hold, zero-order hold): sample ``i`` holds on ``[t_i, t_i+1)``, the
+      last one for as long as the spacing before it. This is the meaning of interval data
+      (meter readings, SimBench and ENTSO-E profiles): the value labelled 10:00 of a 15-min
+      series is the mean power of 10:00-10:15. The minute means then reproduce the energy
+      of every interval exactly; linear interpolation between interval means would not
+      (it moves energy between intervals, lowers peaks and shifts them by half an interval).
+      Data finer than a minute are averaged, so the energy is kept too.
+    - ``"linear"``: straight lines between samples (the last value held for one more
+      spacing): right for point samples of a slowly varying state, e.g. a temperature.
+
+    Raises
+    ------
+    ResampleError
+        If the times are not strictly increasing or do not cover ``[0, 60 n_min)``.
+    """
+    t = np.asarray(times_s, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if method not in RESAMPLE_METHODS:
+        raise ResampleError(f"unknown resampling method {method!r} (known: {RESAMPLE_METHODS})")
+    if t.ndim != 1 or t.shape != v.shape or len(t) < 2:
+        raise ResampleError(f"need at least two samples, got {len(t)}")
+    dt = np.diff(t)
+    if np.any(dt <= 0):
+        k = int(np.flatnonzero(dt <= 0)[0])
+        raise ResampleError(f"time stamps must increase strictly (sample {k + 1} is not after {k})")
+    t_end = t[-1] + dt[-1]  # the last sample holds for as long as the spacing before it
+    need_end = 60.0 * n_min
+    if t[0] > 0 or t_end < need_end:
+        raise ResampleError(
+            f"the data cover {t[0]:.0f} s to {t_end:.0f} s from the scenario start, "
+            f"the scenario needs 0 s to {need_end:.0f} s"
+        )
+    edges = 60.0 * np.arange(n_min + 1)
+    if method == "hold":
+        # exact integral of the step function: F(t_i) = sum_j<i v_j dt_j, linear in between
+        knots = np.r_[t, t_end]
+        cum = np.r_[0.0, np.cumsum(v * np.diff(knots))]
+        out = np.diff(np.interp(edges, knots, cum)) / 60.0
+        # a minute inside one interval takes its value exactly (no cumulative-sum rounding)
+        first = np.searchsorted(knots, edges[:-1], side="right") - 1
+        last = np.searchsorted(knots, edges[1:], side="left") - 1
+        inside = first == last
+        out[inside] = v[first[inside]]
+        return out
+    else:
+        knots = np.r_[t, t_end]
+        vals = np.r_[v, v[-1]]
+        grid = np.union1d(knots[(knots > 0) & (knots < need_end)], edges)
+        y = np.interp(grid, knots, vals)
+        cum = np.r_[0.0, np.cumsum(0.5 * (y[1:] + y[:-1]) * np.diff(grid))]
+        f = cum[np.searchsorted(grid, edges)]
+    return np.diff(f) / 60.0

@@ -293,6 +293,8 @@ class DistributionSpec:
     #: nominal voltage of ``interface_bus`` [kV], the HV side of the primary substation
     #: (kept here so a DSO builds its net without loading the transmission case)
     interface_vn_kv: float = 0.0
+    #: SimBench network code (``simbench`` key), the fourth way to give the network
+    simbench: str | None = None
 
 
 @dataclass(frozen=True)
@@ -556,7 +558,7 @@ class Scenario:
                 tap_step_percent=d.oltc.tap_step_percent,
                 tap_pos=d.oltc.tap_pos_init,
             )
-        net = nets.load_case(d.case) if d.case else nets.load_file(d.file)  # type: ignore[arg-type]
+        net = _load_distribution(d.case, d.file, d.simbench)
         net.load["p_mw"] *= d.load_scale
         net.load["q_mvar"] *= d.load_scale
         if len(net.trafo):
@@ -778,6 +780,9 @@ class _Reader:
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
+        # inputs whose own definition failed: their users do not report follow-on errors
+        self.failed_profiles: set[str] = set()
+        self.failed_networks: set[str] = set()
 
     def bad(self, fld: str, msg: str) -> None:
         self.problems.append((fld, msg))
@@ -1141,6 +1146,7 @@ def _profiles(
     specs: dict[str, ProfileSpec] = {}
     arrays: dict[str, np.ndarray] = {}
     if n_min <= 0:
+        r.failed_profiles.update(t)  # the duration is reported; no profile can be made
         return specs, arrays
     clock_h = (site.start_hour + np.arange(n_min) / 60.0) % 24.0
     common = dict(
@@ -1157,66 +1163,205 @@ def _profiles(
     )
     ambient: np.ndarray | None = None
     for name in order:
-        spec = t[name]
-        fld = f"profiles.{name}"
-        if not isinstance(spec, dict):
-            r.bad(fld, "expected a table with `model` or `file`")
-            continue
-        if ("model" in spec) == ("file" in spec):
-            r.bad(fld, "give exactly one of `model` (generated) or `file` (data)")
-            continue
-        if "model" in spec:
-            model = spec["model"]
-            if model not in prof.PROFILE_MODELS:
+        n_before = len(r.problems)
+        try:  # (finally runs on `continue` too)
+            spec = t[name]
+            fld = f"profiles.{name}"
+            if not isinstance(spec, dict):
+                r.bad(fld, "expected a table with `model`, `file` or `simbench`")
+                continue
+            if sum(k in spec for k in ("model", "file", "simbench")) != 1:
                 r.bad(
-                    f"{fld}.model",
-                    f"unknown model {model!r} (known: {sorted(prof.PROFILE_MODELS)})",
+                    fld,
+                    "give exactly one of `model` (generated), `file` (data) or `simbench` "
+                    "(a SimBench profile by network code)",
                 )
                 continue
-            params = {k: v for k, v in spec.items() if k != "model"}
-            r.unknown_keys(params, fld, prof.PROFILE_MODELS[model])
-            if model == "load" and params.get("shape", "residential") not in prof.LOAD_SHAPES:
-                r.bad(
-                    f"{fld}.shape",
-                    f"unknown load shape {params['shape']!r} (known: {prof.LOAD_SHAPES})",
+            if "model" in spec:
+                model = spec["model"]
+                if model not in prof.PROFILE_MODELS:
+                    r.bad(
+                        f"{fld}.model",
+                        f"unknown model {model!r} (known: {sorted(prof.PROFILE_MODELS)})",
+                    )
+                    continue
+                params = {k: v for k, v in spec.items() if k != "model"}
+                r.unknown_keys(params, fld, prof.PROFILE_MODELS[model])
+                if model == "load" and params.get("shape", "residential") not in prof.LOAD_SHAPES:
+                    r.bad(
+                        f"{fld}.shape",
+                        f"unknown load shape {params['shape']!r} (known: {prof.LOAD_SHAPES})",
+                    )
+                    continue
+                defaults = prof.PROFILE_MODELS[model]
+                bad_param = [
+                    k for k, v in params.items() if k in defaults and not _same_kind(v, defaults[k])
+                ]
+                for k in bad_param:
+                    r.bad(f"{fld}.{k}", f"expected {type(defaults[k]).__name__}, got {params[k]!r}")
+                if bad_param:
+                    continue
+                arr = prof.generate_profile(name, model, params, ambient_degc=ambient, **common)
+                if model == "ambient" and ambient is None:
+                    ambient = arr
+                specs[name] = ProfileSpec(
+                    name, model, _frozen_map(params), None, _MODEL_QUANTITY[model]
                 )
+            else:
+                data = _data_profile(r, fld, spec, path, n_min)
+                if data is None:
+                    continue
+                arr, source, quantity = data
+                specs[name] = ProfileSpec(name, None, _frozen_map({}), source, quantity)
+            if not np.all(np.isfinite(arr)):
+                r.bad(fld, "contains non-finite values")
                 continue
-            defaults = prof.PROFILE_MODELS[model]
-            bad_param = [
-                k for k, v in params.items() if k in defaults and not _same_kind(v, defaults[k])
-            ]
-            for k in bad_param:
-                r.bad(f"{fld}.{k}", f"expected {type(defaults[k]).__name__}, got {params[k]!r}")
-            if bad_param:
-                continue
-            arr = prof.generate_profile(name, model, params, ambient_degc=ambient, **common)
-            if model == "ambient" and ambient is None:
-                ambient = arr
-            specs[name] = ProfileSpec(
-                name, model, _frozen_map(params), None, _MODEL_QUANTITY[model]
-            )
-        else:
-            quantity = spec.get("quantity", "load")
-            if quantity not in (*FORECAST_QUANTITIES, "ambient"):
-                r.bad(f"{fld}.quantity", f"unknown quantity {quantity!r}")
-                continue
-            fpath = (path.parent / str(spec["file"])).resolve()
-            arr = _read_profile_file(r, fld, fpath, spec.get("column"))
-            if arr is None:
-                continue
-            if len(arr) != n_min:
-                r.bad(
-                    f"{fld}.file",
-                    f"profile has {len(arr)} values, expected {n_min} "
-                    "(one per minute of the scenario)",
-                )
-                continue
-            specs[name] = ProfileSpec(name, None, _frozen_map({}), fpath, quantity)
-        if not np.all(np.isfinite(arr)):
-            r.bad(fld, "contains non-finite values")
-            continue
-        arrays[name] = np.asarray(arr, dtype=float)
+            arrays[name] = np.asarray(arr, dtype=float)
+        finally:
+            if len(r.problems) > n_before:
+                r.failed_profiles.add(name)
     return specs, arrays
+
+
+#: Keys of a data profile read from a file, and of one taken from SimBench.
+_FILE_PROFILE_KEYS = (
+    "file",
+    "column",
+    "quantity",
+    "time_column",
+    "time_format",
+    "start",
+    "resample",
+)
+_SIMBENCH_PROFILE_KEYS = ("simbench", "column", "quantity", "start", "resample")
+
+
+def _data_profile(
+    r: _Reader, fld: str, spec: Mapping[str, Any], path: pathlib.Path, n_min: int
+) -> tuple[np.ndarray, Any, str] | None:
+    """A profile from a CSV/NPZ file or from SimBench, on the 1-min grid:
+    ``(values, source, quantity)``, or None after recording the problems."""
+    is_file = "file" in spec
+    r.unknown_keys(spec, fld, _FILE_PROFILE_KEYS if is_file else _SIMBENCH_PROFILE_KEYS)
+    quantity = spec.get("quantity", "load")
+    if quantity not in (*FORECAST_QUANTITIES, "ambient"):
+        r.bad(f"{fld}.quantity", f"unknown quantity {quantity!r}")
+        return None
+    method = spec.get("resample", "linear" if quantity == "ambient" else "hold")
+    if method not in prof.RESAMPLE_METHODS:
+        r.bad(f"{fld}.resample", f"unknown method {method!r} (known: {prof.RESAMPLE_METHODS})")
+        return None
+    for key in ("column", "time_column", "time_format", "start", "file", "simbench"):
+        if key in spec and not isinstance(spec[key], str):
+            r.bad(f"{fld}.{key}", f"expected str, got {spec[key]!r}")
+            return None
+    if is_file:
+        fpath = (path.parent / str(spec["file"])).resolve()
+        source: Any = fpath
+        table = _read_profile_table(r, fld, fpath, spec.get("column"), spec.get("time_column"))
+        time_format = spec.get("time_format")
+    else:
+        code = spec["simbench"]
+        source = f"simbench:{code}"
+        table = _read_simbench_profile(r, fld, code, spec.get("column"))
+        time_format = nets.SIMBENCH_TIME_FORMAT
+    if table is None:
+        return None
+    values, stamps = table
+    if stamps is None:
+        if "start" in spec or "resample" in spec:
+            r.bad(f"{fld}.time_column", "`start` and `resample` need a `time_column`")
+            return None
+        if len(values) != n_min:
+            r.bad(
+                f"{fld}.file",
+                f"profile has {len(values)} values, expected {n_min} (one per minute of "
+                "the scenario; or give `time_column` to resample time-stamped data)",
+            )
+            return None
+        return values, source, quantity
+    import pandas as pd
+
+    try:
+        times = pd.to_datetime(pd.Series(stamps), format=time_format)
+        start = pd.Timestamp(spec["start"]) if "start" in spec else times.iloc[0]
+        times_s = (times - start).dt.total_seconds().to_numpy()
+    except (ValueError, TypeError) as exc:
+        r.bad(f"{fld}.time_column" if "start" not in spec else f"{fld}.start", str(exc))
+        return None
+    try:
+        return prof.resample_to_minutes(times_s, values, n_min, method), source, quantity
+    except prof.ResampleError as exc:
+        r.bad(fld, str(exc))
+        return None
+
+
+def _missing_column(r: _Reader, fld: str, what: str, column: str, available: Iterable[str]) -> None:
+    r.bad(f"{fld}.column", f"no column {column!r} in {what} (available: {', '.join(available)})")
+
+
+def _read_profile_table(
+    r: _Reader, fld: str, fpath: pathlib.Path, column: str | None, time_column: str | None
+) -> tuple[np.ndarray, Any] | None:
+    """``(values, time stamps or None)`` of one column of a CSV or NPZ file."""
+    if not fpath.is_file():
+        r.bad(f"{fld}.file", f"file {str(fpath)!r} does not exist")
+        return None
+    if fpath.suffix not in (".csv", ".npz"):
+        r.bad(f"{fld}.file", f"unsupported suffix {fpath.suffix!r} (use .csv or .npz)")
+        return None
+    try:
+        if fpath.suffix == ".npz":
+            with np.load(fpath) as z:
+                cols = {k: z[k] for k in z.files}
+        else:
+            import pandas as pd
+
+            df = pd.read_csv(fpath)
+            cols = {str(c): df[c].to_numpy() for c in df.columns}
+    except Exception as exc:
+        r.bad(f"{fld}.file", f"cannot read {str(fpath)!r}: {exc}")
+        return None
+    ok = True
+    for key, c in (("column", column), ("time_column", time_column)):
+        if c is not None and c not in cols:
+            _missing_column(r, fld, repr(fpath.name), c, cols)
+            if key == "time_column":
+                r.problems[-1] = (f"{fld}.time_column", r.problems[-1][1])
+            ok = False
+    if not ok:
+        return None
+    value_cols = [c for c in cols if c != time_column]
+    if column is None:
+        if not value_cols:
+            r.bad(f"{fld}.column", f"{fpath.name!r} has no value column")
+            return None
+        column = value_cols[-1]
+    try:
+        values = np.asarray(cols[column], dtype=float)
+    except (TypeError, ValueError) as exc:
+        r.bad(f"{fld}.column", f"column {column!r} of {fpath.name!r} is not numeric: {exc}")
+        return None
+    return values, (cols[time_column] if time_column is not None else None)
+
+
+def _read_simbench_profile(
+    r: _Reader, fld: str, code: str, column: str | None
+) -> tuple[np.ndarray, Any] | None:
+    if column is None:
+        r.bad(f"{fld}.column", "missing (the SimBench profile name, e.g. 'H0-A_pload')")
+        return None
+    try:
+        tables = nets.simbench_profiles(code)
+    except nets.NetworkError as exc:
+        r.bad(f"{fld}.simbench", str(exc))
+        return None
+    for df in tables.values():
+        if column in df.columns and column != "time":
+            return df[column].to_numpy(dtype=float), df["time"].to_numpy()
+    available = [c for df in tables.values() for c in df.columns if c != "time"]
+    _missing_column(r, fld, f"the SimBench profiles of {code!r}", column, available)
+    return None
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -1227,31 +1372,9 @@ def _same_kind(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _read_profile_file(
-    r: _Reader, fld: str, fpath: pathlib.Path, column: str | None
-) -> np.ndarray | None:
-    if not fpath.is_file():
-        r.bad(f"{fld}.file", f"file {str(fpath)!r} does not exist")
-        return None
-    try:
-        if fpath.suffix == ".npz":
-            with np.load(fpath) as z:
-                key = column or z.files[0]
-                return np.asarray(z[key], dtype=float)
-        if fpath.suffix == ".csv":
-            import pandas as pd
-
-            df = pd.read_csv(fpath)
-            return df[column or df.columns[-1]].to_numpy(dtype=float)
-    except Exception as exc:
-        r.bad(f"{fld}.file", f"cannot read {str(fpath)!r}: {exc}")
-        return None
-    r.bad(f"{fld}.file", f"unsupported suffix {fpath.suffix!r} (use .csv or .npz)")
-    return None
-
-
 def _check_profile(r: _Reader, fld: str, name: Any, profiles: Mapping[str, np.ndarray]) -> None:
-    if isinstance(name, str) and name not in profiles:
+    # a profile whose own definition failed is reported there, not again at every use
+    if isinstance(name, str) and name not in profiles and name not in r.failed_profiles:
         r.bad(fld, f"unknown profile {name!r} (defined: {sorted(profiles)})")
 
 
@@ -1288,11 +1411,13 @@ def _transmission(
     )
     if (case is None) == (file_s is None):
         r.bad("transmission", "give exactly one of `case` (built-in name) or `file`")
+        r.failed_networks.add("tso")
         return spec
     try:
         base = _transmission_base(spec)
     except nets.NetworkError as exc:
         r.bad("transmission.case" if case else "transmission.file", str(exc))
+        r.failed_networks.add("tso")
         return spec
     limits = t.get("line_max_i_ka")
     lim_tuple = None
@@ -1346,6 +1471,7 @@ def _distribution(
                 "feeder",
                 "case",
                 "file",
+                "simbench",
                 "interface_bus",
                 "load_scale",
                 "load_profile",
@@ -1363,6 +1489,7 @@ def _distribution(
         feeder = r.get(t, fld, "feeder", str, None)
         case = r.get(t, fld, "case", str, None)
         file_s = r.get(t, fld, "file", str, None)
+        simbench = r.get(t, fld, "simbench", str, None)
         iface = r.get(t, fld, "interface_bus", int)
         load_scale = r.get(t, fld, "load_scale", float, 1.0, _non_negative)
         load_profile = r.get(t, fld, "load_profile", str)
@@ -1372,10 +1499,16 @@ def _distribution(
         if vmin and vmax and vmin >= vmax:
             r.bad(f"{fld}.vm_min_pu", f"must be < vm_max_pu ({vmin} >= {vmax})")
         oltc = _oltc(r, t.get("oltc", {}), f"{fld}.oltc")
-        n_given = sum(x is not None for x in (feeder, case, file_s))
+        n_given = sum(x is not None for x in (feeder, case, file_s, simbench))
         if n_given != 1:
-            r.bad(fld, "give exactly one of `feeder` (builder), `case` (built-in) or `file`")
+            r.bad(
+                fld,
+                "give exactly one of `feeder` (builder), `case` (built-in), `file` or "
+                "`simbench` (a SimBench network code)",
+            )
+            r.failed_networks.add(dso_id)
             continue
+        n_net_before = len(r.problems)
         n_bus = 0
         load_buses: tuple[int, ...] = ()
         load_bus_mw: tuple[float, ...] = ()
@@ -1391,7 +1524,7 @@ def _distribution(
                 )
                 nominal = nets.feeder_nominal_load_mw(feeder) * (load_scale or 0.0)
             else:
-                net = nets.load_case(case) if case else nets.load_file(fpath)  # type: ignore[arg-type]
+                net = _load_distribution(case, fpath, simbench)
                 if list(net.bus.index) != list(range(len(net.bus))):
                     r.bad(fld, "bus indices must be 0..n-1")
                 n_bus = len(net.bus)
@@ -1404,15 +1537,21 @@ def _distribution(
                     )
                 if len(net.ext_grid) != 1 or int(net.ext_grid.bus.iat[0]) != 0:
                     r.bad(fld, "needs exactly one ext_grid (the slack), at bus 0")
+                oltc_problem = _oltc_problem(net)
+                if oltc_problem:
+                    r.bad(f"{fld}.oltc", oltc_problem)
                 per_bus = net.load.groupby("bus")["p_mw"].sum().sort_index()
                 per_bus = per_bus[per_bus > 0]
                 load_buses = tuple(int(b) for b in per_bus.index)
                 load_bus_mw = tuple(float(p) * (load_scale or 0.0) for p in per_bus)
                 nominal = float(net.load.p_mw.sum()) * (load_scale or 0.0)
         except nets.NetworkError as exc:
-            key = "feeder" if feeder else ("case" if case else "file")
+            key = "feeder" if feeder else ("case" if case else ("file" if file_s else "simbench"))
             r.bad(f"{fld}.{key}", str(exc))
+            r.failed_networks.add(dso_id)
             continue
+        if len(r.problems) > n_net_before:
+            r.failed_networks.add(dso_id)
         if iface is not None and base_t is not None:
             if iface not in trans.bus_ids:
                 r.bad(f"{fld}.interface_bus", f"transmission bus {iface} does not exist")
@@ -1438,6 +1577,7 @@ def _distribution(
                 feeder=feeder,
                 case=case,
                 file=fpath,
+                simbench=simbench,
                 interface_bus=iface if iface is not None else -1,
                 load_scale=load_scale if load_scale is not None else 1.0,
                 load_profile=load_profile,
@@ -1453,6 +1593,41 @@ def _distribution(
             )
         )
     return out
+
+
+def _load_distribution(case: str | None, fpath: pathlib.Path | None, simbench: str | None) -> Any:
+    if case:
+        return nets.load_case(case)
+    if simbench:
+        return nets.load_simbench(simbench)
+    return nets.load_file(fpath)  # type: ignore[arg-type]
+
+
+def _oltc_problem(net: Any) -> str | None:
+    """Why a distribution net lacks the OLTC the DSO's voltage control needs (or None).
+
+    The DSO regulates with the tap changer of transformer 0, which must connect the slack
+    (bus 0) to the rest of the feeder and carry tap data (``tap_side``, a positive
+    ``tap_step_percent``). Without it every step of a run would leave the voltage where the
+    feeder puts it, so such a network is refused here instead of running in violation.
+    """
+    if len(net.trafo) == 0:
+        return (
+            "the network has no transformer; the DSO needs an OLTC as transformer 0 from the "
+            "slack bus 0 (add one, or use a `feeder`, which builds it)"
+        )
+    t0 = net.trafo.iloc[0]
+    if int(t0.hv_bus) != 0:
+        return (
+            f"transformer 0 (the OLTC) must start at the slack bus 0, it starts at bus {t0.hv_bus}"
+        )
+    step = t0.get("tap_step_percent")
+    if t0.get("tap_side") not in ("hv", "lv") or step is None or not np.isfinite(step) or step <= 0:
+        return (
+            "transformer 0 has no tap changer (needs tap_side 'hv'/'lv' and tap_step_percent "
+            f"> 0; has {t0.get('tap_side')!r}, {step!r})"
+        )
+    return None
 
 
 def _oltc(r: _Reader, t: Any, fld: str) -> OltcSpec:
@@ -1665,6 +1840,8 @@ def _place(
     if not isinstance(pats, list) or not pats:
         r.bad(f"{fld}.networks", "expected a network id pattern or a list of them")
         return []
+    if any(fnmatch.fnmatchcase(n, str(p)) for n in r.failed_networks for p in pats):
+        return []  # a network it places on is invalid (reported there): no follow-on errors
     matched = [n for n in networks if any(fnmatch.fnmatchcase(n, str(p)) for p in pats)]
     matched.sort(key=lambda n: (n != "tso", int(n.split("_")[1]) if "_" in n else 0))
     if not matched:
@@ -1809,7 +1986,7 @@ def _make_device(
         r.bad(f"{fld}.id", f"invalid id {dev_id!r} (lower case letters, digits, _)")
     if agg is not None and not _ID_RE.match(agg):
         r.bad(f"{fld}.aggregator", f"invalid aggregator id {agg!r}")
-    if network is not None:
+    if network is not None and network not in r.failed_networks:  # (else reported there)
         if network not in networks:
             r.bad(f"{fld}.network", f"unknown network {network!r} (have: {sorted(networks)})")
         elif bus is not None and bus not in networks[network][0]:

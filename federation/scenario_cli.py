@@ -127,7 +127,9 @@ def describe(sc: Scenario) -> dict[str, Any]:
         "distribution": [
             {
                 "id": d.id,
-                "feeder": d.feeder or d.case or str(d.file),
+                "feeder": d.feeder
+                or d.case
+                or (f"simbench:{d.simbench}" if d.simbench else str(d.file)),
                 "n_bus": d.n_bus,
                 "interface_bus": d.interface_bus,
                 "nominal_load_mw": round(d.nominal_load_mw, 3),

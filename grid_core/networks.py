@@ -142,12 +142,102 @@ def load_file(path: str | pathlib.Path) -> pp.pandapowerNet:
 
             return _modernise(pp.from_json(str(p)))
         if p.suffix in (".m", ".mat"):
-            from pandapower.converter import from_mpc
+            # pandapower 3 keeps the converter in its subpackage (pandapower.converter
+            # re-exports nothing); `.m` files are parsed by matpowercaseframes, `.mat`
+            # files by scipy.io.loadmat
+            from pandapower.converter.matpower import from_mpc
 
             return _modernise(from_mpc(str(p)))
     except Exception as exc:  # pandapower raises many types; wrap with context
         raise NetworkError(f"cannot read network file {str(p)!r}: {exc}") from exc
     raise NetworkError(f"network file {str(p)!r}: unsupported suffix {p.suffix!r}")
+
+
+#: Format of the ``time`` column of SimBench profiles (``01.01.2016 00:15``; 15-min interval
+#: means labelled at the start of the interval).
+SIMBENCH_TIME_FORMAT = "%d.%m.%Y %H:%M"
+
+
+@functools.cache
+def _simbench_base(code: str) -> tuple[pp.pandapowerNet, dict]:
+    """The SimBench net of ``code`` and its profile tables (read from the CSV data shipped
+    inside the ``simbench`` package; about 6 s per code, so cached)."""
+    try:
+        import simbench as sb
+    except ImportError as exc:  # an optional install could lack it
+        raise NetworkError(f"SimBench code {code!r}: the `simbench` package is missing") from exc
+    try:
+        net = sb.get_simbench_net(code)
+    except Exception as exc:  # simbench raises bare ValueError/KeyError/... for a bad code
+        raise NetworkError(f"cannot load SimBench network {code!r}: {exc}") from exc
+    profiles = dict(net.get("profiles", {}))
+    return net, profiles
+
+
+def simbench_profiles(code: str) -> dict:
+    """The profile tables of a SimBench network (``{"load": DataFrame, "renewables": ...}``,
+    each with a ``time`` column, see ``SIMBENCH_TIME_FORMAT``; values per unit of the
+    element's rated power). Do not modify them: they are shared.
+
+    Raises
+    ------
+    NetworkError
+        If the code is not a SimBench code or the package is missing.
+    """
+    return _simbench_base(code)[1]
+
+
+def load_simbench(code: str) -> pp.pandapowerNet:
+    """A SimBench network (e.g. ``"1-LV-rural1--0-sw"``) prepared as a distribution net.
+
+    - switches applied: a line behind an open line switch goes out of service, the two
+      buses of a closed bus-bus switch are fused, then the switch table is emptied;
+    - parallel transformers between the same two buses (the two 25 MVA HV/MV units of the
+      MV grids) merged into one with ``parallel = n`` (identical units, same impedance);
+    - generation (``sgen``), storage, measurements and the profile tables dropped: the
+      scenario's devices and load profile stand for them;
+    - buses renumbered ``0..n-1`` with the slack (``ext_grid``) bus first.
+
+    Raises
+    ------
+    NetworkError
+        If the code is unknown.
+    """
+    import pandapower as pp
+    import pandapower.toolbox as tb
+
+    net = copy.deepcopy(_simbench_base(code)[0])
+    for key in ("profiles", "loadcases"):
+        if key in net:
+            del net[key]
+    sw = net.switch
+    for _, s in sw[(sw.et == "l") & ~sw.closed.astype(bool)].iterrows():
+        net.line.loc[int(s.element), "in_service"] = False
+    for _, s in sw[(sw.et == "b") & sw.closed.astype(bool)].iterrows():
+        keep, drop = sorted((int(s.bus), int(s.element)))
+        tb.fuse_buses(net, keep, drop)
+    net.switch = net.switch.iloc[0:0]
+    groups = net.trafo.groupby(["hv_bus", "lv_bus"]).groups
+    for rows in groups.values():
+        rows = list(rows)
+        if len(rows) > 1:
+            net.trafo.loc[rows[0], "parallel"] = float(net.trafo.parallel[rows].sum())
+            net.trafo = net.trafo.drop(index=rows[1:])
+    for table in ("sgen", "storage", "measurement"):
+        if table in net and len(net[table]):
+            net[table] = net[table].iloc[0:0]
+    slack = int(net.ext_grid.bus.iat[0]) if len(net.ext_grid) else None
+    order = sorted(int(b) for b in net.bus.index)
+    if slack is not None:
+        order.remove(slack)
+        order.insert(0, slack)
+    tb.reindex_buses(net, {old: new for new, old in enumerate(order)})
+    net.bus = net.bus.sort_index()
+    net.trafo = net.trafo.reset_index(drop=True)
+    if "tap_dependency_table" in net.trafo:
+        net.trafo["tap_dependency_table"] = net.trafo["tap_dependency_table"].fillna(False)
+    del pp  # (imported for the toolbox's side effects only)
+    return _modernise(net)
 
 
 def _segment_downstream_s_mva(net: pp.pandapowerNet, root_bus: int) -> np.ndarray:

@@ -285,19 +285,25 @@ def test_fields_added_by_the_device_models_are_accepted_and_checked(tmp_path):
     _assert_problem(err, "devices[0].params", "response_time_s")
 
 
-def test_dso_from_a_builtin_case_and_a_meshed_file(tmp_path):
+def test_dso_from_a_builtin_case_without_oltc_and_a_meshed_file(tmp_path):
     import pandapower as pp
 
     from grid_core import networks as nets
 
-    doc = copy.deepcopy(tiny_doc())
-    del doc["distribution"][0]["feeder"]
-    doc["distribution"][0]["case"] = "case33bw"  # radial: its 5 tie lines are open
-    sc = load_scenario(_write(tmp_path, doc))
-    assert sc.dso("dso_1").n_bus == 33
-    _, dnets = sc.build_networks(at_min=0)
-    pp.runpp(dnets["dso_1"])
-    assert dnets["dso_1"].converged
+    def builtin(d):
+        del d["distribution"][0]["feeder"]
+        d["distribution"][0]["case"] = "case33bw"  # radial (its 5 ties are open), no trafo
+
+    # case33bw has no transformer: the DSO's voltage control would have no OLTC, and each
+    # step of a run would stay in violation; refused with the reason, once
+    _, err = _problems(tmp_path, builtin)
+    assert err.problems == [
+        (
+            "distribution[dso_1].oltc",
+            "the network has no transformer; the DSO needs an OLTC as transformer 0 from the "
+            "slack bus 0 (add one, or use a `feeder`, which builds it)",
+        )
+    ]
     meshed = nets.load_case("case33bw")
     meshed.line["in_service"] = True  # close the ties: five meshes
     pp.to_json(meshed, str(tmp_path / "meshed.json"))
