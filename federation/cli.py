@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from importlib import metadata
+from typing import NoReturn
 
 #: exit statuses shared by every subcommand (module docstring; README "Using it")
 EXIT_OK = 0
@@ -53,6 +55,13 @@ SCHEME_EPILOG = "schemes (--scheme):\n" + "\n".join(f"  {k}  {v}" for k, v in SC
 NOISY_LOGGERS = ("pandapower", "numba", "pyomo", "matplotlib", "h5py")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """A usage error is one line (the reason) and a pointer to ``-h``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {message} (see {self.prog} -h)\n")
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's lines and shows every default the help text does not state."""
 
@@ -62,6 +71,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             "default" not in text
             and action.default not in (None, False, argparse.SUPPRESS)
             and action.option_strings
+            and action.nargs != 0  # flags: their help says what they do
         ):
             text += " (default: %(default)s)"
         return text
@@ -84,22 +94,32 @@ def _version() -> str:
         return "unknown"
 
 
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v`` on ``parser`` and on all its nested subcommands (``smartnet scenario list -v``).
+
+    ``SUPPRESS`` keeps a subcommand's default from overwriting a ``-v`` given before it.
+    """
+    if "-v" not in parser._option_string_actions:
+        parser.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="debug logging, third-party messages and tracebacks",
+        )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_verbose(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    # -v on the main parser and on every subcommand; SUPPRESS keeps a subcommand's default
-    # from overwriting a -v given before it
-    verbose = argparse.ArgumentParser(add_help=False)
-    verbose.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="debug logging, third-party messages and tracebacks",
-    )
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="smartnet",
         description=__doc__.splitlines()[0],
+        epilog="exit status: 0 done, 1 the work failed, 2 user error (smartnet clear: "
+        "docs/market-json.md)",
         formatter_class=HelpFormatter,
-        parents=[verbose],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -111,11 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # subcommand not part of this installation
         sub_parser = sub.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            formatter_class=HelpFormatter,
-            parents=[verbose],
+            name, help=help_text, description=help_text, formatter_class=HelpFormatter
         )
         module.configure(sub_parser)
         scheme = sub_parser._option_string_actions.get("--scheme")
@@ -124,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
             scheme.metavar = "{A,B,C,D,E}"
             sub_parser.epilog = SCHEME_EPILOG
         sub_parser.set_defaults(_run=module.run)
+    _add_verbose(parser)
     return parser
 
 
@@ -161,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `smartnet ... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     except Exception as exc:  # the error boundary: one line, a traceback only with -v
         if verbose:
             traceback.print_exc()

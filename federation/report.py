@@ -11,6 +11,7 @@ import argparse
 import html
 import json
 import pathlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -150,6 +151,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not pathlib.Path(args.results).is_file():
+        print(f"error: no results file {args.results}", file=sys.stderr)
+        return 2
     index = write_report(args.results, args.out)
     print(f"report: {index}")
     return 0
