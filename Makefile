@@ -1,9 +1,11 @@
-# Quick start: `make run` (default simulation) and `make test` (test suite).
+# Quick start: `make run SCENARIO=tiny` (first run, under a minute), `make run` (default
+# simulation, about 3 minutes) and `make test` (test suite).
 # Both create the virtual environment .venv themselves; nothing but Python 3.11 and make is needed.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SCENARIO ?= default
 
 .PHONY: setup run test lint format bench clean
 
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/smartnet run --scenario default
+	$(BIN)/smartnet run --scenario $(SCENARIO)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

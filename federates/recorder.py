@@ -13,10 +13,12 @@ import logging
 import os
 import pathlib
 import sys
+import time
 
 from federates.runtime import FederateRuntime, main
 from federation.contract import NETWORK_VECTORS, Stage
 from federation.kpi import compute_kpis, format_summary, write_kpis
+from federation.progress import PROGRESS_INTERVAL_S, progress_path, write_progress
 from federation.results import ResultsWriter
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ class RecorderFederate:
             vector_keys=self.vector_keys,
         )
         self.sessions = set(timing.session_times())
+        self.n_sessions_done = 0
+        self.progress = progress_path(self.path)
+        self.progress_wall_s = -PROGRESS_INTERVAL_S
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
         rt = self.rt
@@ -53,12 +58,26 @@ class RecorderFederate:
             self.writer.add_session(doc)
         if t_s in self.sessions:
             self.writer.flush()
+            self.n_sessions_done += 1
+        # for the progress line of `smartnet run` (a small file, at most a few per second)
+        if time.monotonic() - self.progress_wall_s >= PROGRESS_INTERVAL_S:
+            self.progress_wall_s = time.monotonic()
+            write_progress(
+                self.progress, t_s, self.n_sessions_done, len(self.sessions), rt.timing.duration_s
+            )
 
     def finish(self) -> None:
         rt = self.rt
         for doc in rt.receive("recorder/clearing"):
             self.writer.add_session(doc)
         self.writer.flush(complete=True)
+        write_progress(
+            self.progress,
+            self.rt.timing.duration_s,
+            len(self.sessions),
+            len(self.sessions),
+            self.rt.timing.duration_s,
+        )
         kpis = compute_kpis(self.path, rt.params["costs"])
         kpi_path = self.path.with_suffix(".kpi.json")
         write_kpis(kpis, kpi_path)

@@ -4,6 +4,10 @@
 baseline (true profiles, no set-points) up to the session time ``--at`` (the gate closure),
 gives each aggregator the observed states and a forecast issued then, and prints the bids in
 the market JSON schema (``market_core.bids.bids_to_json``) with the session metadata.
+``--market`` prints instead a market document ``smartnet clear`` reads (``docs/market-json.md``):
+those bids, the scheme, the requirement given by ``--requirement-mw`` and the transmission bus
+of each DSO; no network model (a copper plate: the federation adds the models its grid
+federates compute at each session).
 
 The helpers :func:`forecast_model` and :func:`aggregation_config` adapt a scenario to the
 aggregation core and are meant to be reused by the aggregator federate.
@@ -121,6 +125,33 @@ def session_bids(scenario: Any, at_s: float, aggregator: str | None = None) -> d
     return doc
 
 
+def market_document(
+    scenario: Any, doc: dict[str, Any], scheme: str | None, requirement_mw: float
+) -> dict[str, Any]:
+    """A market document (``docs/market-json.md``) of the bids of :func:`session_bids`.
+
+    Parameters
+    ----------
+    scenario
+        The scenario the bids come from.
+    doc
+        Output of :func:`session_bids`.
+    scheme
+        ``"A"`` ... ``"E"``; ``None`` for the scenario's.
+    requirement_mw
+        TSO balancing need in every period [MW] (> 0 short: upward needed).
+    """
+    return {
+        "schema_version": "1.0",
+        "scheme": scheme or str(scenario.scheme),
+        "period_s": doc["period_s"],
+        "n_periods": doc["n_periods"],
+        "requirement_mw": [float(requirement_mw)] * int(doc["n_periods"]),
+        "interface_tso_bus": {d.id: int(d.interface_bus) for d in scenario.distribution},
+        "bids": doc["bids"],
+    }
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``smartnet bids``."""
     parser.add_argument("--scenario", required=True, help="embedded scenario name or .toml path")
@@ -128,22 +159,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--at",
         type=float,
         default=0.0,
-        help="session gate-closure time [s since scenario start] (default 0)",
+        help="session gate-closure time [s since scenario start]",
     )
     parser.add_argument("--aggregator", default=None, help="only this aggregator (agg_<n>)")
     parser.add_argument("-o", "--output", default=None, help="write the JSON here, not stdout")
+    parser.add_argument(
+        "--market",
+        action="store_true",
+        help="print a market document for `smartnet clear` (copper plate, no network model)",
+    )
+    parser.add_argument(
+        "--scheme", default=None, help="scheme of the --market document (default: the scenario's)"
+    )
+    parser.add_argument(
+        "--requirement-mw",
+        type=float,
+        default=0.0,
+        help="TSO balancing need in every period of the --market document [MW, > 0 short]",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print (or write) the bids; exit 2 on a bad scenario or session time."""
+    from federation.cli import user_error_message
     from federation.scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
         doc = session_bids(scenario, float(args.at), args.aggregator)
     except (ScenarioError, ValueError) as exc:
-        print(f"smartnet bids: {exc}", file=sys.stderr)
+        print(f"error: {user_error_message(exc) or exc}", file=sys.stderr)
         return 2
+    if args.market:
+        doc = market_document(scenario, doc, args.scheme, args.requirement_mw)
     text = json.dumps(doc, indent=2)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:

@@ -628,6 +628,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not pathlib.Path(args.results).is_file():
+        print(f"error: no results file {args.results}", file=sys.stderr)
+        return 2
     costs = None
     if args.ict_cost_eur_per_day is not None:
         costs = {

@@ -16,6 +16,7 @@ import datetime as dt
 import importlib.util
 import json
 import logging
+import math
 import os
 import pathlib
 import shlex
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from federation.build import DEFAULT_STARTUP_TIMEOUT_S, write_build
@@ -85,8 +87,12 @@ def supervise(
     *,
     wall_timeout_s: float | None = None,
     env: dict[str, str] | None = None,
+    on_poll: Callable[[], None] | None = None,
 ) -> RunOutcome:
-    """Run every process of a ``runner.json``; tear everything down on the first failure."""
+    """Run every process of a ``runner.json``; tear everything down on the first failure.
+
+    ``on_poll`` is called at every poll of the processes (every 50 ms), e.g. to draw progress.
+    """
     runner_path = pathlib.Path(runner_path).resolve()
     doc = json.loads(runner_path.read_text())
     base = runner_path.parent
@@ -127,6 +133,8 @@ def supervise(
                 outcome.failed.append(("supervisor", -1))
                 log.error("run exceeded its wall-clock limit of %.0f s", wall_timeout_s)
                 break
+            if on_poll is not None:
+                on_poll()
             time.sleep(0.05)
     finally:
         _teardown(procs, outcome)
@@ -200,6 +208,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(/buses in the results; default: network extremes only)",
     )
     parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress line (it is drawn only when stdout is a terminal anyway)",
+    )
+    parser.add_argument(
         "--wall-timeout",
         type=float,
         default=None,
@@ -208,28 +222,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from federation.progress import ProgressLine, progress_path
     from federation.scenario import load_scenario
 
-    scheme = args.scheme or str(load_scenario(args.scenario).scheme)
+    # everything that can refuse the run is checked before the run directory exists
+    scenario = load_scenario(args.scenario)  # ScenarioError: one line, exit 2 (federation.cli)
+    scheme = args.scheme or str(scenario.scheme)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     run_dir = pathlib.Path(
         args.run_dir or f"runs/{pathlib.Path(args.scenario).stem}_{scheme}_{stamp}"
     )
-    built = write_build(
-        args.scenario,
-        scheme,
-        run_dir,
-        startup_timeout_s=args.startup_timeout,
-        dso_check=args.dso_check,
-        record_buses=args.record_buses,
-    )
+    existed = run_dir.exists()
+    try:
+        built = write_build(
+            args.scenario,
+            scheme,
+            run_dir,
+            startup_timeout_s=args.startup_timeout,
+            dso_check=args.dso_check,
+            record_buses=args.record_buses,
+        )
+    except BaseException:
+        if not existed:  # leave no empty or half-written run directory behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     print(
         f"running {args.scenario} under scheme {scheme}"
         f"{' with the DSO check' if args.dso_check else ''} in {built.out_dir} "
         f"(broker port {built.broker.port})",
         flush=True,
     )
-    outcome = supervise(built.runner, wall_timeout_s=args.wall_timeout)
+    progress = ProgressLine(
+        progress_path(built.results), scenario.site.start_hour, sys.stdout, enabled=args.progress
+    )
+    try:
+        outcome = supervise(built.runner, wall_timeout_s=args.wall_timeout, on_poll=progress)
+    finally:
+        progress.close()
     if outcome.returncode:
         print(f"error: {outcome.message}; logs in {outcome.logs}", file=sys.stderr)
         if built.results.exists():
@@ -241,5 +270,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(kpis))
     print(f"results: {built.results}")
     print(f"KPIs: {built.results.with_suffix('.kpi.json')}")
-    print(f"wall time: {outcome.wall_s:.1f} s")
+    speed = progress.speed(float(scenario.duration_s))
+    print(
+        f"wall time: {outcome.wall_s:.1f} s"
+        + (f" ({speed:.0f}x real time after start-up)" if math.isfinite(speed) else "")
+    )
     return 0

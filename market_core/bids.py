@@ -41,6 +41,15 @@ SCHEMA_VERSION = "1.0"
 DEFAULT_PERIOD_S = 900.0
 DEFAULT_N_PERIODS = 4
 
+#: largest quantity a bid may offer in a period [MW] (100 GW: above any single unit or
+#: aggregated portfolio; larger values only spoil the solver's numerics)
+MAX_QUANTITY_MW = 1e5
+#: largest absolute bid price [EUR/MWh]; the harmonised technical price limits of the European
+#: balancing platforms (MARI/PICASSO, +-99 999 EUR/MWh at most) are well inside it
+MAX_ABS_PRICE_EUR_PER_MWH = 1e6
+#: largest absolute reactive ratio [Mvar/MW] (tan(phi) of a unit at cos(phi) = 0.01)
+MAX_ABS_Q_MVAR_PER_MW = 100.0
+
 
 class BidFormatError(ValueError):
     """A bid document cannot be read (wrong type, missing field, unknown schema version)."""
@@ -164,6 +173,8 @@ class BidError:
     bid_id: str
     field: str
     message: str
+    #: position of the bid in the validated list (tells apart bids that share an id)
+    index: int | None = None
 
     def __str__(self) -> str:
         return f"bid {self.bid_id!r}, field {self.field!r}: {self.message}"
@@ -197,18 +208,19 @@ def validate_bids(
         All problems, in bid order; a bid may appear several times (one entry per field).
     """
     errors: list[BidError] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     known = {k: set(v) for k, v in networks.items()} if networks is not None else None
-    for bid in bids:
+    for index, bid in enumerate(bids):
 
-        def err(field_name: str, message: str, bid: Bid = bid) -> None:
-            errors.append(BidError(bid.bid_id, field_name, message))
+        def err(field_name: str, message: str, bid: Bid = bid, index: int = index) -> None:
+            errors.append(BidError(bid.bid_id, field_name, message, index))
 
         if not bid.bid_id:
             err("bid_id", "empty id")
         elif bid.bid_id in seen:
-            err("bid_id", "duplicate id")
-        seen.add(bid.bid_id)
+            # only the later bid is rejected: the first one with this id stays in the market
+            err("bid_id", f"duplicate id: bid {index} repeats the id of bid {seen[bid.bid_id]}")
+        seen.setdefault(bid.bid_id, index)
         if not bid.owner:
             err("owner", "empty owner")
         if bid.network_id != "tso" and not (
@@ -235,12 +247,27 @@ def validate_bids(
             bid.max_quantity_mw and min(bid.max_quantity_mw) < 0.0
         ):
             err("max_quantity_mw", "every quantity must be finite and >= 0")
+        elif bid.max_quantity_mw and max(bid.max_quantity_mw) > MAX_QUANTITY_MW:
+            err(
+                "max_quantity_mw",
+                f"{max(bid.max_quantity_mw):g} MW is out of range (<= {MAX_QUANTITY_MW:g} MW)",
+            )
         elif bid.max_quantity_mw and max(bid.max_quantity_mw) == 0.0:
             err("max_quantity_mw", "all quantities are 0: the bid offers nothing")
         if not all(map(math.isfinite, bid.price_eur_per_mwh)):
             err("price_eur_per_mwh", "every price must be finite")
+        elif bid.price_eur_per_mwh and max(map(abs, bid.price_eur_per_mwh)) > (
+            MAX_ABS_PRICE_EUR_PER_MWH
+        ):
+            err(
+                "price_eur_per_mwh",
+                f"{max(bid.price_eur_per_mwh, key=abs):g} EUR/MWh is out of range "
+                f"(|price| <= {MAX_ABS_PRICE_EUR_PER_MWH:g} EUR/MWh)",
+            )
         if not _finite(bid.q_mvar_per_mw):
             err("q_mvar_per_mw", "must be finite")
+        elif abs(bid.q_mvar_per_mw) > MAX_ABS_Q_MVAR_PER_MW:
+            err("q_mvar_per_mw", f"out of range (|value| <= {MAX_ABS_Q_MVAR_PER_MW:g})")
         if bid.rebound_p_mw:
             if not bid.all_periods:
                 err("rebound_p_mw", "a rebound profile needs all_periods = true")
@@ -251,10 +278,14 @@ def validate_bids(
                 )
             if any(not _finite(r) for r in bid.rebound_p_mw):
                 err("rebound_p_mw", "every value must be finite")
+            elif max(map(abs, bid.rebound_p_mw)) > MAX_QUANTITY_MW:
+                err("rebound_p_mw", f"out of range (|value| <= {MAX_QUANTITY_MW:g} MW)")
         for name in ("max_ramp_up_mw_per_min", "max_ramp_down_mw_per_min"):
             value = getattr(bid, name)
             if value is not None and (not _finite(value) or value <= 0.0):
                 err(name, "must be > 0 (or null for no limit)")
+            elif value is not None and value > MAX_QUANTITY_MW:
+                err(name, f"out of range (<= {MAX_QUANTITY_MW:g} MW/min, or null for no limit)")
         if not isinstance(bid.min_duration_periods, int) or bid.min_duration_periods < 1:
             err("min_duration_periods", "must be an integer >= 1")
         elif bid.min_duration_periods > n_periods:
@@ -270,6 +301,8 @@ def validate_bids(
             )
         if not _finite(bid.min_quantity_mw) or bid.min_quantity_mw < 0.0:
             err("min_quantity_mw", "must be finite and >= 0")
+        elif bid.min_quantity_mw > MAX_QUANTITY_MW:
+            err("min_quantity_mw", f"out of range (<= {MAX_QUANTITY_MW:g} MW)")
         elif (
             bid.min_quantity_mw > 0.0
             and bid.max_quantity_mw
@@ -280,6 +313,8 @@ def validate_bids(
             not _finite(bid.max_energy_mwh) or bid.max_energy_mwh <= 0.0
         ):
             err("max_energy_mwh", "must be > 0 (or null for no limit)")
+        elif bid.max_energy_mwh is not None and bid.max_energy_mwh > MAX_QUANTITY_MW * 24.0:
+            err("max_energy_mwh", f"out of range (<= {MAX_QUANTITY_MW * 24.0:g} MWh, or null)")
         if bid.exclusive_group is not None and not bid.exclusive_group:
             err("exclusive_group", "empty group id (use null for no group)")
         if bid.side is Side.BUY and (

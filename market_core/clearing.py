@@ -806,19 +806,19 @@ def validate_for_market(inp: ClearingInput) -> list[BidError]:
     """
     errors = _validate_bids(inp.bids, n_periods=inp.n_periods)
     nets = _market_networks(inp)
-    for bid in inp.bids:
+    for i, bid in enumerate(inp.bids):
         if bid.side is Side.BUY:
             continue
         if bid.network_id in nets and bid.bus not in nets[bid.network_id]:
             errors.append(
-                BidError(bid.bid_id, "bus", f"bus {bid.bus} is not in {bid.network_id!r}")
+                BidError(bid.bid_id, "bus", f"bus {bid.bus} is not in {bid.network_id!r}", i)
             )
         elif (
             bid.network_id == "tso"
             and inp.transmission is None
             and not any(r.covers("tso") for r in inp.requirements)
         ):
-            errors.append(BidError(bid.bid_id, "network_id", "no area of this market covers it"))
+            errors.append(BidError(bid.bid_id, "network_id", "no area of this market covers it", i))
         elif bid.network_id.startswith("dso_") and inp.transmission is not None:
             if inp.tso_bus_of(bid.network_id) is None:
                 errors.append(
@@ -826,11 +826,14 @@ def validate_for_market(inp: ClearingInput) -> list[BidError]:
                         bid.bid_id,
                         "network_id",
                         f"transmission bus of {bid.network_id!r} unknown (interface_tso_bus)",
+                        i,
                     )
                 )
             elif inp.tso_bus_of(bid.network_id) not in nets["tso"]:
                 errors.append(
-                    BidError(bid.bid_id, "network_id", f"{bid.network_id!r} interface bus unknown")
+                    BidError(
+                        bid.bid_id, "network_id", f"{bid.network_id!r} interface bus unknown", i
+                    )
                 )
     return errors
 
@@ -867,8 +870,9 @@ def build_clearing(inp: ClearingInput) -> ClearingProblem:
                 f"the session has {inp.n_periods}"
             )
     errors = validate_for_market(inp)
-    bad = {e.bid_id for e in errors}
-    valid = [b for b in inp.bids if b.bid_id not in bad]
+    # by position, not id: of two bids sharing an id only the later one is invalid
+    bad = {e.index for e in errors}
+    valid = [b for i, b in enumerate(inp.bids) if i not in bad]
     ctx = _Context(inp=inp, valid=valid)
     asm = Assembly()
     declare_var_award(asm, ctx)

@@ -9,10 +9,16 @@ rest of the market clears.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from market_core.bids import BidFormatError, bid_from_dict, bid_to_dict
+from market_core.bids import (
+    MAX_QUANTITY_MW,
+    BidFormatError,
+    bid_from_dict,
+    bid_to_dict,
+)
 from market_core.clearing import (
     DEFAULT_NETWORK_PENALTY_EUR_PER_MWH,
     DEFAULT_SLACK_PENALTY_EUR_PER_MWH,
@@ -51,25 +57,55 @@ _KEYS = {
 }
 _OPTIONS = {"A": {"dso_check"}, "D": {"decentralised", "max_iterations"}}
 
+#: longest product accepted [s] (one day; a session of longer products is not a balancing market)
+MAX_PERIOD_S = 86_400.0
+#: largest penalty accepted [EUR/MWh]: far above any bid price (``MAX_ABS_PRICE_EUR_PER_MWH``),
+#: small enough that the solver's objective keeps its precision
+MAX_PENALTY_EUR_PER_MWH = 1e8
+#: longest solver time limit accepted [s]
+MAX_TIME_LIMIT_S = 86_400.0
+
 
 class DocumentError(ValueError):
     """A market document is malformed; the message names the JSON path."""
 
 
-def _number_list(value: Any, path: str, n: int | None = None) -> tuple[float, ...]:
+def _number_list(
+    value: Any, path: str, n: int | None = None, max_abs: float = MAX_QUANTITY_MW
+) -> tuple[float, ...]:
     if not isinstance(value, list) or not all(
         isinstance(x, int | float) and not isinstance(x, bool) for x in value
     ):
         raise DocumentError(f"{path}: expected a list of numbers")
     if n is not None and len(value) != n:
         raise DocumentError(f"{path}: {len(value)} values, n_periods is {n}")
+    for i, x in enumerate(value):
+        if not math.isfinite(x):
+            raise DocumentError(f"{path}[{i}]: {x} is not a finite number")
+        if abs(x) > max_abs:
+            raise DocumentError(f"{path}[{i}]: {x:g} is out of range (|value| <= {max_abs:g})")
     return tuple(float(x) for x in value)
 
 
-def _number(doc: Mapping[str, Any], key: str, default: float) -> float:
+def _number(
+    doc: Mapping[str, Any],
+    key: str,
+    default: float,
+    *,
+    minimum: float = -math.inf,
+    maximum: float = math.inf,
+    above_minimum: bool = False,
+) -> float:
+    """A finite number in ``[minimum, maximum]`` (``(minimum, maximum]`` if ``above_minimum``)."""
     value = doc.get(key, default)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise DocumentError(f"{key}: expected a number")
+    if not math.isfinite(value):
+        raise DocumentError(f"{key}: {value} is not a finite number")
+    low_ok = value > minimum if above_minimum else value >= minimum
+    if not low_ok or value > maximum:
+        low = "(" if above_minimum else "["
+        raise DocumentError(f"{key}: {value:g} is out of range {low}{minimum:g}, {maximum:g}]")
     return float(value)
 
 
@@ -111,9 +147,9 @@ def session_from_json(doc: Any) -> tuple[MarketSession, Scheme, dict[str, Any]]:
     n_periods = doc.get("n_periods", 4)
     if not isinstance(n_periods, int) or isinstance(n_periods, bool) or n_periods < 1:
         raise DocumentError("n_periods: expected an integer >= 1")
-    period_s = _number(doc, "period_s", 900.0)
-    if period_s <= 0:
-        raise DocumentError("period_s: must be > 0")
+    period_s = _number(
+        doc, "period_s", 900.0, minimum=0.0, maximum=MAX_PERIOD_S, above_minimum=True
+    )
     try:
         pricing = PricingRule(doc.get("pricing", "pay_as_clear"))
     except ValueError:
@@ -186,9 +222,24 @@ def session_from_json(doc: Any) -> tuple[MarketSession, Scheme, dict[str, Any]]:
         raise DocumentError("mip_rel_gap: expected a number in [0, 1)")
     time_limit = doc.get("time_limit_s")
     if time_limit is not None:
-        time_limit = _number(doc, "time_limit_s", 0.0)
-        if time_limit <= 0.0:
-            raise DocumentError("time_limit_s: must be > 0 (or null)")
+        time_limit = _number(
+            doc, "time_limit_s", 0.0, minimum=0.0, maximum=MAX_TIME_LIMIT_S, above_minimum=True
+        )
+    # a penalty <= 0 pays the market to leave the requirement unmet or to overload a line
+    penalties = {
+        key: _number(
+            doc,
+            key,
+            default,
+            minimum=0.0,
+            maximum=MAX_PENALTY_EUR_PER_MWH,
+            above_minimum=True,
+        )
+        for key, default in (
+            ("slack_penalty_eur_per_mwh", DEFAULT_SLACK_PENALTY_EUR_PER_MWH),
+            ("network_penalty_eur_per_mwh", DEFAULT_NETWORK_PENALTY_EUR_PER_MWH),
+        )
+    }
     session = MarketSession(
         bids=bids,
         requirement_mw=requirement,
@@ -199,12 +250,8 @@ def session_from_json(doc: Any) -> tuple[MarketSession, Scheme, dict[str, Any]]:
         period_s=period_s,
         n_periods=n_periods,
         pricing=pricing,
-        slack_penalty_eur_per_mwh=_number(
-            doc, "slack_penalty_eur_per_mwh", DEFAULT_SLACK_PENALTY_EUR_PER_MWH
-        ),
-        network_penalty_eur_per_mwh=_number(
-            doc, "network_penalty_eur_per_mwh", DEFAULT_NETWORK_PENALTY_EUR_PER_MWH
-        ),
+        slack_penalty_eur_per_mwh=penalties["slack_penalty_eur_per_mwh"],
+        network_penalty_eur_per_mwh=penalties["network_penalty_eur_per_mwh"],
         polygon_sides=polygon,
         mip_rel_gap=mip_rel_gap,
         time_limit_s=time_limit,

@@ -196,8 +196,19 @@ class SchemeResult:
 
     @property
     def total_slack_mw(self) -> float:
-        """Unmet requirement summed over every market, area and period [MW]."""
+        """Balancing slack (unmet requirement + surplus) over every market, area and period [MW]."""
         return float(sum(m.total_slack_mw for m in self.markets))
+
+    @property
+    def unmet_requirement_mw(self) -> float:
+        """Requirement the accepted bids leave uncovered (areas short), summed [MW]."""
+        return float(sum(s.short_mw for m in self.markets for s in m.slack))
+
+    @property
+    def surplus_mw(self) -> float:
+        """Activation beyond the requirement (areas long), summed [MW]; e.g. bids paid to
+        be activated (negative prices) cleared against the slack penalty."""
+        return float(sum(s.long_mw for m in self.markets for s in m.slack))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready document."""
@@ -214,6 +225,8 @@ class SchemeResult:
             "slack_cost_eur": self.slack_cost_eur,
             "uplift_eur": self.uplift_eur,
             "total_slack_mw": self.total_slack_mw,
+            "unmet_requirement_mw": self.unmet_requirement_mw,
+            "surplus_mw": self.surplus_mw,
             "cost_split_eur": dict(self.cost_split_eur),
             "interface_delta_p_mw": {k: list(v) for k, v in self.interface_delta_p_mw.items()},
             "awards": [asdict(a) for a in self.awards],
@@ -1025,15 +1038,37 @@ def clear_scheme(session: MarketSession, scheme: Scheme | str, **options: Any) -
         ``dso_check_enabled`` (A), ``decentralised`` / ``max_iterations`` (D).
     """
     scheme = Scheme(scheme)
-    if scheme is Scheme.A:
-        return scheme_a(session, **options)
-    if scheme is Scheme.B:
-        return scheme_b(session, **options)
-    if scheme is Scheme.C:
-        return scheme_c(session, **options)
-    if scheme is Scheme.D:
-        return scheme_d(session, **options)
-    return scheme_e(session, **options)
+    # a bid repeating an earlier bid's id is rejected here, once, so no market of the scheme
+    # (nor the merging of their results, which is by id) mixes it up with the first one
+    first: dict[str, int] = {}
+    kept: list[Bid] = []
+    duplicates: list[Rejection] = []
+    for i, bid in enumerate(session.bids):
+        if bid.bid_id in first:
+            duplicates.append(
+                Rejection(
+                    bid.bid_id,
+                    "invalid",
+                    f"bid_id: duplicate id: bid {i} repeats the id of bid {first[bid.bid_id]}, "
+                    "which stays in the market",
+                )
+            )
+        else:
+            first[bid.bid_id] = i
+            kept.append(bid)
+    if duplicates:
+        session = replace(session, bids=tuple(kept))
+    run = {
+        Scheme.A: scheme_a,
+        Scheme.B: scheme_b,
+        Scheme.C: scheme_c,
+        Scheme.D: scheme_d,
+        Scheme.E: scheme_e,
+    }[scheme]
+    result = run(session, **options)
+    if duplicates:
+        result = replace(result, rejected=(*result.rejected, *duplicates))
+    return result
 
 
 __all__ = [
