@@ -37,10 +37,20 @@ class RecorderFederate:
     def on_stage(self, stage: Stage, t_s: float) -> None:
         rt = self.rt
         self.writer.add_step(t_s, {k: rt.value(k) for k in self.keys})
-        for doc in rt.receive("recorder/clearing"):
+        cleared = rt.receive("recorder/clearing")
+        for doc in cleared:
             self.writer.add_session(doc)
-        if t_s in self.sessions:
+        # at each session and as soon as a clearing arrives: a run killed later keeps it
+        if t_s in self.sessions or cleared:
             self.writer.flush()
+
+    def abort(self) -> None:
+        """The federation ended early: write every step and clearing received so far (the
+        file stays ``complete = False``; no KPIs)."""
+        for doc in self.rt.receive("recorder/clearing"):
+            self.writer.add_session(doc)
+        self.writer.flush(partial_sessions=True)
+        log.warning("%s: federation ended early; results so far in %s", self.rt.name, self.path)
 
     def finish(self) -> None:
         rt = self.rt
