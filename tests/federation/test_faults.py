@@ -73,7 +73,7 @@ def test_killed_process_ends_the_run_within_10_s(tmp_path, victim, marker):
     thread, result = _start(built)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # after the first session's clearing was written
-        steps, sessions = _n_steps(built.results)
+        _, sessions = _n_steps(built.results)
         if sessions >= 1:
             break
         time.sleep(0.2)
