@@ -54,9 +54,11 @@ class RecorderFederate:
             {k: rt.value(k) for k in self.keys},
             {k: rt.vector(k) for k in self.vector_keys},
         )
-        for doc in rt.receive("recorder/clearing"):
+        cleared = rt.receive("recorder/clearing")
+        for doc in cleared:
             self.writer.add_session(doc)
-        if t_s in self.sessions:
+        # at each session and as soon as a clearing arrives: a run killed later keeps it
+        if t_s in self.sessions or cleared:
             self.writer.flush()
             self.n_sessions_done += 1
         # for the progress line of `smartnet run` (a small file, at most a few per second)
@@ -65,6 +67,14 @@ class RecorderFederate:
             write_progress(
                 self.progress, t_s, self.n_sessions_done, len(self.sessions), rt.timing.duration_s
             )
+
+    def abort(self) -> None:
+        """The federation ended early: write every step and clearing received so far (the
+        file stays ``complete = False``; no KPIs)."""
+        for doc in self.rt.receive("recorder/clearing"):
+            self.writer.add_session(doc)
+        self.writer.flush(partial_sessions=True)
+        log.warning("%s: federation ended early; results so far in %s", self.rt.name, self.path)
 
     def finish(self) -> None:
         rt = self.rt

@@ -347,7 +347,11 @@ def add_inline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="... federate name")
     parser.add_argument("--broker-port", type=int, help="... broker port")
     parser.add_argument("--broker-key", help="... broker key")
-    parser.add_argument("--broker-address", default="127.0.0.1", help="... broker host")
+    parser.add_argument(
+        "--broker-address",
+        default=None,
+        help="broker host (default 127.0.0.1; with a config file: overrides its brokerAddress)",
+    )
     parser.add_argument("--results", default="results/run.h5", help="... results file")
 
 
@@ -367,15 +371,19 @@ def run_federates(
     the federation ended.
     """
     federate = None
+    handlers: list[tuple[FederateRuntime, Any]] = []
+    watch = None
     try:
         members = load()
         if host:
             federate = HelicsFederate(hosted_config([c for c, _ in members], host))
         else:
             federate = HelicsFederate(members[0][0])
+        watch = TerminationWatch.install(federate)
         runtimes = [FederateRuntime(config, federate) for config, _ in members]
         handlers = [(rt, factory(rt)) for rt, (_, factory) in zip(runtimes, members, strict=True)]
         serve(federate, handlers)
+        handlers = []  # finished: nothing to abort
         log.info(
             "%s: done; core %.2f s, waiting on HELICS %.2f s, rejected %d messages",
             federate.name,
@@ -413,13 +421,94 @@ def run_federates(
                 federate.fed.local_error(1, f"{name} failed")
         return 1
     finally:
+        _abort(handlers)
+        if watch is not None:
+            watch.uninstall()
         if federate is not None:
             federate.close()
 
 
+def _abort(handlers: list[tuple[FederateRuntime, Any]]) -> None:
+    """Tell every handler of a federation that ended early (``abort()``, if it has one: the
+    recorder writes what it holds)."""
+    for rt, handler in handlers:
+        abort = getattr(handler, "abort", None)
+        if abort is None:
+            continue
+        try:
+            abort()
+        except Exception:
+            log.exception("%s: abort failed", rt.name)
+
+
+class TerminationWatch:
+    """SIGTERM or SIGINT (a launcher stopping the run) ends this federate's federation.
+
+    The main thread spends most of its time inside a HELICS time request, where a Python
+    signal handler cannot run; the signal's byte arrives on a wake-up socket instead
+    (:func:`signal.set_wakeup_fd`), and a thread turns it into a local error of the HELICS
+    federate. The pending request then fails, the federate aborts (the recorder flushes),
+    exits :data:`EXIT_ABORTED`, and HELICS ends the federation for every other federate.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self, federate: HelicsFederate) -> None:
+        import signal
+        import socket
+        import threading
+
+        self.federate = federate
+        self._signal = signal
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(True)
+        self._writer.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno())
+        self._previous = {}
+        for name in self.SIGNALS:
+            sig = getattr(signal, name)
+            self._previous[sig] = signal.signal(sig, self._note)
+        self._thread = threading.Thread(target=self._watch, name="termination-watch", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def install(cls, federate: HelicsFederate) -> TerminationWatch | None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None  # signals reach the main thread only (tests run federates in threads)
+        return cls(federate)
+
+    def _note(self, signum: int, frame: Any) -> None:  # the byte on the socket does the work
+        log.warning("%s: received signal %d", self.federate.name, signum)
+
+    def _watch(self) -> None:
+        try:
+            data = self._reader.recv(1)
+        except OSError:
+            return
+        if not data:
+            return
+        log.error("%s: stopped by signal %d; ending the federation", self.federate.name, data[0])
+        with contextlib.suppress(h.HelicsException):
+            self.federate.fed.local_error(EXIT_ABORTED, f"{self.federate.name} stopped by signal")
+
+    def uninstall(self) -> None:
+        self._signal.set_wakeup_fd(self._previous_fd)
+        for sig, handler in self._previous.items():
+            self._signal.signal(sig, handler)
+        self._writer.close()  # the watch thread's recv returns b""
+        self._thread.join(timeout=1.0)
+        self._reader.close()
+
+
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.config:
-        return json.loads(pathlib.Path(args.config).read_text())
+        config = json.loads(pathlib.Path(args.config).read_text())
+        if args.broker_address:  # compose: the same config, the broker in another container
+            config["brokerAddress"] = args.broker_address
+            config.update(_listen_all() if not _is_local(args.broker_address) else {})
+        return config
     if not (args.scenario and args.scheme and args.name and args.broker_port and args.broker_key):
         raise SystemExit(
             "give a config file or --scenario, --scheme, --name, --broker-port and --broker-key"
@@ -427,12 +516,23 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     from federation.build import BrokerSettings, federate_config, load_contract, run_metadata
 
     sc, contract = load_contract(args.scenario, args.scheme)
-    broker = BrokerSettings(args.broker_port, args.broker_key, args.broker_address)
+    address = args.broker_address or "127.0.0.1"
+    broker = BrokerSettings(args.broker_port, args.broker_key, address)
     meta = run_metadata(sc, args.scheme) if args.name == "recorder" else None
     config = federate_config(contract, args.name, broker, results=args.results, meta=meta)
-    if args.broker_address not in ("127.0.0.1", "localhost"):
-        config["localInterface"] = "tcp://0.0.0.0"
+    if not _is_local(address):
+        config.update(_listen_all())
     return config
+
+
+def _is_local(address: str) -> bool:
+    return address in ("127.0.0.1", "localhost")
+
+
+def _listen_all() -> dict[str, Any]:
+    """Config keys of a federate whose broker is on another host: listen on every
+    interface (HELICS reads ``--local_interface`` from the core init string)."""
+    return {"localInterface": "tcp://0.0.0.0"}
 
 
 def _write_timing(runtime: HelicsFederate) -> None:

@@ -923,13 +923,23 @@ def compiled_network_for(run: Mapping[str, Any], network: str) -> CompiledNetwor
 
 
 def scenario_for(run: Mapping[str, Any]) -> Any:
-    """The scenario of a federate: the run's cache if there is one, else loaded by name."""
+    """The scenario of a federate: the run's cache, else the run's scenario file, else (a
+    config built in memory) the embedded scenario of that name.
+
+    A config that names a cache or a file never falls back to a name: a custom scenario
+    called ``tiny`` must not silently run the embedded ``tiny``.
+    """
     cache = run.get("scenario_cache")
-    if cache and Path(cache).exists():
+    if cache:
+        if not Path(cache).exists():
+            raise FileNotFoundError(
+                f"scenario cache {cache!r} of this run not found (working directory "
+                f"{Path.cwd()}); start the federate in its build folder"
+            )
         import pickle
 
         with open(cache, "rb") as f:
             return pickle.load(f)  # written by smartnet build for this very run
     from federation.scenario import load_scenario
 
-    return load_scenario(run["scenario"])
+    return load_scenario(run.get("scenario_file") or run["scenario"])

@@ -406,11 +406,13 @@ class ResultsWriter:
         market = str(doc.get("market", self.markets[0]))
         self._docs.setdefault(int(doc["session"]), {})[market] = doc
 
-    def flush(self, *, complete: bool = False) -> None:
+    def flush(self, *, complete: bool = False, partial_sessions: bool = False) -> None:
         """Append the buffered steps and every session all markets have reported (every
-        buffered session when ``complete``)."""
+        buffered session when ``complete`` or ``partial_sessions``: an aborted run keeps a
+        session that only some of its markets cleared)."""
+        every = complete or partial_sessions
         ready = sorted(
-            k for k, docs in self._docs.items() if complete or set(self.markets) <= set(docs)
+            k for k, docs in self._docs.items() if every or set(self.markets) <= set(docs)
         )
         sessions = [self._ordered(self._docs.pop(k)) for k in ready]
         with h5py.File(self.path, "a") as f:

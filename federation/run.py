@@ -38,7 +38,7 @@ HELICS_BROKER_BINARY = (
 )
 
 #: time between SIGTERM and SIGKILL when tearing a failed federation down [s]
-KILL_GRACE_S = 2.0
+KILL_GRACE_S = 4.0
 #: how long the other federates may report after the first failure [s]
 ECHO_WINDOW_S = 1.0
 #: exit code of a federate stopped because another one failed (federates.runtime)

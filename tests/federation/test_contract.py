@@ -255,10 +255,10 @@ def test_root_runner_hosts_the_dso_and_aggregator_federates():
         + [f"dso_host_{g}" for g in range(1, HOSTED_PROCESSES["dso"] + 1)]
         + [f"aggregator_host_{g}" for g in range(1, HOSTED_PROCESSES["aggregator"] + 1)]
     )
-    assert f"helics_broker -f {len(procs) - 1} " in procs["broker"]
+    assert f"federation.broker -f {len(procs) - 1} " in procs["broker"]
     compose = root_files()["docker-compose.yml"]
     assert all(f"  dso-{k}:" in compose for k in range(1, 21))
-    assert "helics_broker -f 33 " in compose  # tso, 20 DSOs, 9 aggregators, market, aFRR, rec.
+    assert "federation.broker -f 33 " in compose  # tso, 20 DSOs, 9 aggregators, market, aFRR, rec.
 
 
 def test_host_command_lines(tmp_path):
