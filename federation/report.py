@@ -135,6 +135,7 @@ def _table(
     header: Sequence[str], rows: Sequence[Sequence[Any]], *, cls: str = "", digits: int = 2
 ) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    thead = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
     body = "".join(
         "<tr>"
         + "".join(
@@ -143,7 +144,7 @@ def _table(
         + "</tr>"
         for row in rows
     )
-    return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table class='{cls}'>{thead}<tbody>{body}</tbody></table>"
 
 
 class _Html(str):
@@ -253,16 +254,20 @@ def make_plots(
     shown = np.abs(awards["price_eur_per_mwh"][scarce]) if awards.size else np.zeros(0)
     low = float(np.min(shown)) if shown.size and np.min(shown) > 0 else penalty / 10.0
     top.set_ylim(min(low, penalty) / 1.5, penalty * 1.5)
+    top.yaxis.set_major_locator(
+        matplotlib.ticker.FixedLocator([m * 10.0**e for e in range(1, 7) for m in (1, 2, 5)])
+    )
     top.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     top.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     top.axhline(penalty, color="k", lw=0.8, ls="--")
     top.text(
-        0.005,
+        0.995,
         0.9,
         f"slack penalty {penalty:,.0f} EUR/MWh",
         transform=top.transAxes,
         fontsize="small",
         va="top",
+        ha="right",
     )
     top.set_ylabel("|price| [EUR/MWh]", fontsize="small")
     top.set_title(
@@ -569,10 +574,10 @@ th,td{{padding:3px 10px;border-bottom:1px solid #e4e4e4}}
 th{{background:#f3f3f3;text-align:left}} td{{text-align:right}} td:first-child{{text-align:left}}
 img{{max-width:100%}} figcaption{{color:#555;font-size:0.9em}}
 .warn{{color:#a15c00;font-weight:bold}} .bad{{color:#b00020;font-weight:bold}}
-.ok{{color:#17702f}}
+.ok{{color:#17702f}} table.kv td{{text-align:left}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<h2 id='run'>Run</h2>{_table(["", ""], run_rows)}
+<h2 id='run'>Run</h2>{_table(["", ""], run_rows, cls="kv")}
 <h2 id='costs'>Cost breakdown</h2>
 {_table(["component", "energy [MWh]", "cost [EUR]", "share [%]"], cost_rows(kpis))}
 <p>mFRR: the sellers' bid prices on their awards; aFRR: its energy at the aFRR price below;
