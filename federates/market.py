@@ -5,8 +5,8 @@ One module serves both scopes (``params.scope``), the contract decides which exi
 
 - ``market_central`` under A, D, E reads the aggregators' bids, the network models and the
   TSO's requirement and calls ``market_core.schemes.clear_scheme``; under E the aggregators'
-  BRP buy bids are among the bids and the requirement is taken net of them
-  (:func:`market_core.brp.requirement_net_of_brps`);
+  BRP buy bids are among the bids, price takers that leave the TSO's requirement whole
+  (``market_core.brp``);
 - ``market_local_<dso>`` (B, C; stage CLEAR_LOCAL) reads the bids located in its DSO and the
   DSO's LinDistFlow model and calls ``clear_local_market``; in B it sends the capped rest of
   its bids to ``market_central/forwarded_bids``;
@@ -30,7 +30,6 @@ from federates.runtime import FederateRuntime, main
 from federation.adapters import apply_dso_verdicts
 from federation.contract import SCHEMES, Stage
 from market_core.bids import Bid, BidFormatError, bid_from_dict, bid_to_dict
-from market_core.brp import requirement_net_of_brps
 from market_core.clearing import Award, ClearingInfeasible, Rejection
 from market_core.document import session_to_json
 from market_core.network import lindistflow_from_dict, ptdf_from_dict
@@ -106,9 +105,6 @@ class MarketFederate:
         if not self.local:
             for doc in rt.receive(f"{name}/requirement"):
                 requirement = [float(it["requirement_mw"]) for it in doc["items"]]
-            # E: the BRPs' buy bids announce part of the system imbalance the TSO forecast;
-            # that part leaves the requirement and comes back through the accepted buy bids
-            requirement = list(requirement_net_of_brps(requirement, bids))
         market = MarketSession(
             bids=(*bids, *forwarded),
             requirement_mw=tuple(requirement),
