@@ -56,6 +56,7 @@ def topology_from_scenario(
             "ict_cost_eur_per_day": float(
                 sc.costs.ict_cost_eur_per_day.get(str(scheme or sc.scheme), 0.0)
             ),
+            "scarcity_price_eur_per_mwh": float(sc.costs.scarcity_price_eur_per_mwh),
         },
         dso_check=bool(dso_check),
     )

@@ -399,6 +399,20 @@ SCHEMAS: dict[str, MessageSchema] = {
                 _f("verdicts", "list", "-", "DSO check verdicts (dso_verdicts items + network)"),
                 _f("requirement_mw", "list", "MW", "balance this market had to meet per product"),
                 _f("total_slack_mw", "number", "MW", "unmet requirement summed over products"),
+                _f("unmet_mwh", "number", "MWh", "unmet requirement as energy (slack x product)"),
+                _f(
+                    "scarcity_cost_eur",
+                    "number",
+                    "EUR",
+                    "unmet requirement priced at the scenario's scarcity price",
+                ),
+                _f("payment_eur", "number", "EUR", "sellers' payments (clearing prices)"),
+                _f(
+                    "payment_split_eur",
+                    "object",
+                    "EUR",
+                    "who pays payment_eur: tso, dso_<k>, brp (positive = pays)",
+                ),
                 _f("items", "list", "-", "awards, as in the awards schema, plus owner"),
                 _f(
                     "input",

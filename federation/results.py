@@ -15,11 +15,17 @@ Layout::
     /                      attrs: scenario, scheme, seed, git_commit, versions (JSON), ...
     /steps/t_s             (n_steps,) step start [s]
     /steps/<contract key>  (n_steps,) every contract value, e.g. /steps/dso_1/interface/p_mw
-    /sessions/t_s, session, status, n_bids, n_rejected, cost_eur, total_slack_mw, n_blocked
-                           one row per session, summed over its markets
+    /sessions/t_s, session, status, n_bids, n_rejected, cost_eur, total_slack_mw, n_blocked,
+             payment_eur, unmet_mwh, scarcity_cost_eur
+                           one row per session, summed over its markets (cost_eur: activation
+                           cost at bid prices; payment_eur: sellers' payments at clearing
+                           prices; unmet_mwh: requirement the bids could not meet, priced at
+                           the scarcity price in scarcity_cost_eur)
     /sessions/requirement_mw  (n_sessions, n_periods) the TSO's (market_central's)
     /markets/t_s, session, market, status, n_bids, n_forwarded, n_rejected, cost_eur,
-             total_slack_mw, n_blocked, requirement_mw   one row per market and session
+             total_slack_mw, n_blocked, payment_eur, unmet_mwh, scarcity_cost_eur,
+             requirement_mw, payment_split_json (JSON object: who pays payment_eur, tso,
+             dso_<k>, brp; positive = pays)   one row per market and session
     /awards                compound table: session, market, owner, bid_id, side (sell, or
                            buy: a BRP's buy bid in scheme E), period, start_s, duration_s,
                            quantity_mw, p_mw, price_eur_per_mwh
@@ -55,9 +61,11 @@ AWARD_DTYPE = np.dtype(
     ]
 )
 SESSION_SCALARS = ("t_s", "session", "n_bids", "n_rejected", "cost_eur", "total_slack_mw")
+#: money and scarcity per market and session (summed per session too)
+_MONEY = ("payment_eur", "unmet_mwh", "scarcity_cost_eur")
 #: summed over the markets of a session (t_s and session are the same for all)
-_SUMMED = ("n_bids", "n_rejected", "cost_eur", "total_slack_mw", "n_blocked")
-MARKET_SCALARS = (*SESSION_SCALARS, "n_forwarded", "n_blocked")
+_SUMMED = ("n_bids", "n_rejected", "cost_eur", "total_slack_mw", "n_blocked", *_MONEY)
+MARKET_SCALARS = (*SESSION_SCALARS, "n_forwarded", "n_blocked", *_MONEY)
 #: a session's status from its markets': the first of these that any market reports
 _STATUS_ORDER = ("infeasible", "no_model", "optimal", "no_bids")
 
@@ -201,6 +209,9 @@ class ResultsWriter:
             values = [str(d.get(name, self.markets[0])) for d in docs]
             _append(m, name, np.array(values, dtype=h5py.string_dtype()))
         _append(m, "requirement_mw", np.array([self._requirement(d) for d in docs]))
+        # who pays each market's sellers (tso, dso_<k>, brp), as a JSON object per row
+        splits = [json.dumps(d.get("payment_split_eur", {}), sort_keys=True) for d in docs]
+        _append(m, "payment_split_json", np.array(splits, dtype=h5py.string_dtype()))
         rows = [
             (
                 d["session"],

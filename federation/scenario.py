@@ -325,10 +325,15 @@ class CostParams:
     afrr_price_factor : aFRR energy price = factor x mFRR clearing price [-]
     unwanted_measure_cost_eur_per_mwh : cost of re-dispatch outside the market [EUR/MWh]
     ict_cost_eur_per_day : ICT cost of running each scheme [EUR/day]
+    scarcity_price_eur_per_mwh : price of balancing requirement the bids cannot meet: the
+        penalty of the clearing's balancing slack (market_core.clearing), so it sets the
+        price where a market is short, and the cost of the unmet requirement in the KPIs
+        [EUR/MWh]
     """
 
     afrr_price_factor: float = 1.5
     unwanted_measure_cost_eur_per_mwh: float = 250.0
+    scarcity_price_eur_per_mwh: float = 10_000.0
     ict_cost_eur_per_day: Mapping[str, float] = field(
         default_factory=lambda: _frozen_map({"A": 0.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 0.0})
     )
@@ -1048,6 +1053,14 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
             _non_negative,
         ),
         ict_cost_eur_per_day=_frozen_map(ict),
+        scarcity_price_eur_per_mwh=r.get(
+            t,
+            "costs",
+            "scarcity_price_eur_per_mwh",
+            float,
+            d.scarcity_price_eur_per_mwh,
+            _non_negative,
+        ),
     )
 
 
