@@ -1418,20 +1418,34 @@ def extract_result(
     has = ctx.award_col >= 0
     qty_all[has] = np.maximum(0.0, ctx.award_qty[has] * x[ctx.award_col[has]])
     qty_all[qty_all < 1e-7] = 0.0
-    # BRP buy bids (scheme E) are price takers: awarded in full in the periods where the
-    # willingness to pay reaches the price of their direction in their area (sign * energy
-    # price: an upward purchase pays the price, a downward one its opposite)
+    # BRP buy bids (scheme E) are price takers: awarded where the willingness to pay reaches
+    # the price of their direction in their area (sign * energy price: an upward purchase
+    # pays the price, a downward one its opposite) and where the sellers' net activation
+    # of the area goes their way; the purchases of one direction share that activation
+    # pro rata when they ask for more (a long BRP in a short system buys nothing: its surplus
+    # already lowered the need, no downward energy is activated that it could buy)
     buyer_area: dict[int, np.ndarray] = {}
+    demand: dict[tuple[int, float], list[int]] = {}
     for b, bid in enumerate(ctx.valid):
         if bid.side is not Side.BUY:
             continue
-        area = next((r.area_id for r in inp.requirements if r.covers(bid.network_id)), None)
-        if area is None:
+        a = next((i for i, r in enumerate(inp.requirements) if r.covers(bid.network_id)), None)
+        if a is None:
             continue
-        e = np.asarray(area_price[area], float)
+        e = np.asarray(area_price[inp.requirements[a].area_id], float)
         buyer_area[b] = e
         take = np.asarray(bid.price_eur_per_mwh) >= bid.direction.sign * e - 1e-9
         qty_all[b] = np.where(take, np.asarray(bid.max_quantity_mw, float), 0.0)
+        demand.setdefault((a, bid.direction.sign), []).append(b)
+    for (a, sign), members in demand.items():
+        short, long_ = ctx.balance_slack[a]
+        net = np.asarray(inp.requirements[a].requirement_mw) - x[short] + x[long_]
+        available = np.maximum(0.0, sign * net)
+        asked = qty_all[members].sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(asked > available, available / np.where(asked > 0, asked, 1.0), 1.0)
+        qty_all[members] *= share
+        qty_all[members] = np.where(qty_all[members] < 1e-7, 0.0, qty_all[members])
     awarded = np.any(qty_all > 0.0, axis=1) if n_b else np.zeros(0, bool)
     zero_award = [ctx.valid[b] for b in np.flatnonzero(~awarded)]
     for b in np.flatnonzero(awarded):

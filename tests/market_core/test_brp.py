@@ -99,3 +99,17 @@ def test_long_brp_buys_downward_at_the_opposite_of_the_price():
     assert e.awarded_mw("agg_9/0/brp_down") == pytest.approx((2.0,))
     assert e.buyer_payment_eur == pytest.approx(10.0)
     assert e.cost_split_eur["brp"] == pytest.approx(10.0)
+
+
+def test_long_brp_in_a_short_system_buys_nothing_and_purchases_share_the_activation():
+    # system short by 10 MW: a 2 MW long BRP (down buy, willing 75) would "buy" downward energy
+    # at minus the price (-30: it would be paid), but nothing is activated downward: no award
+    e = scheme_e(_session(willingness=75.0, deviation_mw=2.0))
+    assert e.award("agg_9/0/brp_down") is None
+    assert e.buyer_payment_eur == 0.0
+    # system short by 2 MW only, BRP short by 3 MW (the others are 1 MW long): it can buy
+    # at most the 2 MW the sellers activate (d1_up at 20, the price)
+    e = scheme_e(_session(willingness=45.0, requirement_mw=2.0, deviation_mw=-3.0))
+    assert e.awarded_mw("d1_up") == pytest.approx((2.0,))
+    assert e.awarded_mw("agg_9/0/brp_up") == pytest.approx((2.0,))
+    assert e.buyer_payment_eur == pytest.approx(2.0 * 20.0)
