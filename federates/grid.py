@@ -47,7 +47,9 @@ class GridFederate:
             from federation.bids_cli import forecast_model
             from federation.brp import system_forecast
 
-            self.imbalance_forecast = system_forecast(self.sc, forecast_model(self.sc))
+            # shared balancing (C): each DSO balances its own area, the TSO the rest
+            own = ("tso",) if SCHEMES[rt.run["scheme"]].dso_balances_area else None
+            self.imbalance_forecast = system_forecast(self.sc, forecast_model(self.sc), own)
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
         if stage is Stage.PREQUALIFY:

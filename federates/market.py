@@ -5,8 +5,8 @@ One module serves both scopes (``params.scope``), the contract decides which exi
 
 - ``market_central`` under A, D, E reads the aggregators' bids, the network models and the
   TSO's requirement and calls ``market_core.schemes.clear_scheme``; under E the aggregators'
-  BRP buy bids are among the bids and the requirement is taken net of them
-  (:func:`market_core.brp.requirement_net_of_brps`);
+  BRP buy bids are among the bids, price takers that leave the TSO's requirement whole
+  (``market_core.brp``);
 - ``market_local_<dso>`` (B, C; stage CLEAR_LOCAL) reads the bids located in its DSO and the
   DSO's LinDistFlow model and calls ``clear_local_market``; in B it sends the capped rest of
   its bids to ``market_central/forwarded_bids``;
@@ -30,8 +30,12 @@ from federates.runtime import FederateRuntime, main
 from federation.adapters import apply_dso_verdicts
 from federation.contract import SCHEMES, Stage
 from market_core.bids import Bid, BidFormatError, bid_from_dict, bid_to_dict
-from market_core.brp import requirement_net_of_brps
-from market_core.clearing import Award, ClearingInfeasible, Rejection
+from market_core.clearing import (
+    DEFAULT_SLACK_PENALTY_EUR_PER_MWH,
+    Award,
+    ClearingInfeasible,
+    Rejection,
+)
 from market_core.document import session_to_json
 from market_core.network import lindistflow_from_dict, ptdf_from_dict
 from market_core.schemes import (
@@ -57,6 +61,19 @@ class MarketFederate:
         self.aggregators: list[str] = rt.params["aggregators"]
         self.interfaces: dict[str, int] = rt.params["interfaces"]
         self.pricing: str = rt.params["pricing"]
+        #: scarcity price: the cost of unmet requirement in the clearing [EUR/MWh]
+        self.scarcity_eur_per_mwh = float(
+            rt.params.get("scarcity_price_eur_per_mwh", DEFAULT_SLACK_PENALTY_EUR_PER_MWH)
+        )
+        #: scheme C: the local market covers its area's forecast deviation from the schedule
+        self.area = None
+        if self.local and SCHEMES[self.scheme].dso_balances_area:
+            from federation.adapters import scenario_for
+            from federation.bids_cli import forecast_model
+            from federation.brp import AreaDeviation
+
+            sc = scenario_for(rt.run)
+            self.area = AreaDeviation(sc, self.network, forecast_model(sc))
 
     def _bids(self, endpoint: str) -> tuple[list[Bid], int]:
         """Bids of every document on ``endpoint``; the number of items that failed to parse."""
@@ -100,26 +117,32 @@ class MarketFederate:
                     len(blocked),
                     len(adders),
                 )
-        # a local market balances its area to the DSO's own need: 0, interface on schedule
-        # (MarketSession.dso_requirement); the central market meets the TSO's requirement
+        # a local market balances its area to the DSO's own need (MarketSession.
+        # dso_requirement): in C the forecast deviation of its area from the interface
+        # schedule, in B 0; the central market meets the TSO's requirement
         requirement = [0.0] * len(periods)
+        dso_requirement: dict[str, tuple[float, ...]] = {}
+        if self.area is not None:
+            requirement = [float(v) for v in self.area.requirement_mw(t_s, timing)]
+            dso_requirement[self.network] = tuple(requirement)
         if not self.local:
             for doc in rt.receive(f"{name}/requirement"):
                 requirement = [float(it["requirement_mw"]) for it in doc["items"]]
-            # E: the BRPs' buy bids announce part of the system imbalance the TSO forecast;
-            # that part leaves the requirement and comes back through the accepted buy bids
-            requirement = list(requirement_net_of_brps(requirement, bids))
         market = MarketSession(
             bids=(*bids, *forwarded),
             requirement_mw=tuple(requirement),
             transmission=transmission,
             distribution=tuple(distribution),
             interface_tso_bus=self.interfaces,
+            dso_requirement_mw=dso_requirement,
             period_s=timing.product_s,
             n_periods=len(periods),
             pricing=self.pricing,
+            slack_penalty_eur_per_mwh=self.scarcity_eur_per_mwh,
         )
         status, cost, slack = "no_bids", 0.0, 0.0
+        payment = slack_cost = 0.0
+        split: dict[str, float] = {}
         awards: tuple[Award, ...] = ()
         refused: tuple[Rejection, ...] = ()
         to_forward: tuple[Bid, ...] = ()
@@ -141,6 +164,11 @@ class MarketFederate:
                 # bids enter the objective as negative cost; what they pay is in the awards)
                 cost = float(sum(a.activation_cost_eur for a in awards if a.side == "sell"))
                 slack = float(clearing.total_slack_mw)
+                slack_cost = float(clearing.slack_cost_eur)
+                payment = float(clearing.total_payment_eur)
+                # who pays the sellers: a local market's DSO pays all of it (as
+                # schemes._combine), other markets by price component (and the BRPs)
+                split = {self.network: payment} if self.local else dict(clearing.cost_split_eur)
                 refused = (*refused, *clearing.rejected)
             except ClearingInfeasible as exc:
                 status = "infeasible"
@@ -179,6 +207,10 @@ class MarketFederate:
             cost_eur=cost,
             requirement_mw=requirement,
             total_slack_mw=slack,
+            unmet_mwh=slack * timing.product_s / 3600.0,
+            scarcity_cost_eur=slack_cost,
+            payment_eur=payment,
+            payment_split_eur=split,
             verdicts=verdicts,
             n_blocked=len(blocked),
             items=all_items,

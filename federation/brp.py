@@ -62,9 +62,14 @@ class PerimeterForecast:
         )
 
 
-def system_forecast(sc: Any, forecast_model: Any) -> PerimeterForecast:
-    """The TSO's forecast of the system imbalance (every network's loads and devices)."""
-    return PerimeterForecast(sc, forecast_model, sc.system_injection_p_mw)
+def system_forecast(
+    sc: Any, forecast_model: Any, networks: tuple[str, ...] | None = None
+) -> PerimeterForecast:
+    """The TSO's forecast of the imbalance of ``networks`` (default: the whole system, every
+    network's loads and devices; ``("tso",)`` under shared balancing, scheme C)."""
+    return PerimeterForecast(
+        sc, forecast_model, lambda p: sc.system_injection_p_mw(p, networks=networks)
+    )
 
 
 class BrpLogic(PerimeterForecast):
@@ -91,3 +96,26 @@ class BrpLogic(PerimeterForecast):
             self.deviation_mw(t_s, timing),
             self.willingness_eur_per_mwh,
         )
+
+
+class AreaDeviation(PerimeterForecast):
+    """Forecast deviation of one DSO's area from its day-ahead interface schedule (scheme C).
+
+    Under shared balancing responsibility each DSO keeps its interface exchange on the
+    day-ahead schedule (``Scenario.day_ahead.interface_p_mw``): at each gate closure it
+    re-forecasts its area (the network's loads on their load profile and its devices'
+    baselines, with the forecast issued then) and its local market buys the difference. The
+    requirement per product is forecast import minus scheduled import [MW], minus the area's
+    forecast deviation: > 0 the area will draw more than scheduled (short, upward need), as
+    ``requirement_mw`` everywhere. Losses are neglected, as in the schedule.
+    """
+
+    def __init__(self, sc: Any, network: str, forecast_model: Any) -> None:
+        self.network = network
+        super().__init__(
+            sc, forecast_model, lambda p: sc.system_injection_p_mw(p, networks=(network,))
+        )
+
+    def requirement_mw(self, t_s: float, timing: Timing) -> np.ndarray:
+        """Requirement of the area per product of the session closing at ``t_s`` [MW]."""
+        return -self.deviation_mw(t_s, timing)

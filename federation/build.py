@@ -165,6 +165,8 @@ def federate_config(
         params["aggregators"] = list(aggregators)
         params["interfaces"] = dict(topo.interfaces)
         params["pricing"] = topo.pricing
+        if "scarcity_price_eur_per_mwh" in topo.costs:
+            params["scarcity_price_eur_per_mwh"] = topo.costs["scarcity_price_eur_per_mwh"]
     elif spec.kind == "recorder":
         params["costs"] = dict(topo.costs)
         # units and description of every recorded value, for the results file's attributes

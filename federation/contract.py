@@ -166,6 +166,9 @@ class SchemeTopology:
     local_markets: bool  # one market_local_<dso> per DSO, before market_central
     forwards: bool  # the local markets forward the rest of their bids to market_central
     description: str
+    #: each DSO keeps its interface on schedule: its local market covers its area's forecast
+    #: deviation (federation.brp.AreaDeviation) and the TSO's requirement is the rest
+    dso_balances_area: bool = False
 
 
 SCHEMES: dict[str, SchemeTopology] = {
@@ -175,7 +178,13 @@ SCHEMES: dict[str, SchemeTopology] = {
     "B": SchemeTopology(
         True, True, True, "local market: DSO first, then TSO with the forwarded rest"
     ),
-    "C": SchemeTopology(True, True, False, "shared balancing: DSO keeps its interface on schedule"),
+    "C": SchemeTopology(
+        True,
+        True,
+        False,
+        "shared balancing: DSO keeps its interface on schedule",
+        dso_balances_area=True,
+    ),
     "D": SchemeTopology(
         True, False, False, "common market: joint transmission + distribution clearing"
     ),
@@ -403,6 +412,20 @@ SCHEMAS: dict[str, MessageSchema] = {
                 _f("verdicts", "list", "-", "DSO check verdicts (dso_verdicts items + network)"),
                 _f("requirement_mw", "list", "MW", "balance this market had to meet per product"),
                 _f("total_slack_mw", "number", "MW", "unmet requirement summed over products"),
+                _f("unmet_mwh", "number", "MWh", "unmet requirement as energy (slack x product)"),
+                _f(
+                    "scarcity_cost_eur",
+                    "number",
+                    "EUR",
+                    "unmet requirement priced at the scenario's scarcity price",
+                ),
+                _f("payment_eur", "number", "EUR", "sellers' payments (clearing prices)"),
+                _f(
+                    "payment_split_eur",
+                    "object",
+                    "EUR",
+                    "who pays payment_eur: tso, dso_<k>, brp (positive = pays)",
+                ),
                 _f("items", "list", "-", "awards, as in the awards schema, plus owner"),
                 _f(
                     "input",

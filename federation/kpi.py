@@ -26,6 +26,8 @@ def run_costs(params: Any, scheme: str) -> dict[str, float]:
         "afrr_energy_price_eur_per_mwh": float(params.afrr_energy_price_eur_per_mwh),
         "residual_imbalance_price_eur_per_mwh": float(params.residual_imbalance_price_eur_per_mwh),
         "ict_cost_eur_per_day": float(params.ict_cost_eur_per_day.get(str(scheme), 0.0)),
+        # the markets' price of unmet requirement (their balancing slack), not a KPI price
+        "scarcity_price_eur_per_mwh": float(params.scarcity_price_eur_per_mwh),
     }
 
 
@@ -60,7 +62,9 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     energy_mwh = np.abs(awards["quantity_mw"]) * awards["duration_s"] / 3600.0
     mfrr_mwh = float(np.sum(energy_mwh[sold]))
     brp_mwh = float(np.sum(energy_mwh[~sold]))
-    # the buyer pays its settlement price (signed per direction) on its awarded quantity
+    # what the BRPs pay (positive = they pay, as market_core's buyer_payment_eur and
+    # cost_split_eur["brp"]): the settlement price of a buy award is the positive price the
+    # BRP pays per MWh of its quantity
     brp_paid = float(
         np.sum((awards["price_eur_per_mwh"] * awards["quantity_mw"] * awards["duration_s"])[~sold])
         / 3600.0
@@ -104,7 +108,9 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
             / 3600.0,
             "mfrr_cost_eur": float(np.sum(markets["cost_eur"][cleared])),
         }
+    money = _money(sessions, markets)
     return {
+        **money,
         "scenario": r["meta"].get("scenario"),
         "scheme": r["meta"].get("scheme"),
         "seed": r["meta"].get("seed"),
@@ -130,6 +136,42 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "violation_steps_after": sum(v["violation_steps_after"] for v in per_network.values()),
         "networks": per_network,
         "markets": per_market,
+    }
+
+
+def _money(sessions: Mapping[str, np.ndarray], markets: Mapping[str, np.ndarray]) -> dict:
+    """Scarcity, payments and the cost split per system operator (files written before these
+    columns: zeros and empty splits).
+
+    ``mfrr_cost_eur`` is at bid prices (activation cost); ``mfrr_payment_eur`` at clearing
+    prices. ``payment_by_payer_eur``: who pays the sellers (``tso``, ``dso_<k>``, ``brp``;
+    central and joint markets by price component, a local market's payments all its DSO's).
+    ``activation_cost_by_operator_eur``: activation cost of each market to the operator that
+    runs it (a local market's to its DSO, a central, common or integrated market's to the
+    TSO). ``unmet_requirement_mwh``: requirement the bids could not meet, per session too,
+    priced at the scarcity price in ``scarcity_cost_eur`` (not paid to anyone, and not in the
+    total: it is the price of a shortage, reported beside it).
+    """
+    n_sessions = int(sessions.get("t_s", np.zeros(0)).size)
+    unmet = sessions.get("unmet_mwh", np.zeros(n_sessions))
+    names = _strings(markets.get("market", np.zeros(0)))
+    costs = markets.get("cost_eur", np.zeros(names.size))
+    splits = markets.get("payment_split_json", np.array([b"{}"] * names.size))
+    paid: dict[str, float] = {}
+    activation: dict[str, float] = {}
+    for name, cost, text in zip(names, costs, _strings(splits), strict=True):
+        for who, eur in json.loads(text).items():
+            paid[who] = paid.get(who, 0.0) + float(eur)
+        operator = name.removeprefix("market_local_") if "local_" in name else "tso"
+        activation[operator] = activation.get(operator, 0.0) + float(cost)
+    return {
+        "mfrr_payment_eur": float(np.sum(sessions.get("payment_eur", np.zeros(0)))),
+        "payment_by_payer_eur": dict(sorted(paid.items())),
+        "activation_cost_by_operator_eur": dict(sorted(activation.items())),
+        "unmet_requirement_mwh": float(np.sum(unmet)),
+        "unmet_requirement_mwh_per_session": [float(v) for v in unmet],
+        "sessions_short": int(np.sum(unmet > 1e-9)),
+        "scarcity_cost_eur": float(np.sum(sessions.get("scarcity_cost_eur", np.zeros(0)))),
     }
 
 
@@ -167,6 +209,20 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         mwh_s = "" if np.isnan(mwh) else f"{mwh:12.3f}"
         lines.append(f"{name:20s} {mwh_s:>12s} {eur:14.2f}")
     lines.append(f"{'total':20s} {'':>12s} {kpis['total_cost_eur']:14.2f}")
+    if "mfrr_payment_eur" in kpis:
+        lines.append(
+            f"{'mFRR payments':20s} {'':>12s} {kpis['mfrr_payment_eur']:14.2f}"
+            " (clearing prices; cost above at bid prices)"
+        )
+        for who, eur in kpis["payment_by_payer_eur"].items():
+            act = kpis["activation_cost_by_operator_eur"].get(who)
+            act_s = "" if act is None else f", activation cost {act:.2f}"
+            lines.append(f"  paid by {who:11s} {'':>12s} {eur:14.2f}{act_s}")
+        lines.append(
+            f"unmet requirement: {kpis['unmet_requirement_mwh']:.3f} MWh in "
+            f"{kpis['sessions_short']} of {kpis['n_sessions']} sessions "
+            f"(at the scarcity price: {kpis['scarcity_cost_eur']:.2f} EUR, not in the total)"
+        )
     if kpis.get("brp_bought_mwh", 0.0) > 0.0:  # scheme E: a transfer, not in the total
         lines.append(
             f"{'BRP purchases':20s} {kpis['brp_bought_mwh']:12.3f} {kpis['brp_paid_eur']:14.2f}"

@@ -18,11 +18,17 @@ Layout::
                            it names (network, profile), gzip bytes with its sha256
     /steps/t_s             (n_steps,) step start [s]
     /steps/<contract key>  (n_steps,) every contract value, e.g. /steps/dso_1/interface/p_mw
-    /sessions/t_s, session, status, n_bids, n_rejected, cost_eur, total_slack_mw, n_blocked
-                           one row per session, summed over its markets
+    /sessions/t_s, session, status, n_bids, n_rejected, cost_eur, total_slack_mw, n_blocked,
+             payment_eur, unmet_mwh, scarcity_cost_eur
+                           one row per session, summed over its markets (cost_eur: activation
+                           cost at bid prices; payment_eur: sellers' payments at clearing
+                           prices; unmet_mwh: requirement the bids could not meet, priced at
+                           the scarcity price in scarcity_cost_eur)
     /sessions/requirement_mw  (n_sessions, n_periods) the TSO's (market_central's)
     /markets/t_s, session, market, status, n_bids, n_forwarded, n_rejected, cost_eur,
-             total_slack_mw, n_blocked, requirement_mw   one row per market and session
+             total_slack_mw, n_blocked, payment_eur, unmet_mwh, scarcity_cost_eur,
+             requirement_mw, payment_split_json (JSON object: who pays payment_eur, tso,
+             dso_<k>, brp; positive = pays)   one row per market and session
     /awards                compound table: session, market, owner, bid_id, side (sell, or
                            buy: a BRP's buy bid in scheme E), period, start_s, duration_s,
                            quantity_mw, p_mw, price_eur_per_mwh
@@ -65,9 +71,11 @@ AWARD_DTYPE = np.dtype(
     ]
 )
 SESSION_SCALARS = ("t_s", "session", "n_bids", "n_rejected", "cost_eur", "total_slack_mw")
+#: money and scarcity per market and session (summed per session too)
+_MONEY = ("payment_eur", "unmet_mwh", "scarcity_cost_eur")
 #: summed over the markets of a session (t_s and session are the same for all)
-_SUMMED = ("n_bids", "n_rejected", "cost_eur", "total_slack_mw", "n_blocked")
-MARKET_SCALARS = (*SESSION_SCALARS, "n_forwarded", "n_blocked")
+_SUMMED = ("n_bids", "n_rejected", "cost_eur", "total_slack_mw", "n_blocked", *_MONEY)
+MARKET_SCALARS = (*SESSION_SCALARS, "n_forwarded", "n_blocked", *_MONEY)
 #: a session's status from its markets': the first of these that any market reports
 _STATUS_ORDER = ("infeasible", "no_model", "optimal", "no_bids")
 
@@ -104,6 +112,13 @@ SESSION_DOC: dict[str, tuple[str, str]] = {
         "unmet requirement summed over periods (slack of the balance, priced at the slack penalty)",
     ),
     "requirement_mw": ("MW", "balancing requirement per product (> 0: system short)"),
+    "unmet_mwh": ("MWh", "requirement the bids could not meet (balancing slack x product length)"),
+    "scarcity_cost_eur": ("EUR", "unmet_mwh priced at the scenario's scarcity_price_eur_per_mwh"),
+    "payment_eur": ("EUR", "sellers' payments at the clearing prices"),
+    "payment_split_json": (
+        "EUR",
+        "JSON object: who pays payment_eur (tso, dso_<k>, brp; positive = pays)",
+    ),
     "market": ("-", "market federate: market_central or market_local_<dso>"),
 }
 COUNT_COLUMNS = frozenset({"session", "n_bids", "n_rejected", "n_blocked", "n_forwarded"})
@@ -471,6 +486,9 @@ class ResultsWriter:
             values = [str(d.get(name, self.markets[0])) for d in docs]
             _append(m, name, np.array(values, dtype=h5py.string_dtype()))
         _append(m, "requirement_mw", np.array([self._requirement(d) for d in docs]))
+        # who pays each market's sellers (tso, dso_<k>, brp), as a JSON object per row
+        splits = [json.dumps(d.get("payment_split_eur", {}), sort_keys=True) for d in docs]
+        _append(m, "payment_split_json", np.array(splits, dtype=h5py.string_dtype()))
         rows = [
             (
                 d["session"],

@@ -330,11 +330,16 @@ class CostParams:
         [EUR/MWh] (docs/scenario.md)
     unwanted_measure_cost_eur_per_mwh : cost of re-dispatch outside the market [EUR/MWh]
     ict_cost_eur_per_day : ICT cost of running each scheme [EUR/day]
+    scarcity_price_eur_per_mwh : price of balancing requirement the bids cannot meet: the
+        penalty of the clearing's balancing slack (market_core.clearing), so it sets the
+        price where a market is short, and the cost of the unmet requirement in the KPIs
+        [EUR/MWh]
     """
 
     afrr_energy_price_eur_per_mwh: float = 75.0
     residual_imbalance_price_eur_per_mwh: float = 150.0
     unwanted_measure_cost_eur_per_mwh: float = 250.0
+    scarcity_price_eur_per_mwh: float = 10_000.0
     ict_cost_eur_per_day: Mapping[str, float] = field(
         default_factory=lambda: _frozen_map({"A": 0.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 0.0})
     )
@@ -585,30 +590,42 @@ class Scenario:
         """
         return _device_baseline(self, self.profiles if profiles is None else profiles, devices)
 
-    def system_injection_p_mw(self, profiles: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        """Net injection of every network's loads and devices, summed, per minute [MW].
+    def system_injection_p_mw(
+        self,
+        profiles: Mapping[str, np.ndarray] | None = None,
+        networks: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Net injection of the loads and devices of ``networks`` (default: every network),
+        summed, per minute [MW].
 
         Loads at their nominal ``p_mw`` times their network's load profile, devices at their
         baseline (:meth:`device_baseline_p_mw`), both under ``profiles`` (default: the
-        truth); the transmission case's own generators and the slack are not included. The
-        product means of this series under the day-ahead forecast are the system's scheduled
-        injection (the sum over networks of ``day_ahead.bus_p_inj_mw`` plus the DSO exchanges
-        it nets out), so a forecast of it minus that schedule is a forecast of the system
+        truth); the transmission case's own generators, the slack and the DSO exchanges are
+        not included. Under the day-ahead forecast the product means of this series are the
+        scheduled injection of those networks (``day_ahead``: for every network, the sum of
+        ``bus_p_inj_mw`` with the DSO exchanges it nets out; for one DSO, minus its
+        ``interface_p_mw``), so a forecast of it minus that schedule is a forecast of their
         imbalance.
         """
         prof = self.profiles if profiles is None else profiles
-        total = self.device_baseline_p_mw(prof).sum(axis=0)
-        for profile, p_mw in self._nominal_load_p_mw:
-            total = total - p_mw * np.asarray(prof[profile], dtype=float)
+        chosen = set(self.network_ids if networks is None else networks)
+        devices = [d for d in self.devices if d.network in chosen]
+        total = self.device_baseline_p_mw(prof, devices).sum(axis=0)
+        if not devices:
+            total = np.zeros(self.n_minutes)
+        for network, (profile, p_mw) in self._nominal_load_p_mw.items():
+            if network in chosen:
+                total = total - p_mw * np.asarray(prof[profile], dtype=float)
         return total
 
     @functools.cached_property
-    def _nominal_load_p_mw(self) -> tuple[tuple[str, float], ...]:
-        """(load profile, nominal load [MW]) of the transmission net and of each DSO."""
+    def _nominal_load_p_mw(self) -> dict[str, tuple[str, float]]:
+        """Network id -> (load profile, nominal load of its net [MW])."""
         tnet, dnets = self.build_networks()
-        out = [(self.transmission.load_profile, float(tnet.load.p_mw.sum()))]
-        out += [(d.load_profile, float(dnets[d.id].load.p_mw.sum())) for d in self.distribution]
-        return tuple(out)
+        out = {"tso": (self.transmission.load_profile, float(tnet.load.p_mw.sum()))}
+        for d in self.distribution:
+            out[d.id] = (d.load_profile, float(dnets[d.id].load.p_mw.sum()))
+        return out
 
     @functools.cached_property
     def day_ahead(self) -> DayAheadSchedule:
@@ -1101,6 +1118,14 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
             _non_negative,
         ),
         ict_cost_eur_per_day=_frozen_map(ict),
+        scarcity_price_eur_per_mwh=r.get(
+            t,
+            "costs",
+            "scarcity_price_eur_per_mwh",
+            float,
+            d.scarcity_price_eur_per_mwh,
+            _non_negative,
+        ),
     )
 
 

@@ -12,16 +12,20 @@ perimeter *deviation* is forecast minus schedule, so a negative deviation is a s
 deviation buys **downward** flexibility.
 
 The TSO's requirement is a forecast of the whole system's imbalance, which already contains
-the BRPs' perimeters. When the BRPs announce their own need as buy bids, the market takes it
-out of the TSO requirement (:func:`requirement_net_of_brps`) and the accepted buy bids put
-back what the BRPs actually pay for (``market_core.clearing`` balance rows): with every buy
-bid accepted the sellers cover exactly the TSO's original need; a BRP whose willingness to pay
-is below the sellers' prices leaves its imbalance to aFRR and the settlement.
+the BRPs' perimeters, and it stays whole in the market: the sellers cover it whether or not a
+BRP buys. A BRP is a price taker (``market_core.clearing.extract_result``): its buy bid is
+awarded where its willingness to pay reaches the clearing price of its direction in its area,
+it pays that price for its quantity, and the system operator pays that much less of the
+sellers' payments (``cost_split_eur["brp"]``). A refused buy bid therefore changes nothing
+(dispatch, prices and payments are those of the market without it), and an accepted one
+changes only who pays for part of the need: the BRP's perimeter imbalance is balanced either
+way. Payment sign: the money a BRP pays is positive in ``buyer_payment_eur``,
+``cost_split_eur["brp"]`` and ``federation.kpi``'s ``brp_paid_eur`` (``docs/conventions.md``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -107,19 +111,3 @@ def brp_buy_bids(
                 )
             )
     return tuple(bids)
-
-
-def requirement_net_of_brps(
-    requirement_mw: Sequence[float], bids: Iterable[Bid]
-) -> tuple[float, ...]:
-    """The TSO requirement without the need the BRPs announce in their buy bids [MW].
-
-    ``requirement_mw`` > 0 asks for upward activation. An upward buy bid of ``q`` announces a
-    short perimeter that the TSO's system forecast counted as ``+q`` of upward need: it is
-    taken out here and comes back through the bid if the market accepts it.
-    """
-    req = np.asarray(requirement_mw, dtype=float).copy()
-    for b in bids:
-        if b.side is Side.BUY:
-            req -= b.direction.sign * np.asarray(b.max_quantity_mw[: len(req)], dtype=float)
-    return tuple(float(x) for x in req)

@@ -175,6 +175,9 @@ class ClearingInput:
     time_limit_s
         Time limit of the MILP search [s], ``None`` for none (a co-simulation may set one so
         that a hard MILP cannot stall the federation).
+    counter_activation_margin_eur_per_mwh
+        Margin [EUR/MWh] of the counter-activation penalty above the largest up-down spread
+        of the bids (:func:`counter_activation_penalty`); > 0.
     """
 
     bids: tuple[Bid, ...]
@@ -194,6 +197,7 @@ class ClearingInput:
     blocked_bid_ids: frozenset[str] = frozenset()
     mip_rel_gap: float = 1e-4
     time_limit_s: float | None = None
+    counter_activation_margin_eur_per_mwh: float = 0.01
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bids", tuple(self.bids))
@@ -237,6 +241,7 @@ class Assembly:
         self.n_row = 0
         self.col_blocks: dict[str, np.ndarray] = {}
         self.row_blocks: dict[str, np.ndarray] = {}
+        self._extra_cost: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add_cols(
         self, name: str, n: int, lower: Any, upper: Any, cost: Any, integer: Any = False
@@ -268,6 +273,19 @@ class Assembly:
         self._r.append(rows)
         self._c.append(cols)
         self._v.append(vals)
+
+    def add_cost(self, cols: Any, vals: Any) -> None:
+        """Add ``vals`` to the objective coefficients of existing columns ``cols``."""
+        self._extra_cost.append(
+            (np.asarray(cols, dtype=np.int64).ravel(), np.asarray(vals, float).ravel())
+        )
+
+    def cost_vector(self) -> np.ndarray:
+        """Objective coefficients of every column, with the added costs."""
+        cost = self.vector(self.col_cost)
+        for cols, vals in self._extra_cost:
+            np.add.at(cost, cols, vals)
+        return cost
 
     def vector(self, parts: list[np.ndarray]) -> np.ndarray:
         """Concatenate per-block arrays (empty-safe)."""
@@ -317,6 +335,8 @@ class _Context:
     network_slack: list[tuple[int, int, str]] = field(default_factory=list)  # col, row, what
     convexity_rows: dict[str, int] = field(default_factory=dict)
     proposal_cols: dict[str, np.ndarray] = field(default_factory=dict)
+    # column -> counter-activation penalty in its cost [EUR per unit of the column]
+    counter_cost: dict[int, float] = field(default_factory=dict)
 
     def terms(self, b: int) -> dict[int, tuple[int, float]]:
         """Award of valid bid ``b``: period -> (column, MW per unit of the column)."""
@@ -334,28 +354,29 @@ def declare_var_award(asm: Assembly, ctx: _Context) -> None:
 
     Divisible bids get one fraction in [0, 1] per period with a non-zero quantity;
     all-or-nothing bids make it binary; all-periods bids get one fraction for the whole
-    session. Buy bids (scheme E) enter with a negative cost (willingness to pay).
+    session. Buy bids (scheme E) get no column: a BRP is a price taker, awarded after the
+    clearing where its willingness to pay reaches its area's price (:func:`extract_result`).
     """
     dt_h, n_t, n_b = ctx.inp.dt_h, ctx.inp.n_periods, len(ctx.valid)
     qty = np.array([b.max_quantity_mw for b in ctx.valid], float).reshape(n_b, n_t)
     price = np.array([b.price_eur_per_mwh for b in ctx.valid], float).reshape(n_b, n_t)
-    sign_cost = np.array([-1.0 if b.side is Side.BUY else 1.0 for b in ctx.valid])
+    sell = np.array([b.side is Side.SELL for b in ctx.valid], bool)
     linked = np.array([b.all_periods for b in ctx.valid], bool)
     integer = np.array([not b.divisible for b in ctx.valid], bool)
     open_ = np.array([b.bid_id not in ctx.inp.blocked_bid_ids for b in ctx.valid], float)
     col = np.full((n_b, n_t), -1, dtype=np.int64)
     # per-period fractions of the ordinary bids, all in one block
-    mask = (qty > 0.0) & ~linked[:, None]
+    mask = (qty > 0.0) & ~linked[:, None] & sell[:, None]
     rows_b, rows_t = np.nonzero(mask)
-    cost = sign_cost[rows_b] * price[rows_b, rows_t] * qty[rows_b, rows_t] * dt_h
+    cost = price[rows_b, rows_t] * qty[rows_b, rows_t] * dt_h
     col[rows_b, rows_t] = asm.add_cols(
         "award", rows_b.size, 0.0, open_[rows_b], cost, integer[rows_b]
     )
     # one fraction per all-periods bid
     fraction = np.full(n_b, -1, dtype=np.int64)
-    lb = np.flatnonzero(linked)
+    lb = np.flatnonzero(linked & sell)
     if lb.size:
-        cost = sign_cost[lb] * np.sum(price[lb] * qty[lb], axis=1) * dt_h
+        cost = np.sum(price[lb] * qty[lb], axis=1) * dt_h
         fraction[lb] = asm.add_cols("award", lb.size, 0.0, open_[lb], cost, integer[lb])
         col[lb] = np.where(qty[lb] > 0.0, fraction[lb, None], -1)
     ctx.award_col, ctx.award_qty = col, np.where(col >= 0, qty, 0.0)
@@ -484,9 +505,10 @@ def declare_var_injection(asm: Assembly, ctx: _Context) -> None:
 def declare_eq_balance(asm: Assembly, ctx: _Context) -> None:
     """Balancing requirement per area and period, with penalised slack both ways.
 
-    ``sum p(n, t) over the area's nodes - bought(t) + short(t) - long(t) = requirement(t)``:
-    ``short`` is the unmet upward need, ``long`` the unmet downward need [MW]; buy bids (scheme
-    E) add to the need of their area.
+    ``sum p(n, t) over the area's nodes + short(t) - long(t) = requirement(t)``: ``short`` is
+    the unmet upward need, ``long`` the unmet downward need [MW]. The requirement is the
+    whole need of the area: BRP buy bids (scheme E) do not enter it (a BRP's purchase only
+    changes who pays for part of it, :func:`extract_result`).
     """
     inp, n_t = ctx.inp, ctx.inp.n_periods
     penalty = inp.slack_penalty_eur_per_mwh * inp.dt_h
@@ -497,16 +519,69 @@ def declare_eq_balance(asm: Assembly, ctx: _Context) -> None:
         if covered:
             block = np.vstack(covered)
             asm.add_entries(np.broadcast_to(rows, block.shape), block, 1.0)
-        for b, bid in enumerate(ctx.valid):
-            if bid.side is Side.BUY and req.covers(bid.network_id):
-                for t, (col, qty) in ctx.terms(b).items():
-                    asm.add_entries([rows[t]], [col], [-bid.direction.sign * qty])
         short = asm.add_cols("slack_short", n_t, 0.0, np.inf, penalty)
         long_ = asm.add_cols("slack_long", n_t, 0.0, np.inf, penalty)
         asm.add_entries(rows, short, 1.0)
         asm.add_entries(rows, long_, -1.0)
         ctx.balance_rows[a] = rows
         ctx.balance_slack[a] = (short, long_)
+
+
+def counter_activation_penalty(ctx: _Context) -> float:
+    """Penalty on counter-activated flexibility [EUR/MWh] (:func:`declare_cost_counter_activation`).
+
+    An upward award at ``p_up`` paired with a downward award at ``p_down`` in the same area
+    and period cancel out and change the objective by ``p_up + p_down`` per MWh: negative
+    when a downward bid has a negative price (a generator that saves fuel) below minus an
+    upward price. The penalty is the largest such saving over the market's sell bids plus
+    ``ClearingInput.counter_activation_margin_eur_per_mwh``, so that no up-down pair pays
+    for itself and the clearing activates against the area's need only where a network
+    constraint leaves no cheaper way.
+    """
+    up = [
+        min(b.price_eur_per_mwh) for b in ctx.valid if b.side is Side.SELL and b.direction.sign > 0
+    ]
+    down = [
+        min(b.price_eur_per_mwh) for b in ctx.valid if b.side is Side.SELL and b.direction.sign < 0
+    ]
+    spread = max(0.0, -(min(up) + min(down))) if up and down else 0.0
+    return spread + float(ctx.inp.counter_activation_margin_eur_per_mwh)
+
+
+def declare_cost_counter_activation(asm: Assembly, ctx: _Context) -> None:
+    """Penalty on awards against the need of their area (no gratuitous opposite activations).
+
+    In an area and period with requirement ``R > 0`` every MWh of downward award is matched by
+    one more MWh of upward award (the balance row), so the downward volume is the
+    counter-activated volume; with ``R < 0`` the upward volume is; with ``R = 0`` both are.
+    Those award columns get :func:`counter_activation_penalty` per MWh on top of their bid
+    price. Rebound profiles are not penalised; bids no requirement covers (the local
+    markets of the decentralised scheme D) neither. Every reported cost is at bid prices and
+    ``ClearingSolution.objective_eur`` leaves the penalty out. Limitation: where a network
+    constraint makes a counter-activated bid marginal, its node's price contains the penalty
+    (a price from an LP without it is degenerate once those awards are fixed).
+    """
+    inp, dt_h = ctx.inp, ctx.inp.dt_h
+    if not inp.requirements or ctx.award_col.size == 0:
+        return
+    kappa = counter_activation_penalty(ctx)
+    extra: dict[int, float] = {}
+    for b, bid in enumerate(ctx.valid):
+        if bid.side is not Side.SELL:
+            continue
+        req = next((r for r in inp.requirements if r.covers(bid.network_id)), None)
+        if req is None:
+            continue
+        sign = bid.direction.sign
+        for t, (col, qty) in ctx.terms(b).items():
+            need = req.requirement_mw[t]
+            against = abs(need) <= _TOL or need * sign < 0.0
+            if against:
+                extra[col] = extra.get(col, 0.0) + kappa * qty * dt_h
+    if extra:
+        cols = np.fromiter(extra, dtype=np.int64, count=len(extra))
+        asm.add_cost(cols, np.fromiter(extra.values(), dtype=float, count=len(extra)))
+        ctx.counter_cost.update(extra)
 
 
 def _network_rows(
@@ -878,6 +953,7 @@ def build_clearing(inp: ClearingInput) -> ClearingProblem:
     declare_var_award(asm, ctx)
     declare_var_injection(asm, ctx)
     declare_eq_balance(asm, ctx)
+    declare_cost_counter_activation(asm, ctx)
     if inp.transmission is not None:
         declare_ineq_ptdf_flow(asm, ctx, inp.transmission)
     for model in inp.distribution:
@@ -893,7 +969,7 @@ def build_clearing(inp: ClearingInput) -> ClearingProblem:
         matrix=asm.matrix(),
         col_lower=asm.vector(asm.col_lower),
         col_upper=asm.vector(asm.col_upper),
-        col_cost=asm.vector(asm.col_cost),
+        col_cost=asm.cost_vector(),
         col_integer=asm.vector(asm.col_integer).astype(bool),
         row_lower=asm.vector(asm.row_lower),
         row_upper=asm.vector(asm.row_upper),
@@ -1058,10 +1134,17 @@ def solve_clearing(
             f"{problem.inp.market_id}: LP status {h.modelStatusToString(status)}"
         )
     sol = h.getSolution()
+    objective = float(h.getInfo().objective_function_value)
+    x = np.asarray(sol.col_value)
+    counter = problem.ctx.counter_cost
+    if counter:
+        cols = np.fromiter(counter, dtype=np.int64, count=len(counter))
+        penalty = np.fromiter(counter.values(), dtype=float, count=len(counter))
+        objective -= float(penalty @ x[cols])
     return ClearingSolution(
         status=mip_status,
-        objective_eur=float(h.getInfo().objective_function_value),
-        x=np.asarray(sol.col_value),
+        objective_eur=objective,
+        x=x,
         row_dual=np.asarray(sol.row_dual),
         basis=h.getBasis(),
         mip_s=mip_s,
@@ -1153,7 +1236,16 @@ def by_bid_id(records: Sequence[Any], bid_id: str) -> Any | None:
 
 @dataclass(frozen=True)
 class ClearingResult:
-    """Everything a market session produces; :meth:`to_dict` gives the JSON document."""
+    """Everything a market session produces; :meth:`to_dict` gives the JSON document.
+
+    Money (``docs/conventions.md``, "Payments"): ``activation_cost_eur`` is the sellers'
+    cost at their bid prices; ``total_payment_eur`` what the sellers receive at the clearing
+    prices (uplift included); ``buyer_payment_eur`` what the BRPs pay (>= 0 when they pay);
+    ``cost_split_eur`` who pays ``total_payment_eur``: ``tso``, each ``dso_<k>`` (its
+    distribution congestion components) and ``brp`` (= ``buyer_payment_eur``, taken off the
+    TSO's share), positive = pays; ``slack_cost_eur`` the unmet requirement at the scarcity
+    price (``ClearingInput.slack_penalty_eur_per_mwh``), not paid to anybody.
+    """
 
     market_id: str
     scheme: str
@@ -1330,6 +1422,34 @@ def extract_result(
     has = ctx.award_col >= 0
     qty_all[has] = np.maximum(0.0, ctx.award_qty[has] * x[ctx.award_col[has]])
     qty_all[qty_all < 1e-7] = 0.0
+    # BRP buy bids (scheme E) are price takers: awarded where the willingness to pay reaches
+    # the price of their direction in their area (sign * energy price: an upward purchase
+    # pays the price, a downward one its opposite) and where the sellers' net activation
+    # of the area goes their way; the purchases of one direction share that activation
+    # pro rata when they ask for more (a long BRP in a short system buys nothing: its surplus
+    # already lowered the need, no downward energy is activated that it could buy)
+    buyer_area: dict[int, np.ndarray] = {}
+    demand: dict[tuple[int, float], list[int]] = {}
+    for b, bid in enumerate(ctx.valid):
+        if bid.side is not Side.BUY:
+            continue
+        a = next((i for i, r in enumerate(inp.requirements) if r.covers(bid.network_id)), None)
+        if a is None:
+            continue
+        e = np.asarray(area_price[inp.requirements[a].area_id], float)
+        buyer_area[b] = e
+        take = np.asarray(bid.price_eur_per_mwh) >= bid.direction.sign * e - 1e-9
+        qty_all[b] = np.where(take, np.asarray(bid.max_quantity_mw, float), 0.0)
+        demand.setdefault((a, bid.direction.sign), []).append(b)
+    for (a, sign), members in demand.items():
+        short, long_ = ctx.balance_slack[a]
+        net = np.asarray(inp.requirements[a].requirement_mw) - x[short] + x[long_]
+        available = np.maximum(0.0, sign * net)
+        asked = qty_all[members].sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(asked > available, available / np.where(asked > 0, asked, 1.0), 1.0)
+        qty_all[members] *= share
+        qty_all[members] = np.where(qty_all[members] < 1e-7, 0.0, qty_all[members])
     awarded = np.any(qty_all > 0.0, axis=1) if n_b else np.zeros(0, bool)
     zero_award = [ctx.valid[b] for b in np.flatnonzero(~awarded)]
     for b in np.flatnonzero(awarded):
@@ -1342,17 +1462,18 @@ def extract_result(
         price_bid = np.asarray(bid.price_eur_per_mwh)
         cost = float(np.sum(price_bid * qty) * dt_h)
         if bid.side is Side.BUY:
-            e = area_price.get(
-                next((r.area_id for r in inp.requirements if r.covers(bid.network_id)), ""),
-                np.zeros(n_t),
-            )
+            # a purchase activates nothing (cost 0); the BRP pays for part of the area's
+            # need, which the system operator then does not pay (cost split)
+            e = buyer_area[b]
             p = np.zeros(n_t)
             q_inj = np.zeros(n_t)
             settle = price_bid if inp.pricing is PricingRule.PAY_AS_BID else bid.direction.sign * e
+            settle = np.where(qty > 0.0, settle, 0.0)
             pay = -float(np.sum(settle * qty) * dt_h)
             buyer_pay += -pay
-            split["brp"] = split.get("brp", 0.0) + pay
-            act_cost -= cost
+            split["brp"] = split.get("brp", 0.0) - pay
+            split["tso"] += pay
+            cost = 0.0
             price_out = settle
         else:
             p = bid.direction.sign * qty

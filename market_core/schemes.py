@@ -268,7 +268,10 @@ def _merge_awards(awards: list[tuple[Award, float]], dt_h: float) -> tuple[Award
             continue
         a = m["a"]
         total_mwh = float(np.sum(m["q"])) * dt_h
-        avg = m["pay"] / total_mwh if total_mwh > 0 else 0.0
+        # settlement price per MWh of award; a buyer's payment is money it pays (payment_eur
+        # < 0), its price the positive price it pays (the clearing's buy-award convention)
+        sign = -1.0 if a.side == Side.BUY.value else 1.0
+        avg = sign * m["pay"] / total_mwh if total_mwh > 0 else 0.0
         out.append(
             replace(
                 a,

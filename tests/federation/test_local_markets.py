@@ -36,7 +36,11 @@ def _whole_session(path, session: int) -> MarketSession:
     bids = [b for b in central.bids if b.network_id == "tso"]  # not the forwarded ones
     bids += [b for s in local for b in s.bids]
     models = tuple(m for s in local for m in s.distribution)
-    return dataclasses.replace(central, bids=tuple(bids), distribution=models)
+    # each local market's own need (scheme C: its area's forecast deviation, B: 0)
+    dso_need = {k: v for s in local for k, v in s.dso_requirement_mw.items()}
+    return dataclasses.replace(
+        central, bids=tuple(bids), distribution=models, dso_requirement_mw=dso_need
+    )
 
 
 def _recorded(awards, session: int, market: str | None = None) -> dict[tuple[str, int], tuple]:

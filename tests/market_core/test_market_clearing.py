@@ -140,10 +140,12 @@ def test_all_or_nothing_takes_whole_block_with_make_whole_uplift():
     assert res.awarded_mw("dn") == pytest.approx((3.0,))
     assert res.awarded_mw("div") == (0.0,)
     assert res.activation_cost_eur == pytest.approx(83.0)
-    # LP with the block fixed: the downward bid is marginal, price -1 EUR/MWh; the block
-    # would be paid 8 * -1 = -8 EUR, so it gets a make-whole uplift of 80 + 8 = 88 EUR.
-    assert res.area_price_eur_per_mwh["system"] == pytest.approx((-1.0,))
-    assert res.award("aon").uplift_eur == pytest.approx(88.0)
+    # LP with the block fixed: the downward bid is marginal, a counter-activation the block
+    # needs, so its price carries the counter-activation penalty (no up-down spread here:
+    # the 0.01 EUR/MWh margin): -1.01 EUR/MWh; the block would be paid 8 * -1.01 = -8.08 EUR,
+    # so it gets a make-whole uplift of 80 + 8.08 = 88.08 EUR.
+    assert res.area_price_eur_per_mwh["system"] == pytest.approx((-1.01,))
+    assert res.award("aon").uplift_eur == pytest.approx(88.08)
     assert res.award("aon").payment_eur == pytest.approx(80.0)
     # Without the downward bid the block cannot be split: the divisible bid serves 5 MW.
     res2, _ = clear(_inp(bids[:2], [5.0]))
@@ -296,21 +298,27 @@ def test_branch_polygon_limit_and_base_violation_slack():
     assert max(c.violation for c in violated) == pytest.approx(9.0 - 5.0 * OCTAGON)
 
 
-def test_buy_bid_adds_to_need_when_cheap_enough():
-    # BRP wants 5 MW up at <= 45; sellers 10 MW at 30 and 10 MW at 60; TSO needs 8 MW.
-    # Sellers: 8 for the TSO + 2 for the BRP at 30 (the next block at 60 > 45).
+def test_buy_bid_is_a_price_taker_and_leaves_the_need_whole():
+    # The TSO's 8 MW need (which contains the BRP's short perimeter) is met by s1 at 30:
+    # price 30. The BRP wants 5 MW up at <= 45 >= 30: it gets 5 MW at 30 and pays 5 * 30 *
+    # dt; the sellers still give 8 MW, and the TSO pays 8 * 30 * dt minus the BRP's share
     bids = [
         bid("s1", "tso", 0, "up", [10.0], [30.0]),
         bid("s2", "tso", 0, "up", [10.0], [60.0]),
         Bid("brp", "brp_1", "tso", 0, "up", [5.0], [45.0], side="buy"),
     ]
-    res, _ = clear(_inp(bids, [8.0]))
-    assert res.awarded_mw("s1") == pytest.approx((10.0,))
-    assert res.awarded_mw("brp") == pytest.approx((2.0,))
+    inp = _inp(bids, [8.0])
+    res, _ = clear(inp)
+    dt_h = inp.dt_h
+    assert res.awarded_mw("s1") == pytest.approx((8.0,))
+    assert res.awarded_mw("s2") == pytest.approx((0.0,))
+    assert res.awarded_mw("brp") == pytest.approx((5.0,))
     assert res.total_slack_mw == 0.0
-    # the buyer is marginal (partially served): price 45, buyer pays 2 * 45
-    assert res.area_price_eur_per_mwh["system"] == pytest.approx((45.0,))
-    assert res.buyer_payment_eur == pytest.approx(90.0)
+    assert res.area_price_eur_per_mwh["system"] == pytest.approx((30.0,))
+    assert res.buyer_payment_eur == pytest.approx(150.0 * dt_h)
+    assert res.award("brp").payment_eur == pytest.approx(-150.0 * dt_h)  # paid by the owner
+    assert res.activation_cost_eur == pytest.approx(240.0 * dt_h)
+    assert res.cost_split_eur == pytest.approx({"tso": 90.0 * dt_h, "brp": 150.0 * dt_h})
 
 
 # --------------------------------------------------------------------------- solver paths
@@ -356,7 +364,12 @@ def test_pyomo_formulation_matches_direct_highspy_milp():
     problem = build_clearing(_inp(bids, [6.0, 1.0, 3.0], n_periods=3))
     solution = solve_clearing(problem)
     assert problem.is_mip
-    assert _pyomo_objective(problem) == pytest.approx(solution.objective_eur, rel=1e-6)
+    # the Pyomo objective carries the counter-activation penalty on the 4 MWh of dn awarded
+    # against the need (m's minimum quantity and duration force more upward than needed);
+    # objective_eur leaves it out
+    penalty = sum(v * solution.x[c] for c, v in problem.ctx.counter_cost.items())
+    assert penalty == pytest.approx(0.04)  # 4 MW of dn x 0.01 EUR/MWh x 1 h
+    assert _pyomo_objective(problem) == pytest.approx(solution.objective_eur + penalty, rel=1e-6)
 
 
 def test_warm_start_gives_same_optimum():
@@ -484,3 +497,76 @@ def test_milp_time_limit_falls_back_to_no_integer_bids():
 def test_requirement_with_wrong_horizon_is_a_named_error():
     with pytest.raises(ClearingInputError, match=r"area 'system'.*2 periods.*session has 1"):
         build_clearing(_inp([bid("a", "tso", 0, "up", [1.0], [1.0])], [1.0, 2.0]))
+
+
+# --------------------------------------------------------------------------- counter-activation
+
+
+def _directions_per_period(res, n_periods):
+    """Per period, the set of directions that got a non-zero award."""
+    return [{a.direction for a in res.awards if a.quantity_mw[t] > 1e-9} for t in range(n_periods)]
+
+
+def test_no_opposite_awards_without_a_binding_constraint():
+    # 5 MW up needed in period 0, 4 MW down in period 1, on the triangle with 1000 MW limits
+    # (nothing binds). chp_down pays 50 EUR/MWh to reduce (price -50); pairing it with
+    # stor_up at 20 (or tso_up at 40) would lower the cost by 30 (10) EUR per MWh of
+    # cancelled flexibility. Hand solution without counter-activation: period 0, stor_up
+    # 5 MW at 20 (price 20); period 1, chp_down 4 MW (price 50: the provider pays 50 / MWh)
+    bids = [
+        bid("stor_up", "tso", 1, "up", [10.0, 10.0], [20.0, 20.0]),
+        bid("tso_up", "tso", 2, "up", [10.0, 10.0], [40.0, 40.0]),
+        bid("chp_down", "tso", 2, "down", [10.0, 10.0], [-50.0, -50.0]),
+    ]
+    inp = _inp(bids, [5.0, -4.0], n_periods=2, transmission=triangle())
+    res, sol = clear(inp)
+    assert _directions_per_period(res, 2) == [{"up"}, {"down"}]
+    assert res.awarded_mw("stor_up") == pytest.approx((5.0, 0.0))
+    assert res.awarded_mw("chp_down") == pytest.approx((0.0, 4.0))
+    assert res.awarded_mw("tso_up") == pytest.approx((0.0, 0.0))
+    assert res.area_price_eur_per_mwh["system"] == pytest.approx((20.0, 50.0))
+    assert res.activation_cost_eur == pytest.approx(5.0 * 20.0 - 4.0 * 50.0)
+    # the reported objective is the activation cost (the penalty steers, it is not a cost)
+    assert sol.objective_eur == pytest.approx(res.activation_cost_eur)
+    assert res.binding == ()
+    # the penalty is the largest up-down saving (50 - 20) plus the 0.01 EUR/MWh margin
+    problem = build_clearing(inp)
+    from market_core.clearing import counter_activation_penalty
+
+    assert counter_activation_penalty(problem.ctx) == pytest.approx(30.01)
+
+
+def test_zero_margin_reproduces_the_gratuitous_pair_the_penalty_removes():
+    # the same market without any penalty (margin cancelling the spread is not possible, so
+    # check the old objective by hand): cost minimisation alone takes stor_up 10 and
+    # tso_up 5 against chp_down 10 in period 0 (cost 200 + 200 - 500 = -100 < 100)
+    bids = [
+        bid("stor_up", "tso", 1, "up", [10.0], [20.0]),
+        bid("tso_up", "tso", 2, "up", [10.0], [40.0]),
+        bid("chp_down", "tso", 2, "down", [10.0], [-50.0]),
+    ]
+    problem = build_clearing(_inp(bids, [5.0], transmission=triangle()))
+    cost = problem.col_cost.copy()
+    for col, extra in problem.ctx.counter_cost.items():
+        cost[col] -= extra
+    awards = problem.ctx.award_col[:, 0]
+    # the pair's cost with the bid prices only is negative: the penalty is what forbids it
+    pair = cost[awards[0]] / 10.0 + cost[awards[2]] / 10.0
+    assert pair == pytest.approx(20.0 - 50.0)
+    res, _ = clear(_inp(bids, [5.0], transmission=triangle()))
+    assert res.awarded_mw("chp_down") == pytest.approx((0.0,))
+
+
+def test_counter_activation_where_a_network_constraint_needs_it():
+    # no balancing need, but line 1-2 carries 30 MW in the base state against a 20 MW limit:
+    # PTDF on line 1-2 is +1/3 per MW at bus 1 and -1/3 at bus 2, so with p1 + p2 = 0 the
+    # flow falls by (p2 - p1) / 3 = 10 for p2 = 15 up at bus 2 and p1 = 15 down at bus 1
+    bids = [
+        bid("up_2", "tso", 2, "up", [20.0], [40.0]),
+        bid("down_1", "tso", 1, "down", [20.0], [10.0]),
+    ]
+    res, _ = clear(_inp(bids, [0.0], transmission=triangle(20.0, base_flow_mw=(0, 30.0, 0))))
+    assert res.awarded_mw("up_2") == pytest.approx((15.0,))
+    assert res.awarded_mw("down_1") == pytest.approx((15.0,))
+    assert res.activation_cost_eur == pytest.approx(15.0 * 40.0 + 15.0 * 10.0)
+    assert [b.element for b in res.binding] == ["line_1_2"]

@@ -169,16 +169,16 @@ def test_d_decentralised_equals_centralised_multi_period_with_transmission_conge
 
 
 def test_e_brp_buys_beside_system_operators():
-    # BRP wants 5 MW up at up to 45 EUR/MWh. After the TSO's 10 MW (d1_up 6.619 + d2_up 3.381),
-    # d2_up has 1.619 MW left at 30 < 45 and the next offer is tso_up at 60 > 45:
-    # the BRP gets 1.619 MW; the TSO need is fully met.
+    # BRP wants 5 MW up at up to 45 EUR/MWh. The TSO's 10 MW (d1_up 6.619 + d2_up 3.381) set
+    # the system price at d2_up's 30 <= 45: the BRP gets its 5 MW at 30 (150 EUR for the hour)
+    # and the sellers' dispatch is the one without it
     brp = Bid("brp_buy", "brp_1", "tso", 0, "up", [5.0], [45.0], side="buy")
     session = two_dso_session(extra_bids=[brp])
     e = scheme_e(session)
-    assert e.awarded_mw("brp_buy") == pytest.approx((5.0 - (10.0 - D1_MAX),))
-    assert e.awarded_mw("d2_up") == pytest.approx((5.0,))
+    assert e.awarded_mw("brp_buy") == pytest.approx((5.0,))
+    assert e.awarded_mw("d2_up") == pytest.approx((10.0 - D1_MAX,))
     assert e.total_slack_mw == 0.0
-    assert e.buyer_payment_eur > 0.0
+    assert e.buyer_payment_eur == pytest.approx(150.0)
     # the other schemes do not let BRPs buy
     d = scheme_d(session)
     assert d.rejection("brp_buy").reason == "not_in_market"
