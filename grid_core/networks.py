@@ -156,6 +156,10 @@ def load_file(path: str | pathlib.Path) -> pp.pandapowerNet:
 #: Format of the ``time`` column of SimBench profiles (``01.01.2016 00:15``; 15-min interval
 #: means labelled at the start of the interval).
 SIMBENCH_TIME_FORMAT = "%d.%m.%Y %H:%M"
+#: The clock of SimBench's time labels: German local time (02:00-02:45 of 27 March 2016 do
+#: not exist, those of 30 October 2016 appear twice; the rows themselves are a regular
+#: 15-min series of 366 x 96 values).
+SIMBENCH_TIME_ZONE = "Europe/Berlin"
 
 
 @functools.cache
