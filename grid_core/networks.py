@@ -207,7 +207,6 @@ def load_simbench(code: str) -> pp.pandapowerNet:
     NetworkError
         If the code is unknown.
     """
-    import pandapower as pp
     import pandapower.toolbox as tb
 
     net = copy.deepcopy(_simbench_base(code)[0])
@@ -240,7 +239,6 @@ def load_simbench(code: str) -> pp.pandapowerNet:
     net.trafo = net.trafo.reset_index(drop=True)
     if "tap_dependency_table" in net.trafo:
         net.trafo["tap_dependency_table"] = net.trafo["tap_dependency_table"].fillna(False)
-    del pp  # (imported for the toolbox's side effects only)
     return _modernise(net)
 
 
