@@ -2054,7 +2054,7 @@ def _check_params(
             "must be >= scheduled_start_min + duration_min",
         )
         need(
-            p["latest_end_min"] <= n_min,
+            n_min <= 0 or p["latest_end_min"] <= n_min,  # (a bad duration is reported)
             "latest_end_min",
             f"must be <= scenario length {n_min} min",
         )
@@ -2069,7 +2069,9 @@ def _check_params(
     if cat == "ev":
         need(p["arrival_min"] < p["departure_min"], "departure_min", "must be > arrival_min")
         need(
-            p["departure_min"] <= n_min, "departure_min", f"must be <= scenario length {n_min} min"
+            n_min <= 0 or p["departure_min"] <= n_min,
+            "departure_min",
+            f"must be <= scenario length {n_min} min",
         )
         need(p["soc_arrival"] <= p["soc_departure"], "soc_departure", "must be >= soc_arrival")
         if p["efficiency"] > 0 and p["p_max_mw"] > 0:
