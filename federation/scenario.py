@@ -1255,6 +1255,7 @@ _FILE_PROFILE_KEYS = (
     "quantity",
     "time_column",
     "time_format",
+    "time_zone",
     "start",
     "resample",
 )
@@ -1276,7 +1277,7 @@ def _data_profile(
     if method not in prof.RESAMPLE_METHODS:
         r.bad(f"{fld}.resample", f"unknown method {method!r} (known: {prof.RESAMPLE_METHODS})")
         return None
-    for key in ("column", "time_column", "time_format", "start", "file", "simbench"):
+    for key in ("column", "time_column", "time_format", "time_zone", "start", "file", "simbench"):
         if key in spec and not isinstance(spec[key], str):
             r.bad(f"{fld}.{key}", f"expected str, got {spec[key]!r}")
             return None
@@ -1294,8 +1295,8 @@ def _data_profile(
         return None
     values, stamps = table
     if stamps is None:
-        if "start" in spec or "resample" in spec:
-            r.bad(f"{fld}.time_column", "`start` and `resample` need a `time_column`")
+        if any(k in spec for k in ("start", "resample", "time_format", "time_zone")):
+            r.bad(f"{fld}.time_column", "`start`, `resample`, `time_*` need a `time_column`")
             return None
         if len(values) != n_min:
             r.bad(
@@ -1307,17 +1308,27 @@ def _data_profile(
         return values, source, quantity
     import pandas as pd
 
+    time_zone = spec.get("time_zone") if is_file else nets.SIMBENCH_TIME_ZONE
     try:
         times = pd.to_datetime(pd.Series(stamps), format=time_format)
+        if time_zone is not None:
+            # local clock labels: the spring hour does not exist, the autumn hour repeats
+            times = times.dt.tz_localize(time_zone, ambiguous="infer")
         start = pd.Timestamp(spec["start"]) if "start" in spec else times.iloc[0]
+        if start.tzinfo is None and times.dt.tz is not None:
+            start = start.tz_localize(times.dt.tz)
         times_s = (times - start).dt.total_seconds().to_numpy()
-    except (ValueError, TypeError) as exc:
-        r.bad(f"{fld}.time_column" if "start" not in spec else f"{fld}.start", str(exc))
+    except Exception as exc:  # pandas/pytz parsing errors have no common base but Exception
+        key = "start" if "start" in spec and "time_zone" not in str(exc) else "time_column"
+        r.bad(f"{fld}.{key}", f"cannot read the time stamps: {exc}")
         return None
     try:
         return prof.resample_to_minutes(times_s, values, n_min, method), source, quantity
     except prof.ResampleError as exc:
-        r.bad(fld, str(exc))
+        hint = ""
+        if "increase strictly" in str(exc) and time_zone is None:
+            hint = " (local clock labels with summer time? give `time_zone`)"
+        r.bad(fld, str(exc) + hint)
         return None
 
 
@@ -1650,7 +1661,7 @@ def _oltc_problem(net: Any) -> str | None:
     if t0.get("tap_side") not in ("hv", "lv") or step is None or not np.isfinite(step) or step <= 0:
         return (
             "transformer 0 has no tap changer (needs tap_side 'hv'/'lv' and tap_step_percent "
-            f"> 0; has {t0.get('tap_side')!r}, {step!r})"
+            f"> 0; has {t0.get('tap_side')!r}, {float(step) if step is not None else None})"
         )
     return None
 
@@ -2116,7 +2127,7 @@ def _check_params(
             "must be >= scheduled_start_min + duration_min",
         )
         need(
-            p["latest_end_min"] <= n_min,
+            n_min <= 0 or p["latest_end_min"] <= n_min,  # (a bad duration is reported)
             "latest_end_min",
             f"must be <= scenario length {n_min} min",
         )
@@ -2131,7 +2142,9 @@ def _check_params(
     if cat == "ev":
         need(p["arrival_min"] < p["departure_min"], "departure_min", "must be > arrival_min")
         need(
-            p["departure_min"] <= n_min, "departure_min", f"must be <= scenario length {n_min} min"
+            n_min <= 0 or p["departure_min"] <= n_min,
+            "departure_min",
+            f"must be <= scenario length {n_min} min",
         )
         need(p["soc_arrival"] <= p["soc_departure"], "soc_departure", "must be >= soc_arrival")
         if p["efficiency"] > 0 and p["p_max_mw"] > 0:

@@ -156,6 +156,10 @@ def load_file(path: str | pathlib.Path) -> pp.pandapowerNet:
 #: Format of the ``time`` column of SimBench profiles (``01.01.2016 00:15``; 15-min interval
 #: means labelled at the start of the interval).
 SIMBENCH_TIME_FORMAT = "%d.%m.%Y %H:%M"
+#: The clock of SimBench's time labels: German local time (02:00-02:45 of 27 March 2016 do
+#: not exist, those of 30 October 2016 appear twice; the rows themselves are a regular
+#: 15-min series of 366 x 96 values).
+SIMBENCH_TIME_ZONE = "Europe/Berlin"
 
 
 @functools.cache
@@ -203,7 +207,6 @@ def load_simbench(code: str) -> pp.pandapowerNet:
     NetworkError
         If the code is unknown.
     """
-    import pandapower as pp
     import pandapower.toolbox as tb
 
     net = copy.deepcopy(_simbench_base(code)[0])
@@ -236,7 +239,6 @@ def load_simbench(code: str) -> pp.pandapowerNet:
     net.trafo = net.trafo.reset_index(drop=True)
     if "tap_dependency_table" in net.trafo:
         net.trafo["tap_dependency_table"] = net.trafo["tap_dependency_table"].fillna(False)
-    del pp  # (imported for the toolbox's side effects only)
     return _modernise(net)
 
 

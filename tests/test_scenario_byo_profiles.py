@@ -213,3 +213,11 @@ def test_distinct_bad_inputs_are_all_reported(tmp_path):
     assert "distribution[dso_1].feeder" in fields
     assert any(f.startswith("devices[0].params") for f in fields)
     assert not any("load_profile" in f for f in fields)  # no follow-on of the bad profile
+
+
+def test_a_bad_duration_is_one_error(tmp_path):
+    doc = copy.deepcopy(tiny_doc())
+    doc["scenario"]["duration_h"] = -3
+    err = _err(tmp_path, doc)
+    # no "unknown profile" per user, no "departure after the scenario end" per EV
+    assert err.problems == [("scenario.duration_h", "must be > 0, got -3.0")]
