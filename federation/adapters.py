@@ -233,7 +233,7 @@ class CompiledNetwork:
         Transformers (``net.trafo`` order) and their LV bus.
     linear_model : PtdfNetworkModel or LinDistFlowNetworkModel
         Market model of the net at its own tables (:meth:`NetworkPhysics.network_model`
-        re-bases it per session).
+        linearises it per session at the network's operating point).
     linear_base_q_mvar : ndarray or None
         LinDistFlow only: the tables' reactive injections at the model's buses [Mvar].
     """
