@@ -231,7 +231,7 @@ class CompiledNetwork:
         Transformers (``net.trafo`` order) and their LV bus.
     linear_model : PtdfNetworkModel or LinDistFlowNetworkModel
         Market model of the net at its own tables (:meth:`NetworkPhysics.network_model`
-        re-bases it per session).
+        linearises it per session at the network's operating point).
     linear_base_q_mvar : ndarray or None
         LinDistFlow only: the tables' reactive injections at the model's buses [Mvar].
     """
@@ -424,6 +424,8 @@ class NetworkPhysics:
         if network == "tso":
             self.dg = []
         self.dg_q_mvar = np.zeros(len(self.dg))  # present Q set-point of each [Mvar]
+        #: transmission: the DSO reactive exchange last measured at each interface bus [Mvar]
+        self.last_interface_q_mvar: dict[int, float] = {}
 
     # -- set-points ----------------------------------------------------------------------
     def accept_setpoints(self, items: Sequence[Mapping[str, Any]]) -> int:
@@ -530,6 +532,7 @@ class NetworkPhysics:
             for bus, (p, q) in interface_pq.items():
                 p_inj[self.pos[bus]] -= p
                 q_inj[self.pos[bus]] -= q
+                self.last_interface_q_mvar[bus] = float(q)
         mfrr = afrr_alloc = dev_total = 0.0
         direction = 1.0 if afrr_setpoint_mw >= 0 else -1.0
         band = self.afrr_band(t_s)[0 if direction > 0 else 1]
@@ -696,27 +699,83 @@ class NetworkPhysics:
             self._agg = {d.id: d.aggregator for d in self.devices}
         return self._agg[device]
 
+    def forecast_injections(
+        self, session_t_s: float, periods: Sequence[tuple[float, float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The operator's forecast of its network's bus injections over the session's
+        products, ``(p [bus x period] MW, q [bus x period] Mvar)`` in ``net.bus`` order.
+
+        The forecast is the one the aggregators bid from at the same gate closure (the
+        scenario's error model issued at ``session_t_s``,
+        :func:`federation.bids_cli.forecast_model`), as product means: loads at the forecast
+        of their profile (reactive power with them), devices at their baseline on the
+        forecast profiles (:meth:`~federation.scenario.Scenario.device_baseline_p_mw`), the
+        tables' own generation, and
+
+        - distribution: the generators' present reactive set-points (held, as the physics
+          holds them);
+        - transmission: the case's generators at their day-ahead dispatch (which the physics
+          follows) and each DSO's exchange at its interface bus: the forecast of its loads
+          and devices (losses neglected, as in the day-ahead schedule) in P, the last
+          measured exchange in Q (zero before the first step).
+        """
+        from federation.bids_cli import forecast_model
+
+        sc = self.sc
+        fc = forecast_model(sc).forecast_profiles(sc.profiles, session_t_s)
+        n_min = sc.n_minutes
+        spans = []
+        for start_s, duration_s in periods:
+            m0 = min(int(start_s // 60), n_min - 1)
+            m1 = max(min(int((start_s + duration_s) // 60), n_min), m0 + 1)
+            spans.append((m0, m1))
+
+        def product_mean(x: np.ndarray) -> np.ndarray:  # [..., minute] -> [..., period]
+            return np.stack([np.asarray(x)[..., a:b].mean(axis=-1) for a, b in spans], axis=-1)
+
+        scale = product_mean(fc[self.load_profile])
+        p = self.gen_p[:, None] + self.load_p[:, None] * scale[None, :]
+        q = self.gen_q[:, None] + self.load_q[:, None] * scale[None, :]
+        if self.devices:
+            dev = product_mean(sc.device_baseline_p_mw(fc, self.devices))
+            rows = [self.pos[int(d.bus)] for d in self.devices]
+            np.add.at(p, rows, dev)
+        if self.network == "tso":
+            if self.tso_gen_rows.size:
+                last = len(self.tso_gen_p_mw) - 1
+                k = [min(int(start_s // self.product_s), last) for start_s, _d in periods]
+                np.add.at(p, self.tso_gen_rows, self.tso_gen_p_mw[k].T)
+            for d in sc.distribution:
+                own = sc.devices_of(network=d.id)
+                p_dso = -float(d.nominal_load_mw) * product_mean(fc[d.load_profile])
+                if own:
+                    p_dso = p_dso + product_mean(sc.device_baseline_p_mw(fc, own)).sum(axis=0)
+                row = self.pos[int(d.interface_bus)]
+                p[row] += p_dso  # the exchange into the DSO is minus its net injection
+                q[row] -= self.last_interface_q_mvar.get(int(d.interface_bus), 0.0)
+        else:
+            for u in self._reactive_units():
+                q[self.pos[u.bus]] += u.q_mvar
+        return p, q
+
     def network_model(self, session_t_s: float, periods: Sequence[tuple[float, float]]) -> dict:
         """Linear model of this network for the market (PTDF or LinDistFlow), JSON-ready.
 
-        The compiled model (:class:`CompiledNetwork`, the network at its own tables) re-based
-        on the day-ahead bus injections of the session's products; the same as building
-        :func:`~grid_core.linear.ptdf_model` / :func:`~grid_core.linear.lindistflow_model`
-        of the net with that base. The transmission base includes the day-ahead schedule of
-        the case's generators (``DayAheadSchedule.tso_gen_p_mw``, which the physics follows):
-        without it the DC slack would carry the whole load, and the base flows would sit far
-        above the line limits the market must respect.
+        Linearised around the forecast of the session (:meth:`forecast_injections`) with the
+        network as operated now: its present OLTC taps, the slack voltage the TSO last
+        published and the generators' reactive set-points. The base voltages and flows are
+        the AC power flow of that forecast, one per product
+        (:func:`~grid_core.linear.lindistflow_at_operating_point`,
+        :func:`~grid_core.linear.ptdf_at_operating_point`); the physics' own solver state is
+        not changed.
         """
-        da = np.asarray(self.sc.day_ahead.bus_p_inj_mw[self.network])
-        k0 = int(periods[0][0] // self.product_s)
-        idx = [min(k0 + k, da.shape[0] - 1) for k in range(len(periods))]
-        base = da[idx].T.copy()  # (bus, period)
+        from grid_core.linear import lindistflow_at_operating_point, ptdf_at_operating_point
+
+        p, q = self.forecast_injections(session_t_s, periods)
         model = self.compiled.linear_model
         if self.network == "tso":
-            if self.tso_gen_rows.size:
-                np.add.at(base, self.tso_gen_rows, self.tso_gen_p_mw[idx].T)
-            return model.with_base_injections(base).as_market_dict()
-        return model.with_base_injections(base, self.compiled.linear_base_q_mvar).as_market_dict()
+            return ptdf_at_operating_point(model, self.solver, p, q).as_market_dict()
+        return lindistflow_at_operating_point(model, self.solver, p, q).as_market_dict()
 
 
 # ----------------------------------------------------------------------------- DSO check

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +26,21 @@ from scipy.sparse.linalg import splu
 
 from grid_core._ppc import BR_B, BR_G, BR_R, BR_X, BS, F_BUS, GS, SHIFT, T_BUS, TAP
 from grid_core.errors import NetworkModelError
-from grid_core.powerflow import PowerFlowResult, bus_injections_from_net
+from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult, bus_injections_from_net
 
 if TYPE_CHECKING:  # building a model needs pandapower; using a built one does not
     import pandapower as pp
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LinDistFlowNetworkModel", "PtdfNetworkModel", "lindistflow_model", "ptdf_model"]
+__all__ = [
+    "LinDistFlowNetworkModel",
+    "PtdfNetworkModel",
+    "lindistflow_at_operating_point",
+    "lindistflow_model",
+    "ptdf_at_operating_point",
+    "ptdf_model",
+]
 
 #: Default distribution voltage band [pu] where ``net.bus`` has no ``min_vm_pu``/``max_vm_pu``.
 DEFAULT_MIN_VM_PU = 0.95
@@ -405,14 +413,129 @@ class LinDistFlowNetworkModel:
 
 def _element_of_row(c, row: int) -> str:
     """Name of the pandapower element behind internal branch row ``row``."""
-    for kind, rows, index in (
-        ("line", c.line_rows, c.net.line.index),
-        ("trafo", c.trafo_rows, c.net.trafo.index),
-    ):
-        hit = np.flatnonzero(rows == row)
+    return _element_name(row, c.line_rows, c.net.line.index, c.trafo_rows, c.net.trafo.index)
+
+
+def _element_name(row: int, line_rows, line_index, trafo_rows, trafo_index) -> str:
+    for kind, rows, index in (("line", line_rows, line_index), ("trafo", trafo_rows, trafo_index)):
+        hit = np.flatnonzero(np.asarray(rows) == row)
         if hit.size:
             return f"{kind} {index[hit[0]]}"
     return f"internal branch {row}"
+
+
+def _lindistflow_matrices(
+    bus: np.ndarray,
+    br: np.ndarray,
+    ref: int,
+    vm_ref_pu: float,
+    base: float,
+    element_of_row: Any,
+    network_id: str,
+) -> tuple[np.ndarray, ...]:
+    """LinDistFlow matrices in internal numbering: ``(Mp, Mq, v2c, Fp, fpc, fqc)``.
+
+    ``bus`` / ``br``: internal bus and branch matrices (present transformer ratios in
+    ``br[:, TAP]``), ``ref``: the internal slack bus, ``vm_ref_pu``: its voltage [pu],
+    ``base``: base power [MVA]; ``element_of_row(k)`` names the element of branch row ``k``
+    in the error raised for a meshed topology. ``v2c`` [pu^2] and ``Mp``/``Mq``
+    [pu^2/MW], [pu^2/Mvar] are per bus, ``Fp`` [MW/MW] per branch, ``fpc``/``fqc`` the flows
+    of the constant (shunt) injections [MW], [Mvar].
+    """
+    n_int = bus.shape[0]
+    n_br = br.shape[0]
+    f = br[:, F_BUS].real.astype(np.int64)
+    t = br[:, T_BUS].real.astype(np.int64)
+
+    # radiality: union-find over in-service branches (ppci holds only those)
+    parent_uf = np.arange(n_int)
+
+    def find(a: int) -> int:
+        while parent_uf[a] != a:
+            parent_uf[a] = parent_uf[parent_uf[a]]
+            a = parent_uf[a]
+        return a
+
+    for k in range(n_br):
+        ra, rb = find(f[k]), find(t[k])
+        if ra == rb:
+            raise NetworkModelError(
+                f"network {network_id!r} is meshed: {element_of_row(k)} closes a loop; "
+                "LinDistFlow needs a radial topology (open a switch or take the line out)"
+            )
+        parent_uf[ra] = rb
+
+    # orient the tree from the slack: BFS
+    adj: list[list[int]] = [[] for _ in range(n_int)]
+    for k in range(n_br):
+        adj[f[k]].append(k)
+        adj[t[k]].append(k)
+    order = [ref]
+    up_branch = np.full(n_int, -1)
+    parent = np.full(n_int, -1)
+    seen = np.zeros(n_int, dtype=bool)
+    seen[ref] = True
+    queue = deque([ref])
+    while queue:
+        u = queue.popleft()
+        for k in adj[u]:
+            w = t[k] if f[k] == u else f[k]
+            if not seen[w]:
+                seen[w] = True
+                parent[w] = u
+                up_branch[w] = k
+                order.append(w)
+                queue.append(w)
+
+    # subtree indicator: sub[w, j] = 1 if bus j is in the subtree rooted at w
+    sub = np.eye(n_int)
+    for w in reversed(order[1:]):
+        sub[parent[w]] += sub[w]
+
+    r = br[:, BR_R].real
+    x = br[:, BR_X].real
+    tap = br[:, TAP].real
+    tap = np.where(tap == 0, 1.0, tap)
+    # squared voltages, pu: v_w^2 = a v_u^2 + c (r P_sub + x Q_sub), P_sub = sum of downstream
+    # injections [pu] (flow u->w is minus that)
+    Mp = np.zeros((n_int, n_int))
+    Mq = np.zeros((n_int, n_int))
+    v2c = np.zeros(n_int)
+    v2c[ref] = vm_ref_pu**2
+    for w in order[1:]:
+        k, u = up_branch[w], parent[w]
+        if f[k] == u:  # ideal transformer on the parent side: v_w^2 = v_u^2/tap^2 - 2(rP+xQ)
+            a, cc = 1.0 / tap[k] ** 2, 2.0
+        else:  # child on the tapped side: v_w^2 = tap^2 (v_u^2 - 2(rP+xQ))
+            a, cc = tap[k] ** 2, 2.0 * tap[k] ** 2
+        Mp[w] = a * Mp[u] + cc * r[k] * sub[w] / base
+        Mq[w] = a * Mq[u] + cc * x[k] * sub[w] / base
+        v2c[w] = a * v2c[u]
+    # branch flows from_bus -> to_bus: +(- downstream injection) if from is the parent side
+    sign = np.zeros(n_br)
+    child = np.full(n_br, -1)
+    for w in order[1:]:
+        k = up_branch[w]
+        child[k] = w
+        sign[k] = 1.0 if f[k] == parent[w] else -1.0
+    Fp = np.zeros((n_br, n_int))
+    for k in range(n_br):
+        if child[k] >= 0:
+            Fp[k] = -sign[k] * sub[child[k]]
+    # shunts (bus GS/BS and half the branch charging at each end) at 1 pu: constant injection
+    sh_p = -bus[:, GS].real.copy()
+    sh_q = bus[:, BS].real.copy()
+    half_g = br[:, BR_G].real / 2.0 * base if br.shape[1] > BR_G else np.zeros(n_br)
+    half_b = br[:, BR_B].real / 2.0 * base
+    np.add.at(sh_p, f, -half_g)
+    np.add.at(sh_p, t, -half_g)
+    np.add.at(sh_q, f, half_b)
+    np.add.at(sh_q, t, half_b)
+    _ = SHIFT  # phase shifts do not change magnitudes in this model
+    v2c = v2c + Mp @ sh_p + Mq @ sh_q
+    fpc = Fp @ sh_p
+    fqc = Fp @ sh_q
+    return Mp, Mq, v2c, Fp, fpc, fqc
 
 
 def lindistflow_model(
@@ -477,101 +600,16 @@ def lindistflow_model(
             f"network {network_id!r}: LinDistFlow needs exactly one slack bus, found {c.ref.size}"
         )
     base = c.base_mva
-    br = c.branch
-    n_int = c.n_int
-    n_br = br.shape[0]
-    f = br[:, F_BUS].real.astype(np.int64)
-    t = br[:, T_BUS].real.astype(np.int64)
-
-    # radiality: union-find over in-service branches (ppci holds only those)
-    parent_uf = np.arange(n_int)
-
-    def find(a: int) -> int:
-        while parent_uf[a] != a:
-            parent_uf[a] = parent_uf[parent_uf[a]]
-            a = parent_uf[a]
-        return a
-
-    for k in range(n_br):
-        ra, rb = find(f[k]), find(t[k])
-        if ra == rb:
-            raise NetworkModelError(
-                f"network {network_id!r} is meshed: {_element_of_row(c, k)} closes a loop; "
-                "LinDistFlow needs a radial topology (open a switch or take the line out)"
-            )
-        parent_uf[ra] = rb
-
-    # orient the tree from the slack: BFS
-    adj: list[list[int]] = [[] for _ in range(n_int)]
-    for k in range(n_br):
-        adj[f[k]].append(k)
-        adj[t[k]].append(k)
+    Mp, Mq, v2c, Fp, fpc, fqc = _lindistflow_matrices(
+        c.bus,
+        c.branch,
+        int(c.ref[0]),
+        float(abs(c.V0[int(c.ref[0])])),
+        base,
+        lambda k: _element_of_row(c, k),
+        network_id,
+    )
     ref = int(c.ref[0])
-    order = [ref]
-    up_branch = np.full(n_int, -1)
-    parent = np.full(n_int, -1)
-    seen = np.zeros(n_int, dtype=bool)
-    seen[ref] = True
-    queue = deque([ref])
-    while queue:
-        u = queue.popleft()
-        for k in adj[u]:
-            w = t[k] if f[k] == u else f[k]
-            if not seen[w]:
-                seen[w] = True
-                parent[w] = u
-                up_branch[w] = k
-                order.append(w)
-                queue.append(w)
-
-    # subtree indicator: sub[w, j] = 1 if bus j is in the subtree rooted at w
-    sub = np.eye(n_int)
-    for w in reversed(order[1:]):
-        sub[parent[w]] += sub[w]
-
-    r = br[:, BR_R].real
-    x = br[:, BR_X].real
-    tap = br[:, TAP].real
-    tap = np.where(tap == 0, 1.0, tap)
-    # squared voltages, pu: v_w^2 = a v_u^2 + c (r P_sub + x Q_sub), P_sub = sum of downstream
-    # injections [pu] (flow u->w is minus that)
-    Mp = np.zeros((n_int, n_int))
-    Mq = np.zeros((n_int, n_int))
-    v2c = np.zeros(n_int)
-    v2c[ref] = abs(c.V0[ref]) ** 2
-    for w in order[1:]:
-        k, u = up_branch[w], parent[w]
-        if f[k] == u:  # ideal transformer on the parent side: v_w^2 = v_u^2/tap^2 - 2(rP+xQ)
-            a, cc = 1.0 / tap[k] ** 2, 2.0
-        else:  # child on the tapped side: v_w^2 = tap^2 (v_u^2 - 2(rP+xQ))
-            a, cc = tap[k] ** 2, 2.0 * tap[k] ** 2
-        Mp[w] = a * Mp[u] + cc * r[k] * sub[w] / base
-        Mq[w] = a * Mq[u] + cc * x[k] * sub[w] / base
-        v2c[w] = a * v2c[u]
-    # branch flows from_bus -> to_bus: +(- downstream injection) if from is the parent side
-    sign = np.zeros(n_br)
-    child = np.full(n_br, -1)
-    for w in order[1:]:
-        k = up_branch[w]
-        child[k] = w
-        sign[k] = 1.0 if f[k] == parent[w] else -1.0
-    Fp = np.zeros((n_br, n_int))
-    for k in range(n_br):
-        if child[k] >= 0:
-            Fp[k] = -sign[k] * sub[child[k]]
-    # shunts (bus GS/BS and half the branch charging at each end) at 1 pu: constant injection
-    sh_p = -c.bus[:, GS].real.copy()
-    sh_q = c.bus[:, BS].real.copy()
-    half_g = br[:, BR_G].real / 2.0 * base if br.shape[1] > BR_G else np.zeros(n_br)
-    half_b = br[:, BR_B].real / 2.0 * base
-    np.add.at(sh_p, f, -half_g)
-    np.add.at(sh_p, t, -half_g)
-    np.add.at(sh_q, f, half_b)
-    np.add.at(sh_q, t, half_b)
-    _ = SHIFT  # phase shifts do not change magnitudes in this model
-    v2c = v2c + Mp @ sh_p + Mq @ sh_q
-    fpc = Fp @ sh_p
-    fqc = Fp @ sh_q
 
     live = c.bus_live
     cols = c.bus_int[live]
@@ -635,3 +673,179 @@ def lindistflow_model(
     object.__setattr__(model, "base_branch_p_mw", _ro(bp))
     object.__setattr__(model, "base_branch_q_mvar", _ro(bq))
     return model
+
+
+# =========================================================================== operating point
+
+
+def _per_period(x: np.ndarray, n_bus: int, what: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != n_bus:
+        raise ValueError(f"{what} must have {n_bus} rows (net.bus order), got {arr.shape}")
+    return arr
+
+
+def _forecast_results(
+    solver: ACPowerFlowSolver, p_inj_mw: np.ndarray, q_inj_mvar: np.ndarray
+) -> tuple[list[PowerFlowResult], bool]:
+    """AC solutions of each column (period) of the forecast injections, the solver's state
+    untouched (:meth:`~grid_core.powerflow.ACPowerFlowSolver.solve_detached`); and whether
+    the input was one state (1-D)."""
+    n = solver.bus_index.size
+    one = np.ndim(p_inj_mw) == 1 and np.ndim(q_inj_mvar) == 1
+    p = _per_period(p_inj_mw, n, "p_inj_mw")
+    q = _per_period(q_inj_mvar, n, "q_inj_mvar")
+    p, q = _broadcast_pq(p, q)
+    results = [
+        solver.solve_detached(p[:, k], q[:, k], step=f"forecast period {k}")
+        for k in range(p.shape[1])
+    ]
+    return results, one
+
+
+def _columns(results: Sequence[PowerFlowResult], take: Any, one: bool) -> np.ndarray:
+    arr = np.column_stack([take(r) for r in results])
+    return arr[:, 0] if one else arr
+
+
+def lindistflow_at_operating_point(
+    model: LinDistFlowNetworkModel,
+    solver: ACPowerFlowSolver,
+    p_inj_mw: np.ndarray,
+    q_inj_mvar: np.ndarray,
+) -> LinDistFlowNetworkModel:
+    """``model`` linearised around a forecast state of its network as operated now.
+
+    The sensitivities are LinDistFlow's (:func:`lindistflow_model`) at the solver's present
+    transformer ratios (OLTC taps) and slack voltage; the base state (``base_vm_pu``, base
+    branch flows) is the AC power flow of the forecast injections with those taps and that
+    slack voltage, one column per period (AC-anchored linearisation). The solver's own state
+    (warm start, taps, slack voltage) is not changed.
+
+    Parameters
+    ----------
+    model : LinDistFlowNetworkModel
+        Model of the same network (bus and branch ids, limits are kept).
+    solver : ACPowerFlowSolver
+        The network's solver with its present taps and slack voltage set-point.
+    p_inj_mw, q_inj_mvar : ndarray [bus] or [bus x period]
+        Forecast bus net injections in the solver's ``bus_index`` (``net.bus``) order [MW],
+        [Mvar] (reactive set-points of the generators included); a 1-D side is repeated over
+        the periods of the other.
+
+    Returns
+    -------
+    LinDistFlowNetworkModel
+        ``base_*`` are ``[bus x period]`` (``[bus]`` for 1-D input).
+
+    Raises
+    ------
+    NetworkModelError
+        If the network has several slack buses, is meshed, or a model bus is not supplied.
+    PowerFlowNotConverged
+        If the AC power flow of a period does not converge.
+
+    Notes
+    -----
+    The base voltages and flows equal the AC solution of the forecast by construction; the
+    error left is that of the LinDistFlow sensitivities for the market's injection changes
+    (losses neglected), measured in ``tests/grid_core/test_linear.py``.
+    """
+    case = solver.internal_case()
+    if case.ref.size != 1:
+        raise NetworkModelError(
+            f"network {model.network_id!r}: LinDistFlow needs exactly one slack bus, "
+            f"found {case.ref.size}"
+        )
+    ref = int(case.ref[0])
+    Mp, Mq, v2c, Fp, fpc, fqc = _lindistflow_matrices(
+        case.bus,
+        case.branch,
+        ref,
+        float(case.slack_vm_pu[0]),
+        case.base_mva,
+        lambda k: _element_name(
+            k, case.line_rows, case.line_index, case.trafo_rows, case.trafo_index
+        ),
+        model.network_id,
+    )
+    pos = {int(b): i for i, b in enumerate(case.bus_index)}
+    missing = [b for b in model.bus_ids if b not in pos or case.bus_int[pos[b]] < 0]
+    if missing:
+        raise NetworkModelError(
+            f"network {model.network_id!r}: model buses {missing[:5]} are not supplied"
+        )
+    at = np.array([pos[b] for b in model.bus_ids], dtype=np.int64)
+    cols = case.bus_int[at]
+    rows = np.r_[case.line_rows, case.trafo_rows]
+    if rows.size != len(model.branch_ids):
+        raise ValueError(f"model {model.network_id!r} does not belong to this solver's network")
+    on = rows >= 0
+
+    def take_rows(mat: np.ndarray) -> np.ndarray:
+        out = np.zeros((rows.size, *mat.shape[1:]))
+        out[on] = mat[rows[on]]
+        return out
+
+    br_p = take_rows(Fp[:, cols])
+    results, one = _forecast_results(solver, p_inj_mw, q_inj_mvar)
+    return dataclasses.replace(
+        model,
+        vm2_per_p=_ro(Mp[cols][:, cols]),
+        vm2_per_q=_ro(Mq[cols][:, cols]),
+        vm2_const_pu2=_ro(v2c[cols]),
+        branch_p_per_p=_ro(br_p),
+        branch_q_per_q=_ro(br_p),
+        branch_p_const_mw=_ro(take_rows(fpc)),
+        branch_q_const_mvar=_ro(take_rows(fqc)),
+        base_vm_pu=_ro(_columns(results, lambda r: r.vm_pu[at], one)),
+        base_branch_p_mw=_ro(
+            _columns(results, lambda r: np.r_[r.line_p_from_mw, r.trafo_p_hv_mw], one)
+        ),
+        base_branch_q_mvar=_ro(
+            _columns(results, lambda r: np.r_[r.line_q_from_mvar, r.trafo_q_hv_mvar], one)
+        ),
+    )
+
+
+def ptdf_at_operating_point(
+    model: PtdfNetworkModel,
+    solver: ACPowerFlowSolver,
+    p_inj_mw: np.ndarray,
+    q_inj_mvar: np.ndarray,
+) -> PtdfNetworkModel:
+    """``model`` around a forecast state: base flows from its AC power flow.
+
+    ``base_flow_mw`` is the AC active flow (``p_from_mw``, transformers ``p_hv_mw``) of the
+    forecast injections, one column per period; ``base_p_inj_mw`` the forecast active
+    injections at the model's buses. The PTDF (DC sensitivities) is unchanged; the solver's
+    state is not changed.
+
+    Parameters
+    ----------
+    model : PtdfNetworkModel
+    solver : ACPowerFlowSolver
+        The network's solver (present taps and slack voltage).
+    p_inj_mw, q_inj_mvar : ndarray [bus] or [bus x period]
+        Forecast bus net injections in the solver's ``bus_index`` order [MW], [Mvar].
+
+    Raises
+    ------
+    PowerFlowNotConverged
+        If the AC power flow of a period does not converge.
+    """
+    index = solver.bus_index
+    pos = {int(b): i for i, b in enumerate(index)}
+    at = np.array([pos[b] for b in model.bus_ids], dtype=np.int64)
+    results, one = _forecast_results(solver, p_inj_mw, q_inj_mvar)
+    n_rows = len(model.line_ids)
+    flows = _columns(results, lambda r: np.r_[r.line_p_from_mw, r.trafo_p_hv_mw], one)
+    if flows.shape[0] != n_rows:
+        raise ValueError(f"model {model.network_id!r} does not belong to this solver's network")
+    p = _per_period(p_inj_mw, index.size, "p_inj_mw")[at]
+    p = np.repeat(p, flows.shape[1], axis=1) if not one and p.shape[1] == 1 else p
+    return dataclasses.replace(
+        model, base_p_inj_mw=_ro(p[:, 0] if one else p), base_flow_mw=_ro(flows)
+    )

@@ -138,6 +138,7 @@ _UNSUPPORTED_ELEMENTS = ("asymmetric_load", "asymmetric_sgen", "motor", "dcline"
 
 __all__ = [
     "ACPowerFlowSolver",
+    "InternalCase",
     "OperatingState",
     "PowerFlowResult",
     "TapChanger",
@@ -998,7 +999,48 @@ class ACPowerFlowSolver:
             q_slack_mvar=_frozen(s_eg.imag.copy()),
         )
 
+    def solve_detached(
+        self, p_inj_mw: np.ndarray, q_inj_mvar: np.ndarray, *, step: Any = None
+    ) -> PowerFlowResult:
+        """Solve a what-if state (e.g. a forecast) without changing the solver's state.
+
+        The same as :meth:`solve` with the present taps and slack voltage, but the warm start
+        of the next :meth:`solve` stays the last real step's: a forecast solved between two
+        physical steps leaves the physics exactly as it was.
+
+        Raises
+        ------
+        PowerFlowNotConverged
+            As :meth:`solve`.
+        """
+        # a copy: the lightsim2grid engine's voltage vector is a view of its own buffer,
+        # which the next solve overwrites
+        keep = None if self._V is None else self._V.copy()
+        try:
+            return self.solve(p_inj_mw, q_inj_mvar, step=step)
+        finally:
+            self._V = keep
+
     # ------------------------------------------------------------------ internals for models
+    def internal_case(self) -> InternalCase:
+        """Internal (PYPOWER-layout) bus and branch matrices at the present tap positions and
+        slack voltage set-point, for linear network models (read-only copies)."""
+        return InternalCase(
+            network=self.name,
+            base_mva=float(self._base_mva),
+            bus=_frozen(self._bus_int_data.copy()),
+            branch=_frozen(self._branch.copy()),
+            ref=_frozen(self._ref.copy()),
+            slack_vm_pu=_frozen(np.abs(self._slack_v).copy()),
+            bus_index=_frozen(self._bus_index.copy()),
+            bus_int=_frozen(self._bus_int.copy()),
+            bus_live=_frozen(self._bus_live.copy()),
+            line_index=_frozen(self._line_index.copy()),
+            line_rows=_frozen(self._line_rows.copy()),
+            trafo_index=_frozen(self._trafo_index.copy()),
+            trafo_rows=_frozen(self._trafo_rows.copy()),
+        )
+
     def operating_state(self) -> OperatingState:
         """Matrices and last converged voltages, for sensitivity analysis (read-only copies).
 
@@ -1048,6 +1090,31 @@ class TapChanger:
     tap_min: float
     tap_max: float
     tap_pos: float
+
+
+@dataclass(frozen=True, eq=False)
+class InternalCase:
+    """Internal case of a compiled network as operated now (``internal_case``).
+
+    ``bus`` / ``branch`` are pandapower's internal PYPOWER-layout matrices (columns in
+    :mod:`grid_core._ppc`) with the present transformer ratios in ``branch[:, TAP]``;
+    ``slack_vm_pu`` is the voltage set-point of each internal slack bus ``ref`` [pu]. The maps
+    back to the tables are those of :class:`OperatingState`.
+    """
+
+    network: str
+    base_mva: float
+    bus: np.ndarray
+    branch: np.ndarray
+    ref: np.ndarray
+    slack_vm_pu: np.ndarray
+    bus_index: np.ndarray
+    bus_int: np.ndarray
+    bus_live: np.ndarray
+    line_index: np.ndarray
+    line_rows: np.ndarray
+    trafo_index: np.ndarray
+    trafo_rows: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
