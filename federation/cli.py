@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -114,10 +115,26 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
                 _add_verbose(child)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str] | None) -> str | None:
+    """The subcommand named on the command line (first word that is one), if any."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if word in SUBCOMMANDS:
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None, *, full: bool = True) -> argparse.ArgumentParser:
+    """The ``smartnet`` parser.
+
+    With ``full=False`` only the subcommand named in ``argv`` is imported and configured (the
+    others keep their one-line help), so ``smartnet --version`` or ``smartnet clear`` do not
+    pay for importing pandapower and matplotlib.
+    """
+    chosen = _chosen(argv)
     parser = ArgumentParser(
         prog="smartnet",
-        description=__doc__.splitlines()[0],
+        description="co-simulation of TSO-DSO coordination schemes for ancillary services "
+        "(after the EU SmartNet simulator); `smartnet COMMAND -h` for each command",
         epilog="exit status: 0 done, 1 the work failed, 2 user error (smartnet clear: "
         "docs/market-json.md)",
         formatter_class=HelpFormatter,
@@ -125,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_path, help_text) in SUBCOMMANDS.items():
+        if not full and name != chosen:
+            if importlib.util.find_spec(module_path) is not None:
+                sub.add_parser(name, help=help_text, description=help_text)
+            continue
         try:
             module = importlib.import_module(module_path)
         except ModuleNotFoundError as exc:
@@ -170,7 +191,7 @@ def user_error_message(exc: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv, full=False)
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
     configure_logging(verbose)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
+import math
 import pathlib
 import sys
 
@@ -96,8 +96,55 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = pathlib.Path(args.out or f"results/flex_{case.name}")
     page = write_report(case, results, out, curve_intervals=curves, settings=settings)
-    print(table3(results).to_string(index=False, float_format=lambda x: f"{x:.1f}"))
-    for ca in results:
-        print(f"case {ca.case_label}: " + json.dumps(substation_totals(ca), indent=None))
+    print(format_summary(results))
     print(f"report: {page}")
     return 0
+
+
+#: participation cases (docs/flex.md)
+CASE_TITLES = {"A": "case A, distributed generation only", "B": "case B, DG and end users"}
+
+#: rows of the substation totals: (key of substation_totals, label, format)
+TOTAL_ROWS = (
+    ("market_potential_gwh", "market potential [GWh/year]", "{:.2f}"),
+    ("feasible_gwh", "feasible for the DSO [GWh/year]", "{:.2f}"),
+    ("feasible_reduction_percent", "cut by the DSO's limits [%]", "{:.2f}"),
+    ("cost_feasible_meur", "cost of the feasible [MEUR/year]", "{:.3f}"),
+    ("reactive_support_gvarh", "reactive support [Gvarh/year]", "{:.3f}"),
+    ("extra_cost_keur", "extra cost of that support [kEUR/year]", "{:.2f}"),
+    ("unit_cost_eur_per_mwh", "unit cost [EUR/MWh]", "{:.2f}"),
+    ("unit_cost_with_extra_eur_per_mwh", "unit cost with extra cost [EUR/MWh]", "{:.2f}"),
+)
+
+
+def _cell(fmt: str, value: float) -> str:
+    return fmt.format(value) if math.isfinite(value) else "-"
+
+
+def format_summary(results: list) -> str:
+    """The terminal summary of ``smartnet flex``: per case, the traffic-light shares of every
+    feeder (a feeder without providers says so, no empty numbers) and the yearly substation
+    totals, up and down (docs/flex.md)."""
+    lines: list[str] = []
+    for ca in results:
+        lines.append(f"{CASE_TITLES.get(ca.case_label, 'case ' + ca.case_label)}")
+        lines.append(
+            f"  {'feeder':8s} {'green %':>8s} {'orange %':>9s} {'red %':>7s} {'points':>7s}"
+        )
+        shares = table3([ca])
+        for row in shares.itertuples(index=False):
+            if row.feeder in ca.skipped:
+                lines.append(f"  {row.feeder:8s} not assessed: {ca.skipped[row.feeder]}")
+                continue
+            lines.append(
+                f"  {row.feeder:8s} {row.green_percent:8.1f} {row.orange_percent:9.1f} "
+                f"{row.red_percent:7.1f} {row.n_points:7d}"
+            )
+        totals = substation_totals(ca)
+        width = max(len(label) for _, label, _ in TOTAL_ROWS)
+        lines.append(f"  {'substation totals':{width}s} {'up':>10s} {'down':>10s}")
+        for key, label, fmt in TOTAL_ROWS:
+            up, down = totals["up"][key], totals["down"][key]
+            lines.append(f"  {label:{width}s} {_cell(fmt, up):>10s} {_cell(fmt, down):>10s}")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")

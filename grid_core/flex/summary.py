@@ -174,7 +174,8 @@ def substation_totals(ca: CaseAssessment) -> dict[str, dict[str, float]]:
     -------
     dict
         ``{"up": {...}, "down": {...}}`` with ``market_potential_gwh``, ``feasible_gwh``,
-        ``feasible_reduction_percent`` (vs the potential), ``cost_feasible_meur``,
+        ``feasible_reduction_percent`` (how much less than the potential is feasible, >= 0:
+        ``100 (potential - feasible) / potential``), ``cost_feasible_meur``,
         ``reactive_support_gvarh``, ``extra_cost_keur``, ``unit_cost_eur_per_mwh`` (without
         the extra cost) and ``unit_cost_with_extra_eur_per_mwh``.
     """
@@ -191,7 +192,7 @@ def substation_totals(ca: CaseAssessment) -> dict[str, dict[str, float]]:
         out[d.name.lower()] = {
             "market_potential_gwh": pot / 1e3,
             "feasible_gwh": feas / 1e3,
-            "feasible_reduction_percent": 100.0 * (feas - pot) / pot if pot > 0 else 0.0,
+            "feasible_reduction_percent": 100.0 * (pot - feas) / pot if pot > 0 else 0.0,
             "cost_feasible_meur": cost / 1e6,
             "reactive_support_gvarh": q / 1e3,
             "extra_cost_keur": extra / 1e3,
