@@ -184,17 +184,33 @@ class FederateRuntime:
         doc = make_message(schema, t_s, self.name, **fields)
         self.out.send_data(json.dumps(doc, sort_keys=True).encode(), destination)
 
-    def receive(self, endpoint_name: str) -> list[dict[str, Any]]:
-        """Drain an endpoint; valid documents sorted by (sender, t_s), invalid ones logged."""
+    def receive(
+        self, endpoint_name: str, senders: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Drain an endpoint; valid documents sorted by (sender, t_s), invalid ones logged.
+
+        A document is rejected (logged, counted in :attr:`n_rejected`) if it fails its
+        schema, if its ``sender`` is not the federate whose endpoint sent it (every federate
+        sends from ``<name>/out``), or, with ``senders``, if that federate is not one of them.
+        """
         ep = self.endpoints[endpoint_name]
         schema = endpoint_name.rsplit("/", 1)[1]
+        allowed = set(senders) if senders is not None else None
         docs = []
         while ep.has_message():
             msg = ep.get_message()
             doc, reason = _decode(msg.data, schema)
+            if not reason:
+                reason = _sender_problem(doc, str(msg.source), allowed)
             if reason:
                 self.n_rejected += 1
-                log.warning("%s: rejected message from %s: %s", self.name, msg.source, reason)
+                log.warning(
+                    "%s: rejected message from %s on %s: %s",
+                    self.name,
+                    msg.source,
+                    endpoint_name,
+                    reason,
+                )
                 continue
             docs.append(doc)
         docs.sort(key=lambda d: (d["sender"], d["t_s"]))
@@ -276,6 +292,16 @@ def _create_federate(config: dict[str, Any], attempts: int = 3) -> Any:
             log.warning("registration failed (%s); retrying (%d/%d)", exc, attempt, attempts)
             time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")
+
+
+def _sender_problem(doc: dict[str, Any], source: str, allowed: set[str] | None) -> str:
+    """Why a valid document's sender is refused ('' if it is not)."""
+    sender = str(doc.get("sender", ""))
+    if source != f"{sender}/out":
+        return f"sender {sender!r} is not the endpoint {source!r} that sent it"
+    if allowed is not None and sender not in allowed:
+        return f"{sender!r} is not a sender of this endpoint in this run"
+    return ""
 
 
 def _decode(data: bytes | str, schema: str) -> tuple[dict[str, Any], str]:
