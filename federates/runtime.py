@@ -330,6 +330,13 @@ def serve(federate: HelicsFederate, members: list[tuple[FederateRuntime, Any]]) 
     federate.enter()
     for t in sorted(events):
         granted = federate.request(t)
+        if granted >= FAR_FUTURE_S and t < FAR_FUTURE_S:
+            # HELICS grants its maximum time when the broker ends the federation (e.g. after
+            # refusing a late joiner, docs/cluster.md): not this federate's fault
+            raise FederationAbortedError(
+                f"{federate.name}: the broker ended the federation (asked for {t}, granted "
+                f"the maximum time {granted:.6g})"
+            )
         if abs(granted - t) > 1e-7:
             raise RuntimeError(f"{federate.name}: asked for {t}, granted {granted}")
         started = time.perf_counter()
