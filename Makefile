@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCENARIO ?= default
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench clean image
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -39,3 +39,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info results
+
+# the one image of every compose service (README, "Cluster"); IMAGE=NAME:TAG
+IMAGE ?= smartnet-cosim:latest
+image:
+	docker build -t $(IMAGE) .

@@ -97,9 +97,28 @@ class AggregatorFederate:
         rt = self.rt
         n = self.logic.book.window.n_periods
         awards: dict[str, list[float]] = {}
+        sent = {b.bid_id for b in self.logic.book.bids}
         for doc in rt.receive(f"{rt.name}/awards"):
+            if doc.get("aggregator", rt.name) != rt.name:
+                rt.n_rejected += 1
+                log.warning(
+                    "%s: ignored awards of %s addressed to %r",
+                    rt.name,
+                    doc["sender"],
+                    doc["aggregator"],
+                )
+                continue
             for item in doc["items"]:
                 if item["side"] != "sell":  # a BRP buy bid (E): settled, nothing to dispatch
+                    continue
+                if item["bid_id"] not in sent:  # never trust a market with our devices
+                    rt.n_rejected += 1
+                    log.warning(
+                        "%s: ignored an award of %s for bid %r, which it did not send",
+                        rt.name,
+                        doc["sender"],
+                        item["bid_id"],
+                    )
                     continue
                 awards.setdefault(item["bid_id"], [0.0] * n)[int(item["period"])] += float(
                     item["quantity_mw"]

@@ -28,7 +28,7 @@ from typing import Any
 
 from federates.runtime import FederateRuntime, main
 from federation.adapters import apply_dso_verdicts
-from federation.contract import SCHEMES, Stage
+from federation.contract import SCHEMES, Stage, local_market
 from market_core.bids import Bid, BidFormatError, bid_from_dict, bid_to_dict
 from market_core.clearing import (
     DEFAULT_SLACK_PENALTY_EUR_PER_MWH,
@@ -74,19 +74,51 @@ class MarketFederate:
 
             sc = scenario_for(rt.run)
             self.area = AreaDeviation(sc, self.network, forecast_model(sc))
+        #: who may send forwarded bids (B's local markets; their bids stay the aggregators')
+        self.forwarders = [local_market(n) for n in self.interfaces]
 
-    def _bids(self, endpoint: str) -> tuple[list[Bid], int]:
-        """Bids of every document on ``endpoint``; the number of items that failed to parse."""
+    def _bids(
+        self, endpoint: str, senders: list[str], forwarded: bool = False
+    ) -> tuple[list[Bid], int]:
+        """Bids of every document on ``endpoint`` sent by one of ``senders``; the number of
+        bids refused (failed to parse, or owned by another party than the document's sender:
+        a market awards a bid only to the aggregator that sent it). Documents from anyone
+        else are refused by :meth:`FederateRuntime.receive` (counted in ``rt.n_rejected``).
+        ``forwarded``: documents of local markets, whose bids are owned by this market's
+        aggregators."""
         bids, bad = [], 0
         if endpoint not in self.rt.endpoints:
             return bids, bad
-        for doc in self.rt.receive(endpoint):
+        for doc in self.rt.receive(endpoint, senders):
+            sender = doc["sender"]
+            if not forwarded and doc.get("aggregator", sender) != sender:
+                bad += len(doc["items"])
+                log.warning(
+                    "%s: bids document of %s claims aggregator %r; %d bids rejected",
+                    self.rt.name,
+                    sender,
+                    doc.get("aggregator"),
+                    len(doc["items"]),
+                )
+                continue
             for i, item in enumerate(doc["items"]):
                 try:
-                    bids.append(bid_from_dict(item, f"{doc['sender']}.items[{i}]"))
+                    bid = bid_from_dict(item, f"{sender}.items[{i}]")
                 except BidFormatError as exc:
                     bad += 1
                     log.warning("%s: bid rejected: %s", self.rt.name, exc)
+                    continue
+                if (bid.owner not in self.aggregators) if forwarded else (bid.owner != sender):
+                    bad += 1
+                    log.warning(
+                        "%s: bid %s rejected: owner %r is not its sender %r",
+                        self.rt.name,
+                        bid.bid_id,
+                        bid.owner,
+                        sender,
+                    )
+                    continue
+                bids.append(bid)
         return bids, bad
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
@@ -94,8 +126,9 @@ class MarketFederate:
         timing = rt.timing
         session = int(t_s // timing.session_period_s)
         periods = timing.delivery_periods(t_s)
-        bids, rejected = self._bids(f"{name}/bids")
-        forwarded, bad = self._bids(f"{name}/forwarded_bids")
+        rejected_before = rt.n_rejected  # documents refused this session (counted per session)
+        bids, rejected = self._bids(f"{name}/bids", self.aggregators)
+        forwarded, bad = self._bids(f"{name}/forwarded_bids", self.forwarders, forwarded=True)
         rejected += bad
         transmission, distribution = None, []
         for doc in rt.receive(f"{name}/network_model"):
@@ -203,7 +236,9 @@ class MarketFederate:
             status=status,
             n_bids=len(bids),
             n_forwarded=len(forwarded),
-            n_rejected=rejected + rt.n_rejected + sum(r.reason == "invalid" for r in refused),
+            n_rejected=rejected
+            + (rt.n_rejected - rejected_before)
+            + sum(r.reason == "invalid" for r in refused),
             cost_eur=cost,
             requirement_mw=requirement,
             total_slack_mw=slack,

@@ -196,17 +196,33 @@ class FederateRuntime:
         doc = make_message(schema, t_s, self.name, **fields)
         self.out.send_data(json.dumps(doc, sort_keys=True).encode(), destination)
 
-    def receive(self, endpoint_name: str) -> list[dict[str, Any]]:
-        """Drain an endpoint; valid documents sorted by (sender, t_s), invalid ones logged."""
+    def receive(
+        self, endpoint_name: str, senders: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Drain an endpoint; valid documents sorted by (sender, t_s), invalid ones logged.
+
+        A document is rejected (logged, counted in :attr:`n_rejected`) if it fails its
+        schema, if its ``sender`` is not the federate whose endpoint sent it (every federate
+        sends from ``<name>/out``), or, with ``senders``, if that federate is not one of them.
+        """
         ep = self.endpoints[endpoint_name]
         schema = endpoint_name.rsplit("/", 1)[1]
+        allowed = set(senders) if senders is not None else None
         docs = []
         while ep.has_message():
             msg = ep.get_message()
             doc, reason = _decode(msg.data, schema)
+            if not reason:
+                reason = _sender_problem(doc, str(msg.source), allowed)
             if reason:
                 self.n_rejected += 1
-                log.warning("%s: rejected message from %s: %s", self.name, msg.source, reason)
+                log.warning(
+                    "%s: rejected message from %s on %s: %s",
+                    self.name,
+                    msg.source,
+                    endpoint_name,
+                    reason,
+                )
                 continue
             docs.append(doc)
         docs.sort(key=lambda d: (d["sender"], d["t_s"]))
@@ -290,6 +306,16 @@ def _create_federate(config: dict[str, Any], attempts: int = 3) -> Any:
     raise AssertionError("unreachable")
 
 
+def _sender_problem(doc: dict[str, Any], source: str, allowed: set[str] | None) -> str:
+    """Why a valid document's sender is refused ('' if it is not)."""
+    sender = str(doc.get("sender", ""))
+    if source != f"{sender}/out":
+        return f"sender {sender!r} is not the endpoint {source!r} that sent it"
+    if allowed is not None and sender not in allowed:
+        return f"{sender!r} is not a sender of this endpoint in this run"
+    return ""
+
+
 def _decode(data: bytes | str, schema: str) -> tuple[dict[str, Any], str]:
     try:
         doc = json.loads(data)
@@ -316,6 +342,13 @@ def serve(federate: HelicsFederate, members: list[tuple[FederateRuntime, Any]]) 
     federate.enter()
     for t in sorted(events):
         granted = federate.request(t)
+        if granted >= FAR_FUTURE_S and t < FAR_FUTURE_S:
+            # HELICS grants its maximum time when the broker ends the federation (e.g. after
+            # refusing a late joiner, docs/cluster.md): not this federate's fault
+            raise FederationAbortedError(
+                f"{federate.name}: the broker ended the federation (asked for {t}, granted "
+                f"the maximum time {granted:.6g})"
+            )
         if abs(granted - t) > 1e-7:
             raise RuntimeError(f"{federate.name}: asked for {t}, granted {granted}")
         started = time.perf_counter()

@@ -195,7 +195,7 @@ def federate_config(
         "terminate_on_error": True,
         "uninterruptible": True,
         # heartbeat (lost peer after two ticks) and connection timeout of the core: a dead
-        # federate ends the federation in ~4 s, a dead broker in ~6 s (docs/cluster.md)
+        # broker ends the federation in ~6 s; a dead federate only sometimes (docs/cluster.md)
         "coreInitString": f"--tick={LOST_PEER_TICK_MS}ms --timeout={CORE_TIMEOUT_MS}ms",
         "loglevel": "warning",
         "publications": [
@@ -223,9 +223,9 @@ def broker_command(n_federates: int, broker: BrokerSettings, *, listen_all: bool
     (2 simulated hours: 144x -> 309x on 2 cores; see bench/bench_federation.py).
 
     ``python -m federation.broker`` execs the ``helics_broker`` binary, so the process a
-    launcher starts (and kills) is the broker itself. ``--tick``: a core that stops answering
-    for two heartbeats (:data:`LOST_PEER_TICK_MS`) is declared lost and the federation ends
-    with an error (every federate's core has the same heartbeat, :func:`federate_config`).
+    launcher starts (and kills) is the broker itself. ``--tick``: HELICS heartbeat
+    (:data:`LOST_PEER_TICK_MS`; every federate's core has the same, :func:`federate_config`);
+    it does not catch every dead core (docs/cluster.md).
     ``listen_all``: accept cores from other hosts (``--local_interface=tcp://0.0.0.0``, the
     name helics_broker 3.6 gives the option; compose).
     """
@@ -240,7 +240,7 @@ def broker_command(n_federates: int, broker: BrokerSettings, *, listen_all: bool
 
 
 #: HELICS heartbeat of the broker and of every core [ms]: a peer silent for two ticks is
-#: declared lost, so a dead federate ends the federation within seconds (docs/cluster.md)
+#: declared lost (docs/cluster.md says when that works)
 LOST_PEER_TICK_MS = 1000
 #: a core that cannot reach its broker for this long gives up [ms] (HELICS default 30 s)
 CORE_TIMEOUT_MS = 4000

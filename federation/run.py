@@ -53,6 +53,8 @@ class RunOutcome:
     failed: list[tuple[str, int]] = field(default_factory=list)  # first failure first
     wall_s: float = 0.0
     logs: pathlib.Path | None = None
+    #: every process's exit code (negative: the signal that ended it)
+    exit_codes: dict[str, int] = field(default_factory=dict)
 
     @property
     def message(self) -> str:
@@ -175,6 +177,8 @@ def _teardown(procs: dict[str, subprocess.Popen], outcome: RunOutcome) -> None:
             p.wait(timeout=5)
     for name, proc in procs.items():
         rc = proc.returncode
+        if rc is not None:
+            outcome.exit_codes[name] = rc
         if rc not in (0, None, -signal.SIGTERM, -signal.SIGKILL) and name not in dict(
             outcome.failed
         ):

@@ -96,9 +96,12 @@ def test_killed_process_ends_the_run_within_10_s(tmp_path, victim, marker):
     assert outcome.returncode != 0
     assert outcome.failed[0] == (victim, -signal.SIGKILL)
     assert f"federate {victim} failed" in outcome.message
-    # every survivor exited non-zero on its own (aborted), none needed SIGKILL
-    survivors = dict(outcome.failed[1:])
-    assert survivors and all(rc == EXIT_ABORTED for rc in survivors.values()), outcome.failed
+    # every survivor exited non-zero: aborted (3) or, rarely, ended by the supervisor's
+    # SIGTERM before its own abort; none needed the SIGKILL after the grace time
+    survivors = {n: rc for n, rc in outcome.exit_codes.items() if n != victim}
+    assert len(survivors) == 6, outcome.exit_codes  # broker + 5 processes, less the victim
+    assert all(rc in (EXIT_ABORTED, -signal.SIGTERM) for rc in survivors.values()), survivors
+    assert sum(rc == EXIT_ABORTED for rc in survivors.values()) >= 3, survivors
     assert _pids_in(built.out_dir) == {}  # no broker or federate left behind
     steps_after, sessions_after = _n_steps(built.results)
     assert sessions_after >= sessions_before >= 1
