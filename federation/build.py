@@ -82,10 +82,12 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def load_contract(scenario: str, scheme: str, dso_check: bool = False) -> tuple[Any, Contract]:
-    from federation.scenario import load_scenario
+def load_contract(scenario: Any, scheme: str, dso_check: bool = False) -> tuple[Any, Contract]:
+    """``scenario``: an embedded name, a ``.toml`` path or an already loaded ``Scenario``
+    (a study's variant of one: another seed, day or duration)."""
+    from federation.scenario import Scenario, load_scenario
 
-    sc = load_scenario(scenario)
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     return sc, build_contract(topology_from_scenario(sc, scheme, dso_check=dso_check))
 
 
@@ -338,7 +340,7 @@ class BuildOutput:
 
 
 def write_build(
-    scenario: str,
+    scenario: Any,
     scheme: str,
     out_dir: str | pathlib.Path,
     broker: BrokerSettings | None = None,

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build": ("federation.build", "generate federate configs, runner.json, docker-compose.yml"),
     "run": ("federation.run", "run a scenario as a HELICS federation"),
     "report": ("federation.report", "turn a results file into an HTML report"),
+    "study": ("federation.study_cli", "run, tabulate and compare schemes x scenarios x seeds"),
 }
 
 
