@@ -323,7 +323,8 @@ def run_study(
         ran.append(info)
         elapsed = time.monotonic() - started
         left = total - done
-        eta = elapsed / len(ran) * left / max(jobs, 1) if ran else math.nan
+        # elapsed already runs ``jobs`` federations at a time
+        eta = elapsed / len(ran) * left
         status = "ok" if info["returncode"] == 0 else f"FAILED ({info['message']})"
         progress(
             f"[{done}/{total}] {info['run_id']}: {status} in {info['wall_s']:.1f} s; "
