@@ -84,11 +84,13 @@ def _port_free(port: int) -> bool:
 
 
 def load_contract(
-    scenario: str, scheme: str, dso_check: bool = False, record_buses: bool = False
+    scenario: Any, scheme: str, dso_check: bool = False, record_buses: bool = False
 ) -> tuple[Any, Contract]:
-    from federation.scenario import load_scenario
+    """``scenario``: an embedded name, a ``.toml`` path or an already loaded ``Scenario``
+    (a study's variant of one: another seed, day or duration)."""
+    from federation.scenario import Scenario, load_scenario
 
-    sc = load_scenario(scenario)
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     topology = topology_from_scenario(sc, scheme, dso_check=dso_check, record_buses=record_buses)
     return sc, build_contract(topology)
 
@@ -470,7 +472,7 @@ class BuildOutput:
 
 
 def write_build(
-    scenario: str,
+    scenario: Any,
     scheme: str,
     out_dir: str | pathlib.Path,
     broker: BrokerSettings | None = None,

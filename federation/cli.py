@@ -40,6 +40,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("federation.run", "run a scenario as a HELICS federation"),
     "report": ("federation.report", "turn a results file into an HTML report"),
     "export": ("federation.export", "one table of a results file as CSV or Parquet"),
+    "study": ("federation.study_cli", "run, tabulate and compare schemes x scenarios x seeds"),
 }
 
 #: the coordination schemes, one line each (docs/schemes.md), for every ``--scheme`` help
