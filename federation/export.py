@@ -38,7 +38,7 @@ def export(
             import pyarrow  # noqa: F401
         except ModuleNotFoundError as exc:
             raise ExportError(
-                "parquet needs pyarrow (a dependency of smartnet-cosim: pip install pyarrow) or use csv"
+                "parquet needs pyarrow (a dependency: pip install pyarrow), or use csv"
             ) from exc
     try:
         frame = read_frame(results, group)
