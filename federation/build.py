@@ -89,8 +89,11 @@ def load_contract(scenario: str, scheme: str, dso_check: bool = False) -> tuple[
     return sc, build_contract(topology_from_scenario(sc, scheme, dso_check=dso_check))
 
 
-def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any]:
-    """Metadata written into the results file."""
+def run_metadata(
+    sc: Any, scheme: str, dso_check: bool = False, strict: bool = False
+) -> dict[str, Any]:
+    """Metadata written into the results file (``strict``: numerical failures of the physical
+    layer end the run instead of getting the operator's fallback; grid federates read it)."""
     from importlib import metadata
 
     versions = {}
@@ -126,6 +129,7 @@ def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any
         "scenario": sc.name,
         "scheme": scheme,
         "dso_check": int(bool(dso_check)),
+        "strict": int(bool(strict)),
         "seed": int(sc.seed),
         "duration_s": float(sc.duration_s),
         "physical_step_s": float(sc.physical_step_s),
@@ -347,17 +351,18 @@ def write_build(
     timing_dir: str | None = None,
     dso_check: bool = False,
     hosted: dict[str, int] | None = None,
+    strict: bool = False,
 ) -> BuildOutput:
     """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
     (``dso_check``: the DSOs' traffic-light check of the bids at gate closure;
-    ``hosted``: see :func:`process_commands`)."""
+    ``hosted``: see :func:`process_commands`; ``strict``: see :func:`run_metadata`)."""
     out = pathlib.Path(out_dir).resolve()
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "results").mkdir(exist_ok=True)
     sc, contract = load_contract(scenario, scheme, dso_check)
     broker = broker or BrokerSettings.fresh(4 * len(contract.federates) + 16)
     results = f"results/{sc.name}_{scheme}.h5"
-    meta = run_metadata(sc, scheme, dso_check)
+    meta = run_metadata(sc, scheme, dso_check, strict)
     save_scenario_cache(sc, out / SCENARIO_CACHE)
     commands, configs = {}, []
     for f in contract.federates:

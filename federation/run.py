@@ -194,6 +194,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "market leaves out red bids and prices in the extra cost of orange ones (default off)",
     )
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="numerical failures of the physical layer (LP not optimal, unusable "
+        "sensitivities, AC power flow not converging) end the run instead of getting the "
+        "operator's fallback (for debugging; docs/results.md)",
+    )
+    parser.add_argument(
         "--wall-timeout",
         type=float,
         default=None,
@@ -215,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir,
         startup_timeout_s=args.startup_timeout,
         dso_check=args.dso_check,
+        strict=args.strict,
     )
     print(
         f"running {args.scenario} under scheme {scheme}"

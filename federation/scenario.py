@@ -324,11 +324,16 @@ class CostParams:
 
     afrr_price_factor : aFRR energy price = factor x mFRR clearing price [-]
     unwanted_measure_cost_eur_per_mwh : cost of re-dispatch outside the market [EUR/MWh]
+    emergency_curtailment_cost_eur_per_mwh : price of the operator's fallback curtailment when
+        its re-dispatch or power flow fails numerically [EUR/MWh]; default 4,000, the
+        harmonised maximum clearing price of the EU single day-ahead coupling (ACER Decision
+        01/2023), as the price of energy taken out of the market without a bid
     ict_cost_eur_per_day : ICT cost of running each scheme [EUR/day]
     """
 
     afrr_price_factor: float = 1.5
     unwanted_measure_cost_eur_per_mwh: float = 250.0
+    emergency_curtailment_cost_eur_per_mwh: float = 4000.0
     ict_cost_eur_per_day: Mapping[str, float] = field(
         default_factory=lambda: _frozen_map({"A": 0.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 0.0})
     )
@@ -1045,6 +1050,14 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
             "unwanted_measure_cost_eur_per_mwh",
             float,
             d.unwanted_measure_cost_eur_per_mwh,
+            _non_negative,
+        ),
+        emergency_curtailment_cost_eur_per_mwh=r.get(
+            t,
+            "costs",
+            "emergency_curtailment_cost_eur_per_mwh",
+            float,
+            d.emergency_curtailment_cost_eur_per_mwh,
             _non_negative,
         ),
         ict_cost_eur_per_day=_frozen_map(ict),

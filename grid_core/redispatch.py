@@ -397,7 +397,12 @@ def _result(
     dq_tot[np.abs(dq_tot) < 1e-12] = 0.0
     up = np.maximum(dp_tot, 0.0)
     down = np.maximum(-dp_tot, 0.0)
-    cost = float(np.sum(up * c_up) + np.sum(down * c_dn) + np.sum(np.abs(dq_tot) * c_q))
+    # only units that moved are paid (an unused unit's price never enters, even if unknown)
+    cost = float(
+        np.sum(up[up > 0] * c_up[up > 0])
+        + np.sum(down[down > 0] * c_dn[down > 0])
+        + np.sum(np.abs(dq_tot[dq_tot != 0]) * c_q[dq_tot != 0])
+    )
     residual = find_violations(res, max_loading_percent=max_loading_percent, **limits)
     if residual:
         logger.info(
