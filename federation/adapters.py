@@ -530,7 +530,7 @@ class NetworkPhysics:
         voltage at the interface bus, applied to the network's slack from this step on.
         """
         from grid_core.redispatch import redispatch
-        from grid_core.violations import find_violations
+        from grid_core.violations import find_violations, overload_mw
         from grid_core.voltage_control import control_voltage
 
         dt_s = float(self.sc.physical_step_s)
@@ -641,6 +641,7 @@ class NetworkPhysics:
             "voltage/min_vm_pu": float(np.nanmin(vm_banded)),
             "voltage/max_vm_pu": float(np.nanmax(vm_banded)),
             "lines/max_loading_percent": float(np.max(loading)) if loading.size else 0.0,
+            "lines/overload_mw": overload_mw(res, self.max_loading_percent),
             "violations/before_count": float(len(before)),
             "violations/after_count": float(len(after)),
             "unwanted/volume_mw": volume,

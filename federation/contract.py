@@ -477,6 +477,7 @@ NETWORK_QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("voltage/min_vm_pu", "p.u.", "lowest voltage of the banded buses (DSO: MV) after control"),
     ("voltage/max_vm_pu", "p.u.", "highest voltage of the banded buses (DSO: MV) after control"),
     ("lines/max_loading_percent", "%", "highest branch loading after unwanted measures"),
+    ("lines/overload_mw", "MW", "active power above the thermal limits after unwanted measures"),
     ("violations/before_count", "-", "limit violations before unwanted measures"),
     ("violations/after_count", "-", "limit violations left after unwanted measures"),
     ("unwanted/volume_mw", "MW", "re-dispatched power this step, upward plus downward"),

@@ -105,6 +105,27 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "violation_steps_after": sum(v["violation_steps_after"] for v in per_network.values()),
         # numerical failures of the physical layer and the operator's fallback curtailment
         # (its volume and cost are part of unwanted_mwh / unwanted_cost_eur)
+        # congestion left after unwanted measures, distribution (dso_*) and transmission
+        "violation_minutes_after": {
+            level: sum(
+                v["violation_steps_after"] for n, v in per_network.items() if (n == "tso") == tx
+            )
+            * dt_h
+            * 60.0
+            for level, tx in (("distribution", False), ("transmission", True))
+        },
+        "violation_minutes_before": {
+            level: sum(
+                v["violation_steps_before"] for n, v in per_network.items() if (n == "tso") == tx
+            )
+            * dt_h
+            * 60.0
+            for level, tx in (("distribution", False), ("transmission", True))
+        },
+        "overload_mwh": {
+            level: sum(v["overload_mwh"] for n, v in per_network.items() if (n == "tso") == tx)
+            for level, tx in (("distribution", False), ("transmission", True))
+        },
         "numerical_failures": sum(v["numerical_failures"] for v in per_network.values()),
         "fallback_mwh": sum(v["fallback_mwh"] for v in per_network.values()),
         "fallback_cost_eur": sum(v["fallback_cost_eur"] for v in per_network.values()),
@@ -114,11 +135,14 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
 
 
 def _failures(steps: Mapping[str, np.ndarray], network: str, dt_h: float) -> dict[str, Any]:
-    """Numerical failures of one network: count, steps with one, fallback volume and cost
-    (files written before the ``failures/*`` values: zeros)."""
+    """Energy above the thermal limits after unwanted measures, and numerical failures of one
+    network: count, steps with one, fallback volume and cost (files written before these
+    values: zeros)."""
     zero = np.zeros(1)
     count = steps.get(f"{network}/failures/count", zero)
+    overload = steps.get(f"{network}/lines/overload_mw", zero)
     return {
+        "overload_mwh": float(np.sum(overload)) * dt_h,
         "numerical_failures": int(np.sum(count)),
         "failure_steps": int(np.sum(count > 0)),
         "fallback_mwh": float(np.sum(steps.get(f"{network}/failures/fallback_mw", zero))) * dt_h,

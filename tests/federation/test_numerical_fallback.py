@@ -67,7 +67,7 @@ def test_forced_lp_failure_gets_the_fallback_and_is_recorded(tiny, caplog):
 
 def test_strict_makes_the_failure_fatal(tiny):
     ph = _physics(_nan_cost(tiny), strict=True)
-    with pytest.raises(RedispatchError, match="re-dispatch LP of dso_1: .*non-finite cost"):
+    with pytest.raises(RedispatchError, match=r"re-dispatch LP of dso_1: .*non-finite cost"):
         ph.step(600.0, 0.0, None, 1.0)
 
 

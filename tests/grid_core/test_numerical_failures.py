@@ -211,3 +211,25 @@ def test_forced_lp_failure_falls_back_to_curtailment(crash_point, monkeypatch):
         q,
     )
     assert np.allclose(again.vm_pu, em.result.vm_pu, atol=1e-8)
+
+
+def test_overload_mw_by_hand(crash_point):
+    """A branch at 125 % carrying 10 MW has 1 - 100/125 = 20 % of its flow above the limit:
+    2 MW; checked on the real solution of the captured point with one line's loading raised."""
+    import dataclasses
+
+    from grid_core.violations import overload_mw
+
+    net, d, _units = crash_point
+    res = _solver(net, d).solve(d["p_inj_mw"], d["q_inj_mvar"])
+    assert overload_mw(res) == 0.0  # no overload at the crash point
+    load = np.array(res.line_loading_percent)
+    load[3] = 125.0
+    p_from = np.array(res.line_p_from_mw)
+    p_to = np.array(res.line_p_to_mw)
+    p_from[3], p_to[3] = 10.0, -9.9
+    hot = dataclasses.replace(
+        res, line_loading_percent=load, line_p_from_mw=p_from, line_p_to_mw=p_to
+    )
+    assert overload_mw(hot) == pytest.approx(2.0)
+    assert overload_mw(hot, max_loading_percent=130.0) == 0.0
