@@ -37,7 +37,7 @@ class GridFederate:
             self.sc,
             self.net,
             compiled=compiled_network_for(rt.run, self.net),
-            strict=bool(rt.run.get("meta", {}).get("strict", 0)),
+            strict=bool(rt.run.get("strict", 0)),
         )
         self.sessions = set(rt.timing.session_times())
         self.aggregators: list[str] = rt.params.get("aggregators", [])

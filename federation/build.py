@@ -177,6 +177,8 @@ def federate_config(
     if spec.kind == "recorder":
         smartnet["results"] = results
         smartnet["meta"] = meta or {}
+    if (meta or {}).get("strict"):  # grid federates: numerical failures end the run
+        smartnet["strict"] = 1
     if timing_dir:
         smartnet["timing_dir"] = timing_dir
     return {

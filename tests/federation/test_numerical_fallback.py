@@ -121,3 +121,30 @@ def test_transmission_band_on_every_transmission_bus(tiny):
     band = ph.voltage_band()
     assert np.all(band["min_vm_pu"] == tiny.transmission.vm_min_pu)
     assert np.all(band["max_vm_pu"] == tiny.transmission.vm_max_pu)
+
+
+def test_strict_option_reaches_the_grid_federates(tmp_path):
+    """``smartnet run --strict`` -> ``strict`` = 1 in every federate config (the grid
+    federates build NetworkPhysics(strict=True) from it) and in the run metadata the
+    recorder writes into the results file."""
+    import argparse
+    import json
+
+    from federation.build import write_build
+    from federation.run import configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    assert parser.parse_args(["--strict"]).strict is True
+    assert parser.parse_args([]).strict is False
+    built = write_build("tiny", "A", tmp_path / "s", strict=True)
+    for name in ("tso", "dso_1", "dso_2"):
+        cfg = json.loads((built.out_dir / "configs" / f"{name}.json").read_text())
+        assert cfg["smartnet"]["strict"] == 1
+    rec = json.loads((built.out_dir / "configs" / "recorder.json").read_text())
+    assert rec["smartnet"]["meta"]["strict"] == 1
+    plain = write_build("tiny", "A", tmp_path / "p")
+    cfg = json.loads((plain.out_dir / "configs" / "dso_1.json").read_text())
+    assert "strict" not in cfg["smartnet"]
+    rec = json.loads((plain.out_dir / "configs" / "recorder.json").read_text())
+    assert rec["smartnet"]["meta"]["strict"] == 0
