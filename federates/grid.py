@@ -35,7 +35,10 @@ class GridFederate:
         self.net = rt.name
         self.sc = scenario_for(rt.run)
         self.phys = NetworkPhysics(
-            self.sc, self.net, compiled=compiled_network_for(rt.run, self.net)
+            self.sc,
+            self.net,
+            compiled=compiled_network_for(rt.run, self.net),
+            strict=bool(rt.run.get("strict", 0)),
         )
         self.sessions = set(rt.timing.session_times())
         self.aggregators: list[str] = rt.params.get("aggregators", [])

@@ -19,8 +19,18 @@ import numpy as np
 
 from federation.contract import Timing, Topology
 from federation.kpi import run_costs
+from grid_core.errors import LinearisationError, PowerFlowNotConverged, RedispatchError
 
 log = logging.getLogger(__name__)
+
+#: Numerical failures of the physical layer that get the operator's fallback (docs/results.md,
+#: "Numerical failures") instead of ending the run, unless the run is strict.
+NUMERICAL_FAILURES = (LinearisationError, PowerFlowNotConverged, RedispatchError)
+
+
+class NumericalFailureError(RuntimeError):
+    """A numerical failure of the physical layer in a strict run (``smartnet run --strict``),
+    or one that no fallback could absorb; the message names network, time and reason."""
 
 
 def timing_from_scenario(sc: Any) -> Timing:
@@ -351,6 +361,7 @@ class NetworkPhysics:
         *,
         dg_reactive: bool = True,
         compiled: CompiledNetwork | None = None,
+        strict: bool = False,
     ) -> None:
         from grid_core.devices import build_fleets
         from grid_core.voltage_control import OltcSettings
@@ -379,6 +390,15 @@ class NetworkPhysics:
         self.solver = copy.deepcopy(compiled.solver)
         self.bus_index = compiled.bus_index
         self.pos = {int(b): k for k, b in enumerate(compiled.bus_index)}
+        # the buses the network's voltage band applies to: a DSO's slack is its HV interface
+        # bus, a transmission bus whose voltage the TSO holds and checks against the
+        # transmission band; the distribution band applies to the DSO's own (MV) buses only
+        self.banded = np.ones(self.bus_index.size, dtype=bool)
+        if network != "tso":
+            self.banded[[self.pos[int(b)] for b in self.solver.slack_bus]] = False
+        #: numerical failures raise instead of getting the fallback (``smartnet run --strict``)
+        self.strict = bool(strict)
+        self.fallback_price_eur_per_mwh = float(sc.costs.emergency_curtailment_cost_eur_per_mwh)
         self.load_p = compiled.load_p_mw.copy()
         self.load_q = compiled.load_q_mvar.copy()
         p_base, q_base = self.solver.base_injections()
@@ -513,7 +533,7 @@ class NetworkPhysics:
         voltage at the interface bus, applied to the network's slack from this step on.
         """
         from grid_core.redispatch import redispatch
-        from grid_core.violations import find_violations
+        from grid_core.violations import find_violations, overload_mw
         from grid_core.voltage_control import control_voltage
 
         dt_s = float(self.sc.physical_step_s)
@@ -561,43 +581,55 @@ class NetworkPhysics:
         units = self._reactive_units()
         for u in units:
             q_inj[self.pos[u.bus]] += u.q_mvar
-        vc = control_voltage(
-            self.solver,
-            p_inj,
-            q_inj,
-            oltcs=self.oltcs,
-            units=units,
-            min_vm_pu=self.min_vm_pu,
-            max_vm_pu=self.max_vm_pu,
-            step=t_s,
-        )
-        for k, u in enumerate(units):
-            q_inj[self.pos[u.bus]] += vc.delta_q_mvar[u.unit_id]
-            self.dg_q_mvar[k] = vc.q_mvar[u.unit_id]
-        res = vc.result
-        before = find_violations(
-            res,
-            min_vm_pu=self.min_vm_pu,
-            max_vm_pu=self.max_vm_pu,
-            max_loading_percent=self.max_loading_percent,
-        )
+        band = self.voltage_band()
+        failures: list[str] = []
+        fallback_mw = fallback_cost = 0.0
+        taps = self.solver.tap_pos
+        try:
+            vc = control_voltage(
+                self.solver, p_inj, q_inj, oltcs=self.oltcs, units=units, step=t_s, **band
+            )
+        except NUMERICAL_FAILURES as exc:
+            # fallback: the last feasible set-points (taps and held DG Q of the last step)
+            failures.append(self._failure(t_s, "voltage control", exc, "last set-points kept"))
+            self.solver.set_tap_positions(taps)
+            vc = None
+        if vc is not None:
+            for k, u in enumerate(units):
+                q_inj[self.pos[u.bus]] += vc.delta_q_mvar[u.unit_id]
+                self.dg_q_mvar[k] = vc.q_mvar[u.unit_id]
+            res = vc.result
+        else:
+            res, shed_mw = self._solve_or_shed(t_s, p_inj, q_inj, failures)
+            fallback_mw += shed_mw
+        before = find_violations(res, max_loading_percent=self.max_loading_percent, **band)
         volume = cost = 0.0
         after = before
         units = self._redispatch_units() if before else []
         if units:
+            kw = {
+                "duration_s": dt_s,
+                "max_loading_percent": self.max_loading_percent,
+                "step": t_s,
+                **band,
+            }
             rd = redispatch(
                 self.solver,
                 p_inj,
                 q_inj,
                 units,
-                duration_s=dt_s,
-                max_loading_percent=self.max_loading_percent,
-                min_vm_pu=self.min_vm_pu,
-                max_vm_pu=self.max_vm_pu,
                 balanced=self.network == "tso",  # transmission: counter-trading
-                step=t_s,
                 result=res,
+                strict=self.strict,
+                **kw,
             )
+            if rd.failure is not None:
+                failures.append(
+                    self._failure(t_s, "re-dispatch", rd.failure, "emergency curtailment")
+                )
+                rd, em = self._emergency(p_inj, q_inj, units, rd, kw)
+                fallback_mw += em.volume_up_mw + em.volume_down_mw
+                fallback_cost += em.cost_eur
             res = rd.result
             after = rd.residual_violations
             volume = rd.volume_up_mw + rd.volume_down_mw
@@ -608,10 +640,12 @@ class NetworkPhysics:
         loading = np.concatenate(
             [np.asarray(res.line_loading_percent), np.asarray(res.trafo_loading_percent)]
         )
+        vm_banded = np.asarray(res.vm_pu)[self.banded]
         values = {
-            "voltage/min_vm_pu": float(np.min(res.vm_pu)),
-            "voltage/max_vm_pu": float(np.max(res.vm_pu)),
+            "voltage/min_vm_pu": float(np.nanmin(vm_banded)),
+            "voltage/max_vm_pu": float(np.nanmax(vm_banded)),
             "lines/max_loading_percent": float(np.max(loading)) if loading.size else 0.0,
+            "lines/overload_mw": overload_mw(res, self.max_loading_percent),
             "violations/before_count": float(len(before)),
             "violations/after_count": float(len(after)),
             "unwanted/volume_mw": volume,
@@ -624,6 +658,9 @@ class NetworkPhysics:
             "losses/p_loss_mw": float(res.p_loss_mw),
             "afrr/allocated_mw": afrr_alloc,
             "dg/q_mvar": float(self.dg_q_mvar.sum()),
+            "failures/count": float(len(failures)),
+            "failures/fallback_mw": fallback_mw,
+            "failures/fallback_cost_eur": fallback_cost,
         }
         up, down = self.afrr_band(t_s + dt_s)
         values["afrr/max_up_mw"] = up
@@ -635,6 +672,95 @@ class NetworkPhysics:
             values["interface/q_mvar"] = q_slack
         vm = {bus: float(res.vm_at(bus)) for bus in (interface_pq or {})}
         return StepOutcome(values, p_slack, q_slack, vm, np.asarray(res.vm_pu), loading)
+
+    def voltage_band(self) -> dict[str, np.ndarray]:
+        """Per-bus voltage band ``{"min_vm_pu", "max_vm_pu"}`` [pu]: the network's band on
+        its banded buses (a DSO: every bus but the HV interface), unbounded elsewhere."""
+        return {
+            "min_vm_pu": np.where(self.banded, self.min_vm_pu, -np.inf),
+            "max_vm_pu": np.where(self.banded, self.max_vm_pu, np.inf),
+        }
+
+    # -- numerical failures: the operator's fallback ------------------------------------
+    def _failure(self, t_s: float, where: str, reason: Any, fallback: str) -> str:
+        """Log one numerical failure (once, with network, time and reason); raise it if
+        strict. Returns the reason."""
+        if self.strict:
+            if isinstance(reason, BaseException):
+                raise reason
+            raise NumericalFailureError(f"{self.network} at t = {t_s:g} s, {where}: {reason}")
+        text = f"{type(reason).__name__}: {reason}" if isinstance(reason, Exception) else reason
+        log.warning(
+            "%s: numerical failure at t = %g s in %s (%s); fallback: %s",
+            self.network,
+            t_s,
+            where,
+            text,
+            fallback,
+        )
+        return text
+
+    def _solve_or_shed(
+        self, t_s: float, p_inj: np.ndarray, q_inj: np.ndarray, failures: list[str]
+    ) -> tuple[Any, float]:
+        """AC power flow at the kept set-points; if it does not converge, shed every
+        injection of the network by the same share (:data:`CURTAILMENT_SHARES`) until it does.
+        Returns the result and the shed power [MW] (load plus generation); ``p_inj`` and
+        ``q_inj`` are scaled in place to the point solved."""
+        from grid_core.errors import PowerFlowNotConverged
+        from grid_core.redispatch import CURTAILMENT_SHARES
+
+        try:
+            return self.solver.solve(p_inj, q_inj, step=t_s), 0.0
+        except PowerFlowNotConverged as exc:
+            failures.append(self._failure(t_s, "AC power flow", exc, "proportional shedding"))
+        last: Exception | None = None
+        for share in CURTAILMENT_SHARES:
+            try:
+                res = self.solver.solve(p_inj * (1 - share), q_inj * (1 - share), step=t_s)
+            except PowerFlowNotConverged as exc:
+                last = exc
+                continue
+            shed = share * float(np.abs(p_inj).sum())
+            p_inj *= 1 - share
+            q_inj *= 1 - share
+            return res, shed
+        raise NumericalFailureError(f"{self.network}: no power flow even without load: {last}")
+
+    def _emergency(
+        self, p_inj: np.ndarray, q_inj: np.ndarray, units: list[Any], rd: Any, kw: dict
+    ) -> tuple[Any, Any]:
+        """Emergency curtailment from the last feasible point of a failed re-dispatch, at the
+        scenario's price: ``(re-dispatch and curtailment together, the curtailment alone)``;
+        the re-dispatch done before the failure is kept."""
+        from dataclasses import replace
+
+        from grid_core.redispatch import emergency_curtailment
+
+        p = p_inj.copy()
+        moved = [replace(u, p_mw=u.p_mw + rd.delta_p_mw[u.unit_id]) for u in units]
+        for u in units:
+            p[self.pos[u.bus]] += rd.delta_p_mw[u.unit_id]
+        em = emergency_curtailment(
+            self.solver,
+            p,
+            q_inj,
+            moved,
+            price_eur_per_mwh=self.fallback_price_eur_per_mwh,
+            result=rd.result,
+            failure=rd.failure,
+            **kw,
+        )
+        total = {u: rd.delta_p_mw[u] + em.delta_p_mw[u] for u in rd.delta_p_mw}
+        return replace(
+            em,
+            delta_p_mw=total,
+            volume_up_mw=em.volume_up_mw + rd.volume_up_mw,
+            volume_down_mw=em.volume_down_mw + rd.volume_down_mw,
+            volume_mwh=em.volume_mwh + rd.volume_mwh,
+            cost_eur=em.cost_eur + rd.cost_eur,
+            violations_before=rd.violations_before,
+        ), em
 
     def _reactive_units(self) -> list[Any]:
         """Reactive capability of every distribution-connected generator at its present

@@ -95,8 +95,11 @@ def load_contract(
     return sc, build_contract(topology)
 
 
-def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any]:
-    """Metadata written into the results file."""
+def run_metadata(
+    sc: Any, scheme: str, dso_check: bool = False, strict: bool = False
+) -> dict[str, Any]:
+    """Metadata written into the results file (``strict``: numerical failures of the physical
+    layer end the run instead of getting the operator's fallback; grid federates read it)."""
     from importlib import metadata
 
     versions = {}
@@ -132,6 +135,7 @@ def run_metadata(sc: Any, scheme: str, dso_check: bool = False) -> dict[str, Any
         "scenario": sc.name,
         "scheme": scheme,
         "dso_check": int(bool(dso_check)),
+        "strict": int(bool(strict)),
         "seed": int(sc.seed),
         "duration_s": float(sc.duration_s),
         "physical_step_s": float(sc.physical_step_s),
@@ -186,6 +190,8 @@ def federate_config(
     if spec.kind == "recorder":
         smartnet["results"] = results
         smartnet["meta"] = meta or {}
+    if (meta or {}).get("strict"):  # grid federates: numerical failures end the run
+        smartnet["strict"] = 1
     if timing_dir:
         smartnet["timing_dir"] = timing_dir
     return {
@@ -483,11 +489,13 @@ def write_build(
     hosted: dict[str, int] | None = None,
     record_buses: bool = False,
     image: str = DEFAULT_IMAGE,
+    strict: bool = False,
 ) -> BuildOutput:
     """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
     (``dso_check``: the DSOs' traffic-light check of the bids at gate closure;
     ``hosted``: see :func:`process_commands`; ``record_buses``: per-bus voltages and
-    per-branch loadings in the results; ``image``: of the compose services).
+    per-branch loadings in the results; ``image``: of the compose services; ``strict``: see
+    :func:`run_metadata`).
 
     The folder is self-contained: the pickled scenario (``scenario.pkl``, what the federates
     load) and, for a scenario given as a file, a copy of its TOML and data files in
@@ -498,7 +506,7 @@ def write_build(
     sc, contract = load_contract(scenario, scheme, dso_check, record_buses)
     broker = broker or BrokerSettings.fresh(4 * len(contract.federates) + 16)
     results = f"results/{sc.name}_{scheme}.h5"
-    meta = run_metadata(sc, scheme, dso_check)
+    meta = run_metadata(sc, scheme, dso_check, strict)
     save_scenario_cache(sc, out / SCENARIO_CACHE)
     copied = copy_scenario(scenario, out / "scenario")
     commands, configs = {}, []

@@ -501,9 +501,10 @@ def make_message(schema_name: str, t_s: float, sender: str, **fields: Any) -> di
 # Per-step quantities of every grid federate (tso and each dso_<k>): (element/quantity, unit,
 # description). The interface P/Q exist only for DSOs.
 NETWORK_QUANTITIES: tuple[tuple[str, str, str], ...] = (
-    ("voltage/min_vm_pu", "p.u.", "lowest bus voltage after voltage control"),
-    ("voltage/max_vm_pu", "p.u.", "highest bus voltage after voltage control"),
+    ("voltage/min_vm_pu", "p.u.", "lowest voltage of the banded buses (DSO: MV) after control"),
+    ("voltage/max_vm_pu", "p.u.", "highest voltage of the banded buses (DSO: MV) after control"),
     ("lines/max_loading_percent", "%", "highest branch loading after unwanted measures"),
+    ("lines/overload_mw", "MW", "active power above the thermal limits after unwanted measures"),
     ("violations/before_count", "-", "limit violations before unwanted measures"),
     ("violations/after_count", "-", "limit violations left after unwanted measures"),
     ("unwanted/volume_mw", "MW", "re-dispatched power this step, upward plus downward"),
@@ -518,6 +519,9 @@ NETWORK_QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("afrr/max_down_mw", "MW", "aFRR band downward available for the next step (>= 0)"),
     ("afrr/allocated_mw", "MW", "aFRR set-point given to the devices this step"),
     ("dg/q_mvar", "Mvar", "reactive injection of the DSO's generators set by voltage control"),
+    ("failures/count", "-", "numerical failures this step (LP, linearisation, AC power flow)"),
+    ("failures/fallback_mw", "MW", "curtailed by the operator's fallback after a failure"),
+    ("failures/fallback_cost_eur", "EUR", "cost of this step's fallback curtailment"),
 )
 DSO_INTERFACE: tuple[tuple[str, str, str], ...] = (
     ("interface/p_mw", "MW", "active power from transmission into the DSO network"),

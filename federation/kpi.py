@@ -93,6 +93,7 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
             "min_vm_pu": float(np.min(steps[f"{n}/voltage/min_vm_pu"])),
             "max_vm_pu": float(np.max(steps[f"{n}/voltage/max_vm_pu"])),
             "max_loading_percent": float(np.max(steps[f"{n}/lines/max_loading_percent"])),
+            **_failures(steps, n, dt_h),
         }
         for n in networks
     }
@@ -134,6 +135,32 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "imbalance_abs_mean_mw": float(np.mean(np.abs(imbalance))) if imbalance.size else 0.0,
         "violation_steps_before": sum(v["violation_steps_before"] for v in per_network.values()),
         "violation_steps_after": sum(v["violation_steps_after"] for v in per_network.values()),
+        # numerical failures of the physical layer and the operator's fallback curtailment
+        # (its volume and cost are part of unwanted_mwh / unwanted_cost_eur)
+        # congestion left after unwanted measures, distribution (dso_*) and transmission
+        "violation_minutes_after": {
+            level: sum(
+                v["violation_steps_after"] for n, v in per_network.items() if (n == "tso") == tx
+            )
+            * dt_h
+            * 60.0
+            for level, tx in (("distribution", False), ("transmission", True))
+        },
+        "violation_minutes_before": {
+            level: sum(
+                v["violation_steps_before"] for n, v in per_network.items() if (n == "tso") == tx
+            )
+            * dt_h
+            * 60.0
+            for level, tx in (("distribution", False), ("transmission", True))
+        },
+        "overload_mwh": {
+            level: sum(v["overload_mwh"] for n, v in per_network.items() if (n == "tso") == tx)
+            for level, tx in (("distribution", False), ("transmission", True))
+        },
+        "numerical_failures": sum(v["numerical_failures"] for v in per_network.values()),
+        "fallback_mwh": sum(v["fallback_mwh"] for v in per_network.values()),
+        "fallback_cost_eur": sum(v["fallback_cost_eur"] for v in per_network.values()),
         "networks": per_network,
         "markets": per_market,
     }
@@ -172,6 +199,24 @@ def _money(sessions: Mapping[str, np.ndarray], markets: Mapping[str, np.ndarray]
         "unmet_requirement_mwh_per_session": [float(v) for v in unmet],
         "sessions_short": int(np.sum(unmet > 1e-9)),
         "scarcity_cost_eur": float(np.sum(sessions.get("scarcity_cost_eur", np.zeros(0)))),
+    }
+
+
+def _failures(steps: Mapping[str, np.ndarray], network: str, dt_h: float) -> dict[str, Any]:
+    """Energy above the thermal limits after unwanted measures, and numerical failures of one
+    network: count, steps with one, fallback volume and cost (files written before these
+    values: zeros)."""
+    zero = np.zeros(1)
+    count = steps.get(f"{network}/failures/count", zero)
+    overload = steps.get(f"{network}/lines/overload_mw", zero)
+    return {
+        "overload_mwh": float(np.sum(overload)) * dt_h,
+        "numerical_failures": int(np.sum(count)),
+        "failure_steps": int(np.sum(count > 0)),
+        "fallback_mwh": float(np.sum(steps.get(f"{network}/failures/fallback_mw", zero))) * dt_h,
+        "fallback_cost_eur": float(
+            np.sum(steps.get(f"{network}/failures/fallback_cost_eur", zero))
+        ),
     }
 
 
@@ -233,6 +278,12 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         f"{kpis['violation_steps_before']} / {kpis['violation_steps_after']}"
     )
     lines.append(f"mean |imbalance| after aFRR: {kpis['imbalance_abs_mean_mw']:.4f} MW")
+    if "numerical_failures" in kpis:
+        lines.append(
+            f"numerical failures (operator fallback): {kpis['numerical_failures']}, "
+            f"fallback curtailment {kpis['fallback_mwh']:.3f} MWh, "
+            f"{kpis['fallback_cost_eur']:.2f} EUR (in unwanted measures)"
+        )
     return "\n".join(lines)
 
 

@@ -218,6 +218,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="no progress line (it is drawn only when stdout is a terminal anyway)",
     )
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="numerical failures of the physical layer (LP not optimal, unusable "
+        "sensitivities, AC power flow not converging) end the run instead of getting the "
+        "operator's fallback (for debugging; docs/results.md)",
+    )
+    parser.add_argument(
         "--wall-timeout",
         type=float,
         default=None,
@@ -245,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
             startup_timeout_s=args.startup_timeout,
             dso_check=args.dso_check,
             record_buses=args.record_buses,
+            strict=args.strict,
         )
     except BaseException:
         if not existed:  # leave no empty or half-written run directory behind

@@ -329,6 +329,10 @@ class CostParams:
     residual_imbalance_price_eur_per_mwh : price of the system imbalance left after aFRR
         [EUR/MWh] (docs/scenario.md)
     unwanted_measure_cost_eur_per_mwh : cost of re-dispatch outside the market [EUR/MWh]
+    emergency_curtailment_cost_eur_per_mwh : price of the operator's fallback curtailment when
+        its re-dispatch or power flow fails numerically [EUR/MWh]; default 4,000, the
+        harmonised maximum clearing price of the EU single day-ahead coupling (ACER Decision
+        01/2023), as the price of energy taken out of the market without a bid
     ict_cost_eur_per_day : ICT cost of running each scheme [EUR/day]
     scarcity_price_eur_per_mwh : price of balancing requirement the bids cannot meet: the
         penalty of the clearing's balancing slack (market_core.clearing), so it sets the
@@ -340,6 +344,7 @@ class CostParams:
     residual_imbalance_price_eur_per_mwh: float = 150.0
     unwanted_measure_cost_eur_per_mwh: float = 250.0
     scarcity_price_eur_per_mwh: float = 10_000.0
+    emergency_curtailment_cost_eur_per_mwh: float = 4000.0
     ict_cost_eur_per_day: Mapping[str, float] = field(
         default_factory=lambda: _frozen_map({"A": 0.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 0.0})
     )
@@ -1115,6 +1120,14 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
             "unwanted_measure_cost_eur_per_mwh",
             float,
             d.unwanted_measure_cost_eur_per_mwh,
+            _non_negative,
+        ),
+        emergency_curtailment_cost_eur_per_mwh=r.get(
+            t,
+            "costs",
+            "emergency_curtailment_cost_eur_per_mwh",
+            float,
+            d.emergency_curtailment_cost_eur_per_mwh,
             _non_negative,
         ),
         ict_cost_eur_per_day=_frozen_map(ict),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from grid_core._lazy import lazy_attributes
 from grid_core.errors import (
     GridCoreError,
+    LinearisationError,
     NetworkModelError,
     PowerFlowNotConverged,
     RedispatchError,
@@ -81,6 +82,7 @@ __all__ = [
     "FlexibleUnit",
     "GridCoreError",
     "LinDistFlowNetworkModel",
+    "LinearisationError",
     "NetworkModelError",
     "OltcSettings",
     "PowerFlowNotConverged",

@@ -47,3 +47,9 @@ class NetworkModelError(GridCoreError, ValueError):
 
 class RedispatchError(GridCoreError):
     """The re-dispatch optimisation itself failed (solver error, not residual violations)."""
+
+
+class LinearisationError(GridCoreError):
+    """The AC sensitivities at an operating point are not usable (non-finite, or so large that
+    a first-order model is meaningless: the Jacobian is near-singular, e.g. near voltage
+    collapse). The message names the network, the step and the worst element."""

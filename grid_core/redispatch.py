@@ -32,10 +32,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid_core._lp import solve_lp
+from grid_core.errors import LinearisationError, PowerFlowNotConverged, RedispatchError
 from grid_core.powerflow import ACPowerFlowSolver, PowerFlowResult
 from grid_core.sensitivity import ac_sensitivities
 from grid_core.violations import (
     Violation,
+    ViolationKind,
     find_violations,
     solve_with_unit_changes,
     total_excess,
@@ -45,11 +47,17 @@ from grid_core.violations import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FlexibleUnit", "RedispatchResult", "redispatch"]
+__all__ = ["FlexibleUnit", "RedispatchResult", "emergency_curtailment", "redispatch"]
 
-#: Penalty of unresolved violations in the LP [EUR per % loading or per pu voltage]; far above
-#: any realistic re-dispatch cost so that the LP only leaves violations it cannot fix.
-_PENALTY = 1e7
+#: Penalty of unresolved violations in the LP [EUR per % loading, or per % of 1 pu voltage];
+#: far above any realistic re-dispatch cost so that the LP only leaves violations it cannot
+#: fix, yet not so far that HiGHS's dual simplex fails on the dual values: with 1e9 EUR/pu
+#: against ~4 EUR/MW of one-minute re-dispatch it ended "Not Set" on dso_4 of ``congested``
+#: at t = 67,500 s (tests/grid_core/data/congested_dso4_t67500.npz).
+_PENALTY = 1e5
+#: Voltage rows of the LP are written in % of 1 pu (coefficients and slack like the loading
+#: rows), so that both kinds of row have coefficients of the same order.
+_VM_ROW_SCALE = 100.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,10 @@ class RedispatchResult:
     iterations : int
         LP / AC rounds performed.
     duration_s : float
+    failure : str or None
+        Only with ``strict=False``: why the optimisation stopped early (LP not optimal,
+        linearisation refused, AC re-check not converging); the result is then the last
+        feasible point found before it. ``None`` if nothing failed.
     """
 
     network: str
@@ -144,6 +156,7 @@ class RedispatchResult:
     result: PowerFlowResult
     iterations: int
     duration_s: float
+    failure: str | None = None
 
     @property
     def clean(self) -> bool:
@@ -174,6 +187,7 @@ def redispatch(
     max_iterations: int = 5,
     step: Any = None,
     result: PowerFlowResult | None = None,
+    strict: bool = True,
 ) -> RedispatchResult:
     """Remove overloads and voltage violations by re-dispatching units at minimum cost.
 
@@ -203,6 +217,11 @@ def redispatch(
         Step label.
     result : PowerFlowResult, optional
         The step's AC solution if already computed with ``solver`` (saves one solve).
+    strict : bool
+        ``True``: a numerical failure raises. ``False``: it ends the optimisation at the last
+        feasible point found (the step's own point if the first LP fails), named in
+        :attr:`RedispatchResult.failure`; the caller applies its fallback
+        (:func:`emergency_curtailment`) to what is left.
 
     Returns
     -------
@@ -211,9 +230,11 @@ def redispatch(
     Raises
     ------
     PowerFlowNotConverged
-        If an AC re-check does not converge.
+        If an AC re-check does not converge (``strict`` only).
     RedispatchError
-        If HiGHS fails on the LP.
+        If HiGHS fails on the LP (``strict`` only).
+    LinearisationError
+        If the sensitivities at the operating point are unusable (``strict`` only).
     """
     p = np.asarray(p_inj_mw, dtype=float).copy()
     q = np.asarray(q_inj_mvar, dtype=float).copy()
@@ -235,58 +256,25 @@ def redispatch(
     n_bus = res.vm_pu.size
     vlo, vhi = voltage_band(min_vm_pu, max_vm_pu, n_bus)
     iterations = 0
+    failure: str | None = None
 
     while viol and n_u and iterations < max_iterations:
         iterations += 1
-        sens = ac_sensitivities(solver, [u.bus for u in units])
-        load = np.r_[res.line_loading_percent, res.trafo_loading_percent]
-        br = np.flatnonzero(load >= max_loading_percent - watch_band_percent)
-        vm = res.vm_pu
-        finite = np.isfinite(vm)
-        bl = np.flatnonzero(finite & (vm <= vlo + watch_band_pu))
-        bh = np.flatnonzero(finite & (vm >= vhi - watch_band_pu))
-        Lp, Lq = sens.dloading_dp_percent_per_mw[br], sens.dloading_dq_percent_per_mvar[br]
-        # columns: up[u], down[u], qup[u], qdown[u], s_branch, s_low, s_high
-        nb, nl, nh = br.size, bl.size, bh.size
-        blocks = []
-        for M_p, M_q, sgn in (
-            (Lp, Lq, 1.0),
-            (sens.dvm_dp_pu_per_mw[bl], sens.dvm_dq_pu_per_mvar[bl], -1.0),
-            (sens.dvm_dp_pu_per_mw[bh], sens.dvm_dq_pu_per_mvar[bh], 1.0),
-        ):
-            blocks.append(np.hstack([sgn * M_p, -sgn * M_p, sgn * M_q, -sgn * M_q]))
-        A_core = np.vstack(blocks) if blocks else np.zeros((0, 4 * n_u))
-        n_rows = nb + nl + nh
-        A_slack = -sp.identity(n_rows, format="csr")
-        A = sp.hstack([sp.csr_matrix(A_core), A_slack], format="csr")
-        row_hi = np.r_[
-            max_loading_percent - loading_margin_percent - load[br],
-            -(vlo[bl] + vm_margin_pu - vm[bl]),
-            vhi[bh] - vm_margin_pu - vm[bh],
-        ]
-        row_lo = np.full(n_rows, -np.inf)
-        if balanced:
-            bal = np.r_[np.ones(n_u), -np.ones(n_u), np.zeros(2 * n_u + n_rows)]
-            A = sp.vstack([A, sp.csr_matrix(bal)], format="csr")
-            row_lo = np.r_[row_lo, 0.0]
-            row_hi = np.r_[row_hi, 0.0]
-        slack_w = np.r_[np.ones(nb), np.full(nl + nh, 100.0)] * _PENALTY
-        cost = np.r_[c_up, c_dn, c_q, c_q, slack_w]
-        col_lo = np.zeros(4 * n_u + n_rows)
-        col_hi = np.r_[
-            np.maximum(p_hi - p_now, 0.0),
-            np.maximum(p_now - p_lo, 0.0),
-            np.maximum(q_rng[:, 1] - q_now, 0.0),
-            np.maximum(q_now - q_rng[:, 0], 0.0),
-            np.full(n_rows, np.inf),
-        ]
-        sol = solve_lp(cost, A, row_lo, row_hi, col_lo, col_hi, f"re-dispatch LP of {solver.name}")
-        x = sol.x
-        dp = x[:n_u] - x[n_u : 2 * n_u]
-        dq = x[2 * n_u : 3 * n_u] - x[3 * n_u : 4 * n_u]
-        if max(np.abs(dp).max(initial=0.0), np.abs(dq).max(initial=0.0)) < 1e-9:
+        try:
+            step_result = _lp_round(
+                solver, res, units, p, q, unit_rows, p_now, q_now, p_lo, p_hi, q_rng,
+                c_up, c_dn, c_q, vlo, vhi, balanced, max_loading_percent,
+                loading_margin_percent, vm_margin_pu, watch_band_percent, watch_band_pu, step,
+            )  # fmt: skip
+        except (RedispatchError, LinearisationError, PowerFlowNotConverged) as exc:
+            if strict:
+                raise
+            failure = f"{type(exc).__name__}: {exc}"
+            res = solver.solve(p, q, step=step)  # the last feasible point, warm state back
             break
-        p_try, q_try, res_try = solve_with_unit_changes(solver, p, q, unit_rows, dp, dq, step)
+        if step_result is None:
+            break
+        dp, dq, p_try, q_try, res_try = step_result
         viol_try = find_violations(res_try, max_loading_percent=max_loading_percent, **limits)
         if _score(viol_try) >= _score(viol) - 1e-9:
             logger.info(
@@ -298,13 +286,123 @@ def redispatch(
         p_now = np.clip(p_now + dp, p_lo, p_hi)
         q_now = np.clip(q_now + dq, q_rng[:, 0], q_rng[:, 1])
 
+    return _result(
+        solver, units, p_now, q_now, c_up, c_dn, c_q, h, res, before, limits,
+        max_loading_percent, iterations, duration_s, step, failure,
+    )  # fmt: skip
+
+
+def _lp_round(
+    solver: ACPowerFlowSolver,
+    res: PowerFlowResult,
+    units: Sequence[FlexibleUnit],
+    p: np.ndarray,
+    q: np.ndarray,
+    unit_rows: np.ndarray,
+    p_now: np.ndarray,
+    q_now: np.ndarray,
+    p_lo: np.ndarray,
+    p_hi: np.ndarray,
+    q_rng: np.ndarray,
+    c_up: np.ndarray,
+    c_dn: np.ndarray,
+    c_q: np.ndarray,
+    vlo: np.ndarray,
+    vhi: np.ndarray,
+    balanced: bool,
+    max_loading_percent: float,
+    loading_margin_percent: float,
+    vm_margin_pu: float,
+    watch_band_percent: float,
+    watch_band_pu: float,
+    step: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, PowerFlowResult] | None:
+    """One LP on the sensitivities at ``res`` and its AC re-check: ``(dp, dq, p, q, result)``
+    of the corrected point, or ``None`` if the LP moves nothing."""
+    n_u = len(units)
+    sens = ac_sensitivities(solver, [u.bus for u in units])
+    load = np.r_[res.line_loading_percent, res.trafo_loading_percent]
+    br = np.flatnonzero(load >= max_loading_percent - watch_band_percent)
+    vm = res.vm_pu
+    finite = np.isfinite(vm)
+    bl = np.flatnonzero(finite & (vm <= vlo + watch_band_pu))
+    bh = np.flatnonzero(finite & (vm >= vhi - watch_band_pu))
+    Lp, Lq = sens.dloading_dp_percent_per_mw[br], sens.dloading_dq_percent_per_mvar[br]
+    # columns: up[u], down[u], qup[u], qdown[u], s_branch, s_low, s_high
+    nb, nl, nh = br.size, bl.size, bh.size
+    blocks = []
+    k = _VM_ROW_SCALE
+    for M_p, M_q, sgn in (
+        (Lp, Lq, 1.0),
+        (sens.dvm_dp_pu_per_mw[bl] * k, sens.dvm_dq_pu_per_mvar[bl] * k, -1.0),
+        (sens.dvm_dp_pu_per_mw[bh] * k, sens.dvm_dq_pu_per_mvar[bh] * k, 1.0),
+    ):
+        blocks.append(np.hstack([sgn * M_p, -sgn * M_p, sgn * M_q, -sgn * M_q]))
+    A_core = np.vstack(blocks) if blocks else np.zeros((0, 4 * n_u))
+    n_rows = nb + nl + nh
+    A_slack = -sp.identity(n_rows, format="csr")
+    A = sp.hstack([sp.csr_matrix(A_core), A_slack], format="csr")
+    row_hi = np.r_[
+        max_loading_percent - loading_margin_percent - load[br],
+        -(vlo[bl] + vm_margin_pu - vm[bl]) * k,
+        (vhi[bh] - vm_margin_pu - vm[bh]) * k,
+    ]
+    row_lo = np.full(n_rows, -np.inf)
+    if balanced:
+        bal = np.r_[np.ones(n_u), -np.ones(n_u), np.zeros(2 * n_u + n_rows)]
+        A = sp.vstack([A, sp.csr_matrix(bal)], format="csr")
+        row_lo = np.r_[row_lo, 0.0]
+        row_hi = np.r_[row_hi, 0.0]
+    slack_w = np.full(nb + nl + nh, _PENALTY)  # 1 % loading like 0.01 pu voltage
+    cost = np.r_[c_up, c_dn, c_q, c_q, slack_w]
+    col_lo = np.zeros(4 * n_u + n_rows)
+    col_hi = np.r_[
+        np.maximum(p_hi - p_now, 0.0),
+        np.maximum(p_now - p_lo, 0.0),
+        np.maximum(q_rng[:, 1] - q_now, 0.0),
+        np.maximum(q_now - q_rng[:, 0], 0.0),
+        np.full(n_rows, np.inf),
+    ]
+    sol = solve_lp(cost, A, row_lo, row_hi, col_lo, col_hi, f"re-dispatch LP of {solver.name}")
+    x = sol.x
+    dp = x[:n_u] - x[n_u : 2 * n_u]
+    dq = x[2 * n_u : 3 * n_u] - x[3 * n_u : 4 * n_u]
+    if max(np.abs(dp).max(initial=0.0), np.abs(dq).max(initial=0.0)) < 1e-9:
+        return None
+    p_try, q_try, res_try = solve_with_unit_changes(solver, p, q, unit_rows, dp, dq, step)
+    return dp, dq, p_try, q_try, res_try
+
+
+def _result(
+    solver: ACPowerFlowSolver,
+    units: Sequence[FlexibleUnit],
+    p_now: np.ndarray,
+    q_now: np.ndarray,
+    c_up: np.ndarray,
+    c_dn: np.ndarray,
+    c_q: np.ndarray,
+    h: float,
+    res: PowerFlowResult,
+    before: tuple[Violation, ...],
+    limits: dict[str, Any],
+    max_loading_percent: float,
+    iterations: int,
+    duration_s: float,
+    step: Any,
+    failure: str | None,
+) -> RedispatchResult:
     dp_tot = p_now - np.array([u.p_mw for u in units], dtype=float)
     dq_tot = q_now - np.array([u.q_mvar for u in units], dtype=float)
     dp_tot[np.abs(dp_tot) < 1e-12] = 0.0
     dq_tot[np.abs(dq_tot) < 1e-12] = 0.0
     up = np.maximum(dp_tot, 0.0)
     down = np.maximum(-dp_tot, 0.0)
-    cost = float(np.sum(up * c_up) + np.sum(down * c_dn) + np.sum(np.abs(dq_tot) * c_q))
+    # only units that moved are paid (an unused unit's price never enters, even if unknown)
+    cost = float(
+        np.sum(up[up > 0] * c_up[up > 0])
+        + np.sum(down[down > 0] * c_dn[down > 0])
+        + np.sum(np.abs(dq_tot[dq_tot != 0]) * c_q[dq_tot != 0])
+    )
     residual = find_violations(res, max_loading_percent=max_loading_percent, **limits)
     if residual:
         logger.info(
@@ -329,4 +427,103 @@ def redispatch(
         result=res,
         iterations=iterations,
         duration_s=float(duration_s),
+        failure=failure,
     )
+
+
+#: Shares of each unit's injection curtailed, tried in turn by :func:`emergency_curtailment`.
+CURTAILMENT_SHARES = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def emergency_curtailment(
+    solver: ACPowerFlowSolver,
+    p_inj_mw: np.ndarray,
+    q_inj_mvar: np.ndarray,
+    units: Sequence[FlexibleUnit],
+    *,
+    price_eur_per_mwh: float,
+    duration_s: float = 60.0,
+    max_loading_percent: float = 100.0,
+    min_vm_pu: float | np.ndarray = 0.95,
+    max_vm_pu: float | np.ndarray = 1.05,
+    step: Any = None,
+    result: PowerFlowResult | None = None,
+    failure: str | None = None,
+) -> RedispatchResult:
+    """The operator's fallback when the re-dispatch optimisation fails: curtail, no model.
+
+    Needs no linearisation and no LP, only AC power flows. The units that can relieve the
+    violations are curtailed towards zero by the same share, the smallest share of
+    :data:`CURTAILMENT_SHARES` that clears every violation (or, if none does, the one that
+    leaves the least; nothing if none improves): consumption (``p_mw < 0``) for low
+    voltages, generation (``p_mw > 0``) for high voltages, and for overloads whichever of
+    the two relieves more. Each unit may be curtailed only within its ``[min_p_mw,
+    max_p_mw]``; every curtailed MWh costs ``price_eur_per_mwh``.
+
+    Parameters
+    ----------
+    solver, p_inj_mw, q_inj_mvar, units, duration_s, max_loading_percent, min_vm_pu,
+    max_vm_pu, step, result
+        As for :func:`redispatch` (``p_inj_mw`` / ``q_inj_mvar``: the point to start from,
+        e.g. the last feasible point of a failed :func:`redispatch`).
+    price_eur_per_mwh : float
+        Curtailment price from the scenario [EUR/MWh].
+    failure : str, optional
+        Why the fallback is used; copied into the result.
+
+    Returns
+    -------
+    RedispatchResult
+        ``iterations`` is the number of AC power flows tried.
+
+    Raises
+    ------
+    PowerFlowNotConverged
+        Only if the starting point itself does not converge (``result`` not given).
+    """
+    p = np.asarray(p_inj_mw, dtype=float)
+    q = np.asarray(q_inj_mvar, dtype=float)
+    h = duration_s / 3600.0
+    limits = {"min_vm_pu": min_vm_pu, "max_vm_pu": max_vm_pu}
+    res = result if result is not None else solver.solve(p, q, step=step)
+    viol = find_violations(res, max_loading_percent=max_loading_percent, **limits)
+    before = viol
+    p_unit = np.array([u.p_mw for u in units], dtype=float)
+    lo = np.array([u.min_p_mw for u in units], dtype=float)
+    hi = np.array([u.max_p_mw for u in units], dtype=float)
+    rows = unit_bus_rows(solver, units)
+    kinds = {v.kind for v in viol}
+    groups = []
+    if ViolationKind.VM_LOW in kinds or kinds - {ViolationKind.VM_HIGH}:
+        groups.append(p_unit < 0)  # shed load
+    if ViolationKind.VM_HIGH in kinds or kinds - {ViolationKind.VM_LOW}:
+        groups.append(p_unit > 0)  # curtail generation
+    best = (_score(viol), np.zeros(len(units)), res)
+    tried = 0
+    for group in groups:
+        if not viol or not group.any():
+            continue
+        for share in CURTAILMENT_SHARES:
+            dp = np.where(group, np.clip(-share * p_unit, lo - p_unit, hi - p_unit), 0.0)
+            tried += 1
+            try:
+                _p, _q, r = solve_with_unit_changes(
+                    solver, p, q, rows, dp, np.zeros(len(units)), step
+                )
+            except PowerFlowNotConverged:
+                continue
+            score = _score(find_violations(r, max_loading_percent=max_loading_percent, **limits))
+            if score < best[0] - 1e-9:
+                best = (score, dp, r)
+            if score <= 1e-12:
+                break
+    dp = best[1]
+    res = best[2] if tried else res
+    if tried:  # leave the solver's warm state at the kept point
+        _p, _q, res = solve_with_unit_changes(solver, p, q, rows, dp, np.zeros(len(units)), step)
+    return _result(
+        solver, units, p_unit + dp, np.array([u.q_mvar for u in units], dtype=float),
+        np.full(len(units), price_eur_per_mwh * h), np.full(len(units), price_eur_per_mwh * h),
+        np.zeros(len(units)), h, res, before, limits, max_loading_percent, tried, duration_s,
+        step, failure,
+    )  # fmt: skip

@@ -14,6 +14,13 @@ operating point does not move far (the re-dispatch re-checks with the AC power f
 
 Units at a PV or slack bus have zero voltage sensitivity (the bus voltage is held); a unit's
 Q at a PV bus changes nothing (the generator absorbs it).
+
+Near voltage collapse the Jacobian becomes singular and its inverse explodes: a first-order
+model there is meaningless, so :func:`ac_sensitivities` refuses it
+(:class:`~grid_core.errors.LinearisationError`) when the Jacobian cannot be factorised, a
+sensitivity is not finite, or one exceeds :data:`MAX_DVM_PU_PER_MW` /
+:data:`MAX_DLOADING_PERCENT_PER_MW` (the operators then fall back on measures that need no
+linearisation).
 """
 
 from __future__ import annotations
@@ -24,10 +31,23 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse.linalg import splu
 
-from grid_core.errors import NetworkModelError
+from grid_core.errors import LinearisationError, NetworkModelError
 from grid_core.powerflow import ACPowerFlowSolver, _jacobian
 
-__all__ = ["Sensitivities", "ac_sensitivities"]
+__all__ = [
+    "MAX_DLOADING_PERCENT_PER_MW",
+    "MAX_DVM_PU_PER_MW",
+    "Sensitivities",
+    "ac_sensitivities",
+]
+
+#: Largest credible voltage sensitivity [pu/MW] (also per Mvar). A weak rural MV feeder has
+#: a few 0.01 pu/MW; 1 pu/MW means 1 MW would move the voltage by its whole value, i.e. the
+#: operating point sits at the nose of the PV curve and the linearisation is no model of it.
+MAX_DVM_PU_PER_MW = 1.0
+#: Largest credible loading sensitivity [%/MW] (also per Mvar): 1e4 %/MW is a 100 MW change
+#: of loading per kW, orders beyond any cable of the embedded networks.
+MAX_DLOADING_PERCENT_PER_MW = 1e4
 
 _SQRT3 = np.sqrt(3.0)
 
@@ -101,6 +121,9 @@ def ac_sensitivities(solver: ACPowerFlowSolver, unit_buses: Sequence[int]) -> Se
     ------
     NetworkModelError
         If a unit bus is unknown or not supplied.
+    LinearisationError
+        If the Jacobian is singular, or a sensitivity is non-finite or beyond
+        :data:`MAX_DVM_PU_PER_MW` / :data:`MAX_DLOADING_PERCENT_PER_MW` (near voltage collapse).
     """
     st = solver.operating_state()
     V = np.asarray(st.V)
@@ -132,9 +155,15 @@ def ac_sensitivities(solver: ACPowerFlowSolver, unit_buses: Sequence[int]) -> Se
             rhs_p[where_pvpq[b], u] = 1.0 / base
         if where_pq[b] >= 0:
             rhs_q[n_pvpq + where_pq[b], u] = 1.0 / base
-    lu = splu(_jacobian(st.Ybus, V, pvpq, pq))
-    x_p = lu.solve(rhs_p) if n_u else rhs_p
-    x_q = lu.solve(rhs_q) if n_u else rhs_q
+    try:
+        lu = splu(_jacobian(st.Ybus, V, pvpq, pq))
+    except RuntimeError as exc:  # scipy: "Factor is exactly singular"
+        raise LinearisationError(
+            f"network {st.network!r}: Jacobian not factorisable at the operating point ({exc})"
+        ) from exc
+    with np.errstate(all="ignore"):  # checked below
+        x_p = lu.solve(rhs_p) if n_u else rhs_p
+        x_q = lu.solve(rhs_q) if n_u else rhs_q
 
     def voltage_derivs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dva = np.zeros((n_int, n_u))
@@ -206,6 +235,12 @@ def ac_sensitivities(solver: ACPowerFlowSolver, unit_buses: Sequence[int]) -> Se
     branch_ids = tuple(f"line_{i}" for i in st.line_index) + tuple(
         f"trafo_{i}" for i in st.trafo_index
     )
+    bus_names = tuple(f"bus_{i}" for i in st.bus_index)
+    _refuse_if_unusable(st.network, "voltage", dvm_rows, bus_names, MAX_DVM_PU_PER_MW, "pu/MW")
+    loading = {k: d_i[k] * scale[:, None] for k in ("p", "q")}
+    _refuse_if_unusable(
+        st.network, "loading", loading, branch_ids, MAX_DLOADING_PERCENT_PER_MW, "%/MW"
+    )
     return Sensitivities(
         network=st.network,
         source="ac_jacobian",
@@ -219,6 +254,29 @@ def ac_sensitivities(solver: ACPowerFlowSolver, unit_buses: Sequence[int]) -> Se
         dvm_dq_pu_per_mvar=_ro(dvm_rows["q"]),
         di_dp_ka_per_mw=_ro(d_i["p"]),
         di_dq_ka_per_mvar=_ro(d_i["q"]),
-        dloading_dp_percent_per_mw=_ro(d_i["p"] * scale[:, None]),
-        dloading_dq_percent_per_mvar=_ro(d_i["q"] * scale[:, None]),
+        dloading_dp_percent_per_mw=_ro(loading["p"]),
+        dloading_dq_percent_per_mvar=_ro(loading["q"]),
     )
+
+
+def _refuse_if_unusable(
+    network: str,
+    what: str,
+    mats: dict[str, np.ndarray],
+    rows: tuple[str, ...],
+    limit: float,
+    unit: str,
+) -> None:
+    """Raise :class:`LinearisationError` naming the worst row if a matrix is non-finite or
+    has an entry beyond ``limit``."""
+    for key, m in mats.items():
+        if not m.size:
+            continue
+        mag = np.where(np.isfinite(m), np.abs(m), np.inf)
+        r, c = np.unravel_index(int(np.argmax(mag)), m.shape)
+        if mag[r, c] > limit:
+            value = "non-finite" if not np.isfinite(m[r, c]) else f"{m[r, c]:.3g} {unit}"
+            raise LinearisationError(
+                f"network {network!r}: {what} sensitivity of {rows[r]} to {key.upper()} of unit "
+                f"column {c} is {value} (limit {limit:g}); linearisation refused"
+            )

@@ -16,6 +16,7 @@ __all__ = [
     "Violation",
     "ViolationKind",
     "find_violations",
+    "overload_mw",
     "solve_with_unit_changes",
     "total_excess",
     "unit_bus_rows",
@@ -122,6 +123,26 @@ def find_violations(
                 Violation(kind, f"{name}_{idx[i]}", float(load[i]), float(max_loading_percent))
             )
     return tuple(out)
+
+
+def overload_mw(result: PowerFlowResult, max_loading_percent: float = 100.0) -> float:
+    """Active power carried above the thermal limit, summed over branches [MW].
+
+    A branch at loading ``L > max_loading_percent`` carrying ``|p|`` (the larger of its two
+    ends) is overloaded by the share ``1 - max_loading_percent / L`` of its flow: that share
+    of ``|p|`` is counted (the current, hence the flow, scales with the loading).
+    """
+    total = 0.0
+    for load, p_a, p_b in (
+        (result.line_loading_percent, result.line_p_from_mw, result.line_p_to_mw),
+        (result.trafo_loading_percent, result.trafo_p_hv_mw, result.trafo_p_lv_mw),
+    ):
+        load = np.asarray(load, dtype=float)
+        over = np.isfinite(load) & (load > max_loading_percent)
+        if over.any():
+            p = np.maximum(np.abs(np.asarray(p_a)[over]), np.abs(np.asarray(p_b)[over]))
+            total += float(np.sum(p * (1.0 - max_loading_percent / load[over])))
+    return total
 
 
 def total_excess(violations: tuple[Violation, ...]) -> tuple[float, float]:

@@ -163,3 +163,42 @@ def test_report_without_kpi_file_or_costs_refuses_instead_of_pricing_ict_at_zero
     w.flush(complete=True)
     with pytest.raises(ReportError, match="no KPI file"):
         write_report(path, tmp_path / "report")
+
+
+def test_failures_overload_and_violation_minutes_in_the_kpis(tmp_path):
+    """Hand values: dso_1 fails twice in one step and once in another, its fallback curtails
+    6 MW for a minute at 4000 EUR/MWh (400 EUR); it carries 30 MW above its limits for two
+    minutes (1 MWh); it is violated in 3 minutes before and 1 after unwanted measures."""
+    net = ["unwanted/volume_mw", "unwanted/cost_eur", "violations/before_count"]
+    net += ["violations/after_count", "voltage/min_vm_pu", "voltage/max_vm_pu"]
+    net += ["lines/max_loading_percent", "lines/overload_mw", "failures/count"]
+    net += ["failures/fallback_mw", "failures/fallback_cost_eur"]
+    keys = KEYS + [f"dso_1/{k}" for k in net]
+    path = tmp_path / "r.h5"
+    w = ResultsWriter(path, {"scenario": "hand", "scheme": "A", "seed": 1}, keys, n_periods=2)
+    for k in range(4):
+        v = dict.fromkeys(keys, 0.0)
+        v.update(
+            {
+                "dso_1/failures/count": [2.0, 0.0, 1.0, 0.0][k],
+                "dso_1/failures/fallback_mw": [6.0, 0.0, 0.0, 0.0][k],
+                "dso_1/failures/fallback_cost_eur": [400.0, 0.0, 0.0, 0.0][k],
+                "dso_1/unwanted/volume_mw": [6.0, 0.0, 0.0, 0.0][k],
+                "dso_1/unwanted/cost_eur": [400.0, 0.0, 0.0, 0.0][k],
+                "dso_1/lines/overload_mw": [0.0, 30.0, 30.0, 0.0][k],
+                "dso_1/violations/before_count": [4, 1, 1, 0][k],
+                "dso_1/violations/after_count": [0, 1, 0, 0][k],
+            }
+        )
+        w.add_step(60.0 * k, v)
+    w.flush(complete=True)
+    kpis = compute_kpis(path, default_costs())
+    d = kpis["networks"]["dso_1"]
+    assert (d["numerical_failures"], d["failure_steps"]) == (3, 2)
+    assert d["fallback_mwh"] == pytest.approx(0.1)
+    assert kpis["fallback_cost_eur"] == pytest.approx(400.0)
+    assert kpis["unwanted_cost_eur"] == pytest.approx(400.0)  # the fallback is part of it
+    assert kpis["overload_mwh"] == {"distribution": pytest.approx(1.0), "transmission": 0.0}
+    assert kpis["violation_minutes_before"]["distribution"] == pytest.approx(3.0)
+    assert kpis["violation_minutes_after"]["distribution"] == pytest.approx(1.0)
+    assert "numerical failures (operator fallback): 3" in format_summary(kpis)
