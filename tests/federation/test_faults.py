@@ -110,9 +110,10 @@ def test_killed_process_ends_the_run_within_10_s(tmp_path, victim, marker):
     # the recorder wrote what it held on abort (its log says so) and the file opens; how many
     # steps were still only in its buffer at the kill depends on timing (it also flushes at
     # every clearing), so the count is only checked not to shrink
-    assert "federation ended early; results so far in" in (
-        built.out_dir / "logs" / "recorder.log"
-    ).read_text()
+    assert (
+        "federation ended early; results so far in"
+        in (built.out_dir / "logs" / "recorder.log").read_text()
+    )
     steps_after, sessions_after = _n_steps(built.results)
     assert sessions_after >= sessions_before >= 1
     assert steps_after >= steps_before
