@@ -419,18 +419,31 @@ def compose_document(
     return "\n".join(lines) + "\n"
 
 
-def copy_scenario(source: str | pathlib.Path, dest_dir: pathlib.Path) -> pathlib.Path | None:
+def copy_scenario(source: Any, dest_dir: pathlib.Path) -> pathlib.Path | None:
     """Copy a scenario's TOML file and every data file it names (``file`` keys, relative
     to the TOML) into ``dest_dir``, keeping their relative paths; the copy of the TOML.
 
-    An embedded scenario's name gives ``None`` (the image ships it). A data file outside
-    the scenario's folder cannot keep its relative path: :class:`ValueError` names it.
+    ``source``: a name, a path, or a loaded ``Scenario`` (a study's variant: its source file
+    and data are copied; the pickled scenario of the build, what the federates load, holds
+    the variant's own seed, day and duration). An embedded scenario gives ``None`` (the image
+    ships it). A data file outside the scenario's folder cannot keep its relative path:
+    :class:`ValueError` names it.
     """
     import shutil
     import tomllib
 
-    from federation.scenario import EMBEDDED_SCENARIOS, resolve_scenario_path
+    from federation.scenario import (
+        EMBEDDED_SCENARIOS,
+        SCENARIO_DIR,
+        Scenario,
+        resolve_scenario_path,
+    )
 
+    if isinstance(source, Scenario):
+        path = source.source_path
+        if path is None or pathlib.Path(path).resolve().parent == SCENARIO_DIR:
+            return None
+        source = path
     if str(source) in EMBEDDED_SCENARIOS:
         return None
     src = resolve_scenario_path(source).resolve()

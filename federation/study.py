@@ -352,17 +352,24 @@ def run_study(
 
 
 def flatten_kpis(kpis: Mapping[str, Any]) -> dict[str, Any]:
-    """One flat row: ``networks`` and ``markets`` become ``network.<name>.<kpi>`` and
-    ``market.<name>.<kpi>`` columns."""
+    """One flat row of scalars: ``networks`` and ``markets`` become ``network.<name>.<kpi>``
+    and ``market.<name>.<kpi>`` columns, any other mapping ``<key>.<name>`` (e.g.
+    ``payment_by_payer_eur.tso``, ``violation_minutes_after.distribution``), a per-session
+    list ``<key>.<index>``."""
     row: dict[str, Any] = {}
-    for key, value in kpis.items():
-        if key in ("networks", "markets"):
-            prefix = key.removesuffix("s")
-            for name, sub in sorted(value.items()):
-                for k, v in sorted(sub.items()):
-                    row[f"{prefix}.{name}.{k}"] = v
+
+    def put(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in sorted(value.items()):
+                put(f"{prefix}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                put(f"{prefix}.{i}", v)
         else:
-            row[key] = value
+            row[prefix] = value
+
+    for key, value in kpis.items():
+        put(key.removesuffix("s") if key in ("networks", "markets") else key, value)
     return row
 
 
