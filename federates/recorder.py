@@ -43,7 +43,8 @@ class RecorderFederate:
             vector_keys=self.vector_keys,
         )
         self.sessions = set(timing.session_times())
-        self.n_sessions_done = 0
+        #: sessions whose clearing arrived (a session of B or C has one per market)
+        self.cleared_sessions: set[int] = set()
         self.progress = progress_path(self.path)
         self.progress_wall_s = -PROGRESS_INTERVAL_S
 
@@ -57,15 +58,19 @@ class RecorderFederate:
         cleared = rt.receive("recorder/clearing")
         for doc in cleared:
             self.writer.add_session(doc)
+            self.cleared_sessions.add(int(doc["session"]))
         # at each session and as soon as a clearing arrives: a run killed later keeps it
         if t_s in self.sessions or cleared:
             self.writer.flush()
-            self.n_sessions_done += 1
         # for the progress line of `smartnet run` (a small file, at most a few per second)
         if time.monotonic() - self.progress_wall_s >= PROGRESS_INTERVAL_S:
             self.progress_wall_s = time.monotonic()
             write_progress(
-                self.progress, t_s, self.n_sessions_done, len(self.sessions), rt.timing.duration_s
+                self.progress,
+                t_s,
+                len(self.cleared_sessions),
+                len(self.sessions),
+                rt.timing.duration_s,
             )
 
     def abort(self) -> None:
