@@ -261,6 +261,8 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         )
         for who, eur in kpis["payment_by_payer_eur"].items():
             act = kpis["activation_cost_by_operator_eur"].get(who)
+            if eur == 0.0 and not act:  # an operator that neither paid nor activated
+                continue
             act_s = "" if act is None else f", activation cost {act:.2f}"
             lines.append(f"  paid by {who:11s} {'':>12s} {eur:14.2f}{act_s}")
         lines.append(
