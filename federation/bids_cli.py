@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 def forecast_model(scenario: Any) -> ForecastErrorModel:
     """Forecast-error model of a scenario: per-profile sigma at 1 h from ``scenario.forecast``
-    (relative per quantity, absolute in degC for ambient temperature), seed from the scenario.
+    (relative per quantity, absolute in degC for ambient temperature), seed: the scenario's
+    forecast-error seed (``[scenario] forecast_seed``, default its ``seed``).
     """
     fc = scenario.forecast
     sigma: dict[str, float] = {}
@@ -51,7 +52,9 @@ def forecast_model(scenario: Any) -> ForecastErrorModel:
         elif spec.quantity in fc.rel_sigma_1h:
             sigma[name] = float(fc.rel_sigma_1h[spec.quantity])
     return ForecastErrorModel(
-        seed=int(scenario.seed), sigma_1h=sigma, absolute_profiles=frozenset(absolute)
+        seed=int(scenario.forecast_error_seed),
+        sigma_1h=sigma,
+        absolute_profiles=frozenset(absolute),
     )
 
 

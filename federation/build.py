@@ -137,6 +137,7 @@ def run_metadata(
         "dso_check": int(bool(dso_check)),
         "strict": int(bool(strict)),
         "seed": int(sc.seed),
+        "forecast_seed": int(sc.forecast_error_seed),
         "duration_s": float(sc.duration_s),
         "physical_step_s": float(sc.physical_step_s),
         "git_commit": commit,

@@ -82,6 +82,25 @@ def ambient_temp_degc(
     return base + noise_degc * ar1(rng, len(clock_h), 120.0)
 
 
+def seasonal_mean_temp_degc(
+    day_of_year: int,
+    *,
+    t_annual_mean_degc: float = 12.8,
+    t_seasonal_amplitude_degc: float = 9.4,
+    t_coldest_day: int = 16,
+) -> float:
+    """Daily mean ambient temperature of a day of year [degC]: an annual cosine,
+    T = T_year - A cos(2 pi (day - coldest day) / 365).
+
+    Defaults: a site at 45 deg N, Lyon (45.7 N): January mean 3.4 degC, July 22.2 degC
+    (climatestotravel.com, Lyon), so T_year = 12.8 degC, A = 9.4 K, the coldest day in mid
+    January (day 16); day 110 gives 13.2 degC (the shipped scenarios fix 13.0).
+    """
+    return t_annual_mean_degc - t_seasonal_amplitude_degc * math.cos(
+        2 * math.pi * (day_of_year - t_coldest_day) / 365.0
+    )
+
+
 def solar_cos_zenith(clock_h: np.ndarray, *, day_of_year: int, latitude_deg: float) -> np.ndarray:
     """Cosine of the solar zenith angle [-] at local solar time ``clock_h`` [h].
 
@@ -230,10 +249,116 @@ def _smooth_step(clock_h: np.ndarray, on_h: float, off_h: float, ramp_h: float) 
     return up * down
 
 
-def load_shape(clock_h: np.ndarray, shape: str) -> np.ndarray:
-    """Smooth standard daily load shape, per unit of its daily maximum [-] (see _raw_shape)."""
+#: Day types of a standard load profile (BDEW: Werktag, Samstag, Sonntag/Feiertag).
+DAY_TYPES: tuple[str, ...] = ("weekday", "saturday", "sunday")
+#: BDEW seasons: winter 1 Nov - 20 Mar, summer 15 May - 14 Sep, transition otherwise.
+SEASONS: tuple[str, ...] = ("winter", "transition", "summer")
+
+#: Daily energy of the BDEW standard load profiles (VDEW 1999, the 1999 BDEW SLPs, as
+#: tabulated in oemof demandlib ``bdew_data/selp_series.csv``) per season and day type,
+#: relative to the transition-period working day of the same profile [-]: H0 (household)
+#: for ``residential``, G0 (commercial, general) for ``commercial``. ``industrial`` has no
+#: BDEW standard profile (the two-shift shape is kept on every day).
+BDEW_DAILY_ENERGY_FACTOR: dict[str, dict[str, tuple[float, float, float]]] = {
+    #            (weekday, saturday, sunday)
+    "residential": {
+        "winter": (0.9481, 1.0707, 0.9962),
+        "transition": (1.0, 1.1179, 1.0275),
+        "summer": (1.0438, 1.1250, 1.0587),
+    },
+    "commercial": {
+        "winter": (1.0479, 0.8737, 0.5088),
+        "transition": (1.0, 0.8525, 0.5142),
+        "summer": (0.9628, 0.8165, 0.5055),
+    },
+}
+
+#: night base of each working-day shape (``_raw_shape``): the part kept when a shop closes
+_SHAPE_BASE = {"residential": 0.35, "commercial": 0.3, "industrial": 0.55}
+
+
+def bdew_season(day_of_year: int) -> str:
+    """BDEW season of a day of year (non-leap calendar): winter 1 Nov - 20 Mar (days
+    305-365, 1-79), summer 15 May - 14 Sep (days 135-257), transition otherwise."""
+    if day_of_year <= 79 or day_of_year >= 305:
+        return "winter"
+    if 135 <= day_of_year <= 257:
+        return "summer"
+    return "transition"
+
+
+def bdew_dynamisation(day_of_year: float) -> float:
+    """BDEW dynamisation factor of the H0 profile [-] (BDEW/VDEW, as in demandlib):
+    F(t) = -3.92e-10 t^4 + 3.2e-7 t^3 - 7.02e-5 t^2 + 2.1e-3 t + 1.24, t the day of year."""
+    t = float(day_of_year)
+    return -3.92e-10 * t**4 + 3.2e-7 * t**3 - 7.02e-5 * t**2 + 2.1e-3 * t + 1.24
+
+
+#: mean of the dynamisation over the BDEW transition days (21 Mar - 14 May, 15 Sep - 31 Oct):
+#: a residential day in the transition period is on average the working-day shape
+_DYN_TRANSITION_MEAN = float(
+    np.mean([bdew_dynamisation(d) for d in range(1, 366) if bdew_season(d) == "transition"])
+)
+
+
+def day_energy_factor(
+    shape: str, *, day_type: str = "weekday", day_of_year: int | None = None
+) -> float:
+    """Daily energy of ``shape`` on that day relative to its working day of the BDEW
+    transition period [-].
+
+    ``day_of_year=None``: the transition period (the scenario does not follow the seasons).
+    Otherwise the BDEW season of the day, and for ``residential`` the H0 dynamisation
+    ``F(day) / mean F(transition days)`` on top (BDEW applies it to H0 only).
+    """
+    if day_type not in DAY_TYPES:
+        raise ValueError(f"unknown day type {day_type!r}; known: {', '.join(DAY_TYPES)}")
+    if shape == "mixed":
+        raise ValueError("the mixed shape is a blend: take the factors of its parts")
+    table = BDEW_DAILY_ENERGY_FACTOR.get(shape)
+    if table is None:
+        return 1.0
+    season = "transition" if day_of_year is None else bdew_season(day_of_year)
+    f = table[season][DAY_TYPES.index(day_type)]
+    if shape == "residential" and day_of_year is not None:
+        f *= bdew_dynamisation(day_of_year) / _DYN_TRANSITION_MEAN
+    return f
+
+
+def load_shape(
+    clock_h: np.ndarray,
+    shape: str,
+    *,
+    day_type: str = "weekday",
+    day_of_year: int | None = None,
+) -> np.ndarray:
+    """Smooth standard daily load shape, per unit of the daily maximum of its working day
+    in the transition period [-] (see ``_raw_shape``).
+
+    Another day type or season (:func:`day_energy_factor`) scales the working-day shape so
+    that its daily energy is the BDEW one: ``commercial`` by its opening-hours part above
+    the night base (a shop that closes keeps its base; below the base all day, as on a G0
+    Sunday, it is flat), ``residential`` as a whole; so a Sunday's commercial load carries
+    51.42 % of a working day's energy (G0, transition period).
+    """
     peak = float(np.max(_raw_shape(np.linspace(0.0, 24.0, 1441), shape)))
-    return _raw_shape(clock_h, shape) / peak
+    if shape == "mixed":
+        s = (
+            0.5 * load_shape(clock_h, "residential", day_type=day_type, day_of_year=day_of_year)
+            + 0.3 * load_shape(clock_h, "commercial", day_type=day_type, day_of_year=day_of_year)
+            + 0.2 * load_shape(clock_h, "industrial", day_type=day_type, day_of_year=day_of_year)
+        )
+        return s / peak
+    raw = _raw_shape(clock_h, shape)
+    f = day_energy_factor(shape, day_type=day_type, day_of_year=day_of_year)
+    if f != 1.0:
+        day_mean = float(np.mean(_raw_shape(np.arange(1440) / 60.0, shape)))
+        base = _SHAPE_BASE[shape] if shape == "commercial" else 0.0
+        k = (f * day_mean - base) / (day_mean - base)
+        # below the night base all day (a G0 Sunday): closed, flat at that energy
+        flat = np.full_like(raw, f * day_mean, dtype=float)
+        raw = base + k * (raw - base) if k >= 0 else flat
+    return raw / peak
 
 
 def _raw_shape(clock_h: np.ndarray, shape: str) -> np.ndarray:
@@ -276,14 +401,22 @@ def _raw_shape(clock_h: np.ndarray, shape: str) -> np.ndarray:
 
 
 def load_per_unit(
-    clock_h: np.ndarray, rng: np.random.Generator, *, shape: str, noise_pu: float = 0.015
+    clock_h: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    shape: str,
+    noise_pu: float = 0.015,
+    day_type: str = "weekday",
+    day_of_year: int | None = None,
 ) -> np.ndarray:
     """Aggregate load per unit of its nominal (peak) value [-].
 
-    ``load_shape`` times (1 + aggregation noise), the noise an AR(1) with 15 min correlation
-    and std ``noise_pu`` (the residual diversity of a few hundred customers).
+    ``load_shape`` of the day (day type, and the season of ``day_of_year`` unless None)
+    times (1 + aggregation noise), the noise an AR(1) with 15 min correlation and std
+    ``noise_pu`` (the residual diversity of a few hundred customers).
     """
-    return load_shape(clock_h, shape) * (1.0 + noise_pu * ar1(rng, len(clock_h), 15.0))
+    s = load_shape(clock_h, shape, day_type=day_type, day_of_year=day_of_year)
+    return s * (1.0 + noise_pu * ar1(rng, len(clock_h), 15.0))
 
 
 def heat_per_unit(
@@ -318,11 +451,15 @@ def generate_profile(
     t_mean_degc: float,
     t_amplitude_degc: float,
     ambient_degc: np.ndarray | None,
+    day_type: str = "weekday",
+    seasonal: bool = False,
 ) -> np.ndarray:
     """Generate one named profile with ``model`` and ``params`` (see ``PROFILE_MODELS``).
 
     The random stream is :func:`stream` (seed, name), so a profile only depends on the seed,
-    its name and its parameters.
+    its name and its parameters (the day type and season scale a load, never its noise).
+    ``seasonal``: loads follow the BDEW season of ``day_of_year`` (else the transition
+    period, whatever the day).
     """
     p = {**PROFILE_MODELS[model], **params}
     rng = stream(seed, "profile/" + name)
@@ -369,7 +506,14 @@ def generate_profile(
             correlation_h=float(p["correlation_h"]),
         )
     if model == "load":
-        return load_per_unit(clock_h, rng, shape=str(p["shape"]), noise_pu=float(p["noise_pu"]))
+        return load_per_unit(
+            clock_h,
+            rng,
+            shape=str(p["shape"]),
+            noise_pu=float(p["noise_pu"]),
+            day_type=day_type,
+            day_of_year=day_of_year if seasonal else None,
+        )
     if model == "heat":
         return heat_per_unit(
             clock_h,

@@ -187,6 +187,8 @@ def start_clock(sc: Any) -> dict[str, Any]:
         "time_zone": TIME_ZONE,
         "start_hour": float(sc.site.start_hour),
         "day_of_year": int(sc.site.day_of_year),
+        "day_type": str(sc.site.day_type),
+        "seasonal": int(bool(sc.site.seasonal)),
     }
 
 

@@ -235,6 +235,16 @@ class Site:
     start_hour: float = 0.0
     t_mean_degc: float = 13.0
     t_amplitude_degc: float = 6.0
+    #: ``weekday``, ``saturday`` or ``sunday``: the BDEW day type of the load shapes
+    day_type: str = "weekday"
+    #: True: the loads follow the BDEW season of ``day_of_year`` and, unless ``t_mean_degc``
+    #: is given, the daily mean temperature its annual cycle (``t_annual_mean_degc``,
+    #: ``t_seasonal_amplitude_degc``, ``t_coldest_day``); False: every day is a day of the
+    #: transition period with ``t_mean_degc``
+    seasonal: bool = False
+    t_annual_mean_degc: float = 12.8
+    t_seasonal_amplitude_degc: float = 9.4
+    t_coldest_day: int = 16
 
 
 @dataclass(frozen=True)
@@ -357,8 +367,8 @@ class ForecastParams:
     The error of quantity ``q`` at lead time ``L`` has relative standard deviation
     ``rel_sigma_1h[q] * sqrt(L / 3600 s)`` (``growth = "sqrt"``); ambient temperature has an
     absolute one, ``ambient_sigma_1h_degc * sqrt(L / 3600 s)``. Errors are drawn from
-    streams seeded by ``Scenario.seed``. The day-ahead schedule is built from a forecast
-    with lead ``day_ahead_lead_s``.
+    streams seeded by ``Scenario.forecast_error_seed``. The day-ahead schedule is built
+    from a forecast with lead ``day_ahead_lead_s``.
     """
 
     rel_sigma_1h: Mapping[str, float]
@@ -432,8 +442,16 @@ class Scenario:
     timing: MarketTiming
     costs: CostParams
     forecast: ForecastParams
+    #: seed of the forecast errors alone (``[scenario] forecast_seed``); None: ``seed``
+    forecast_seed: int | None = None
 
     # ---- convenience ------------------------------------------------------------------
+    @property
+    def forecast_error_seed(self) -> int:
+        """Seed of every forecast-error stream (day-ahead schedule, the gate-closure
+        forecasts of aggregators, BRPs and the TSO): ``forecast_seed``, else ``seed``."""
+        return int(self.seed if self.forecast_seed is None else self.forecast_seed)
+
     @property
     def n_minutes(self) -> int:
         """Number of simulated minutes (length of every profile)."""
@@ -739,7 +757,7 @@ def forecast_profiles(sc: Scenario, lead_s: float, tag: str) -> dict[str, np.nda
     out = {}
     for name, arr in sc.profiles.items():
         q = sc.profile_specs[name].quantity
-        rng = prof.stream(sc.seed, f"forecast/{tag}/{name}")
+        rng = prof.stream(sc.forecast_error_seed, f"forecast/{tag}/{name}")
         z = prof.ar1(rng, len(arr), sc.forecast.correlation_min)
         sigma = sc.forecast.sigma(q, lead_s)
         if q == "ambient":
@@ -933,6 +951,7 @@ def scenario_from_dict(doc: Mapping[str, Any], path: pathlib.Path) -> Scenario:
             "name",
             "description",
             "seed",
+            "forecast_seed",
             "duration_h",
             "physical_step_s",
             "scheme",
@@ -943,6 +962,7 @@ def scenario_from_dict(doc: Mapping[str, Any], path: pathlib.Path) -> Scenario:
     name = r.get(head, "scenario", "name", str, path.stem)
     description = r.get(head, "scenario", "description", str, "")
     seed = r.get(head, "scenario", "seed", int, check=_non_negative)
+    forecast_seed = r.get(head, "scenario", "forecast_seed", int, None, check=_non_negative)
     duration_h = r.get(head, "scenario", "duration_h", float, check=_positive)
     step_s = r.get(head, "scenario", "physical_step_s", int, 60, check=_positive)
     scheme_s = r.get(head, "scenario", "scheme", str, "A")
@@ -996,6 +1016,7 @@ def scenario_from_dict(doc: Mapping[str, Any], path: pathlib.Path) -> Scenario:
         timing=timing,
         costs=costs,
         forecast=forecast,
+        forecast_seed=forecast_seed,
     )
     log.debug("scenario %s: %d DSOs, %d devices", sc.name, len(sc.distribution), len(sc.devices))
     return sc
@@ -1027,6 +1048,20 @@ def _enum(r: _Reader, cls: type[enum.StrEnum], value: str | None, fld: str) -> A
 def _site(r: _Reader, t: Mapping[str, Any]) -> Site:
     r.unknown_keys(t, "site", [f.name for f in dataclasses.fields(Site)])
     d = Site()
+    day_type = r.get(t, "site", "day_type", str, d.day_type)
+    if day_type not in prof.DAY_TYPES:
+        r.bad("site.day_type", f"unknown day type {day_type!r} (known: {prof.DAY_TYPES})")
+        day_type = d.day_type
+    seasonal = r.get(t, "site", "seasonal", bool, d.seasonal)
+    climate = {
+        k: r.get(t, "site", k, type(getattr(d, k)), getattr(d, k))
+        for k in ("t_annual_mean_degc", "t_seasonal_amplitude_degc", "t_coldest_day")
+    }
+    doy = t.get("day_of_year", d.day_of_year)
+    if seasonal and "t_mean_degc" not in t and isinstance(doy, int) and 1 <= doy <= 366:
+        t_mean = prof.seasonal_mean_temp_degc(doy, **climate)
+    else:
+        t_mean = r.get(t, "site", "t_mean_degc", float, d.t_mean_degc)
     return Site(
         latitude_deg=r.get(
             t,
@@ -1052,8 +1087,13 @@ def _site(r: _Reader, t: Mapping[str, Any]) -> Site:
             d.start_hour,
             lambda v: None if 0 <= v < 24 else "must be within [0, 24)",
         ),
-        t_mean_degc=r.get(t, "site", "t_mean_degc", float, d.t_mean_degc),
+        t_mean_degc=t_mean,
         t_amplitude_degc=r.get(t, "site", "t_amplitude_degc", float, d.t_amplitude_degc),
+        day_type=day_type,
+        seasonal=seasonal,
+        t_annual_mean_degc=climate["t_annual_mean_degc"],
+        t_seasonal_amplitude_degc=climate["t_seasonal_amplitude_degc"],
+        t_coldest_day=climate["t_coldest_day"],
     )
 
 
@@ -1194,6 +1234,8 @@ def _profiles(
         latitude_deg=site.latitude_deg,
         t_mean_degc=site.t_mean_degc,
         t_amplitude_degc=site.t_amplitude_degc,
+        day_type=site.day_type,
+        seasonal=site.seasonal,
     )
     # ambient profiles first: PV cell temperature and heat demand depend on them
     order = sorted(

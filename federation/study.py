@@ -60,6 +60,8 @@ class RunSpec:
     seed: int | None = None  # None: the scenario's own
     day_of_year: int | None = None  # None: the scenario's own (``[site] day_of_year``)
     duration_h: float | None = None  # None: the scenario's own
+    day_type: str | None = None  # None: the scenario's own (``[site] day_type``)
+    forecast_seed: int | None = None  # None: the scenario's own (``[scenario] forecast_seed``)
 
     @property
     def label(self) -> str:
@@ -71,6 +73,10 @@ class RunSpec:
         parts = [self.label, self.scheme, f"s{'default' if self.seed is None else self.seed}"]
         if self.day_of_year is not None:
             parts.append(f"d{self.day_of_year}")
+        if self.day_type is not None:
+            parts.append(self.day_type)
+        if self.forecast_seed is not None:
+            parts.append(f"f{self.forecast_seed}")
         return "_".join(parts)
 
 
@@ -82,13 +88,17 @@ class StudyPlan:
     days: tuple[int | None, ...] = (None,)
     duration_h: float | None = None
     reference: str = "A"
+    day_types: tuple[str | None, ...] = (None,)
+    forecast_seeds: tuple[int | None, ...] = (None,)
 
     def runs(self) -> list[RunSpec]:
         return [
-            RunSpec(sc, scheme, seed, day, self.duration_h)
+            RunSpec(sc, scheme, seed, day, self.duration_h, day_type, fseed)
             for sc in self.scenarios
             for seed in self.seeds
             for day in self.days
+            for day_type in self.day_types
+            for fseed in self.forecast_seeds
             for scheme in self.schemes
         ]
 
@@ -100,6 +110,8 @@ class StudyPlan:
             "days": list(self.days),
             "duration_h": self.duration_h,
             "reference": self.reference,
+            "day_types": list(self.day_types),
+            "forecast_seeds": list(self.forecast_seeds),
         }
 
 
@@ -113,6 +125,8 @@ def make_plan(
     days: Sequence[int] = (),
     duration_h: float | None = None,
     reference: str | None = None,
+    day_types: Sequence[str] = (),
+    forecast_seeds: Sequence[int] = (),
 ) -> StudyPlan:
     """Validate a study; every problem is reported at once (:class:`StudyError`)."""
     problems = []
@@ -129,6 +143,12 @@ def make_plan(
         problems.append(f"seeds: must be >= 0, got {list(seeds)}")
     if any(not 1 <= int(d) <= 365 for d in days):
         problems.append(f"days: day of year 1..365, got {list(days)}")
+    from federation.profiles import DAY_TYPES
+
+    if any(d not in DAY_TYPES for d in day_types):
+        problems.append(f"day_types: each one of {list(DAY_TYPES)}, got {list(day_types)}")
+    if any(int(s) < 0 for s in forecast_seeds):
+        problems.append(f"forecast_seeds: must be >= 0, got {list(forecast_seeds)}")
     if duration_h is not None and (duration_h <= 0 or duration_h != int(duration_h)):
         problems.append(f"duration_h: a positive whole number of hours, got {duration_h}")
     ref = reference or ("A" if "A" in schemes else (schemes[0] if schemes else "A"))
@@ -147,19 +167,30 @@ def make_plan(
         tuple(int(d) for d in days) or (None,),
         None if duration_h is None else float(duration_h),
         ref,
+        tuple(str(d) for d in day_types) or (None,),
+        tuple(int(s) for s in forecast_seeds) or (None,),
     )
 
 
 def load_plan(path: str | pathlib.Path) -> StudyPlan:
     """A study file: ``[study]`` with ``scenarios``, ``schemes``, optional ``seeds``, ``days``
-    (day of year), ``duration_h`` and ``reference``."""
+    (day of year), ``day_types``, ``forecast_seeds``, ``duration_h`` and ``reference``."""
     path = pathlib.Path(path)
     with path.open("rb") as fh:
         doc = tomllib.load(fh)
     s = doc.get("study")
     if not isinstance(s, dict):
         raise StudyError(f"{path}: no [study] table")
-    known = {"scenarios", "schemes", "seeds", "days", "duration_h", "reference"}
+    known = {
+        "scenarios",
+        "schemes",
+        "seeds",
+        "days",
+        "day_types",
+        "forecast_seeds",
+        "duration_h",
+        "reference",
+    }
     unknown = sorted(set(s) - known)
     if unknown:
         raise StudyError(f"{path}: unknown keys in [study]: {unknown} (known: {sorted(known)})")
@@ -175,15 +206,21 @@ def load_plan(path: str | pathlib.Path) -> StudyPlan:
         s.get("days", []),
         s.get("duration_h"),
         s.get("reference"),
+        [str(x) for x in s.get("day_types", [])],
+        s.get("forecast_seeds", []),
     )
 
 
 def load_variant(spec: RunSpec) -> Any:
-    """The scenario of ``spec`` with its seed, day of year and duration set.
+    """The scenario of ``spec`` with its seed, day, day type, forecast seed and duration set.
 
     The seed drives every random stream of the scenario (device placement of the device
     groups, baseline profiles, forecast errors: ``federation.profiles.stream``), so two seeds
-    are two different draws of the same system.
+    are two different draws of the same system. A forecast seed replaces the seed of the
+    forecast errors alone (same devices, same weather, other forecasts). A day is a whole
+    day: ``[site] day_of_year`` (the sun), ``seasonal = true`` (the BDEW season of the loads)
+    and the season's mean temperature (the scenario's fixed ``t_mean_degc`` is dropped). A
+    day type sets ``[site] day_type`` (BDEW weekday, Saturday or Sunday loads).
     """
     from federation.scenario import resolve_scenario_path, scenario_from_dict
 
@@ -195,9 +232,16 @@ def load_variant(spec: RunSpec) -> Any:
         head["seed"] = int(spec.seed)
     if spec.duration_h is not None:
         head["duration_h"] = float(spec.duration_h)
+    if spec.forecast_seed is not None:
+        head["forecast_seed"] = int(spec.forecast_seed)
     doc = {**doc, "scenario": head}
+    site = dict(doc.get("site", {}))
     if spec.day_of_year is not None:
-        doc["site"] = {**doc.get("site", {}), "day_of_year": int(spec.day_of_year)}
+        site.pop("t_mean_degc", None)
+        site.update(day_of_year=int(spec.day_of_year), seasonal=True)
+    if spec.day_type is not None:
+        site["day_type"] = spec.day_type
+    doc["site"] = site
     return scenario_from_dict(doc, path)
 
 
@@ -269,6 +313,9 @@ def execute_run(
         "scheme": spec.scheme,
         "seed": int(sc.seed),
         "day_of_year": int(sc.site.day_of_year),
+        "day_type": sc.site.day_type,
+        "seasonal": bool(sc.site.seasonal),
+        "forecast_seed": sc.forecast_error_seed,
         "returncode": outcome.returncode,
         "message": outcome.message,
         "wall_s": outcome.wall_s,
@@ -387,6 +434,8 @@ def study_table(plan: StudyPlan, study_dir: str | pathlib.Path) -> pd.DataFrame:
             "run_id": spec.run_id,
             "scenario_label": spec.label,
             "day_of_year": info["day_of_year"],
+            "day_type": info.get("day_type", "weekday"),
+            "forecast_seed": info.get("forecast_seed", info["seed"]),
             "wall_s": info["wall_s"],
         }
         row.update(flatten_kpis(kpis))

@@ -19,6 +19,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--days", default=None, help="days of year ([site] day_of_year), comma separated"
     )
     parser.add_argument(
+        "--day-types",
+        default=None,
+        help="weekday,saturday,sunday ([site] day_type), comma separated",
+    )
+    parser.add_argument(
+        "--forecast-seeds", default=None, help="forecast-error seeds alone, comma separated"
+    )
+    parser.add_argument(
         "--duration-h", type=float, default=None, help="shorten every run to this many hours"
     )
     parser.add_argument("--reference", default=None, help="reference scheme of the CBA (A)")
@@ -44,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
             "schemes": parse_list(args.schemes),
             "seeds": parse_list(args.seeds, int),
             "days": parse_list(args.days, int),
+            "day_types": parse_list(args.day_types),
+            "forecast_seeds": parse_list(args.forecast_seeds, int),
         }
         if args.study:
             plan = load_plan(args.study)
@@ -57,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
                 flags["days"],
                 args.duration_h,
                 args.reference,
+                flags["day_types"],
+                flags["forecast_seeds"],
             )
     except (StudyError, ScenarioError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
