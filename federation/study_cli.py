@@ -1,5 +1,6 @@
 """``smartnet study``: run every scenario x scheme x seed (x day) of a study as a HELICS
-federation, then write the study table and the cost-benefit analysis (federation.study)."""
+federation, then write the study table and the cost-benefit analysis (federation.study).
+``smartnet study report DIR``: the study's HTML page and plots (federation.study_report)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from federation.study import StudyError, analyse, format_cba, load_plan, make_pl
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study", nargs="?", default=None, help="study file (.toml with [study])")
+    parser.add_argument(
+        "study",
+        nargs="?",
+        default=None,
+        help="study file (.toml with [study]), or `report` to write the report of study DIR",
+    )
+    parser.add_argument(
+        "report_dir", nargs="?", default=None, metavar="DIR", help="with `report`: the study"
+    )
     parser.add_argument("--scenario", default=None, help="scenario(s), comma separated")
     parser.add_argument("--schemes", default=None, help="schemes, comma separated (e.g. A,D)")
     parser.add_argument("--seeds", default=None, help="seeds, comma separated (default: own)")
@@ -31,7 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reference", default=None, help="reference scheme of the CBA (A)")
     parser.add_argument(
-        "--out", default=None, help="study directory (default studies/<study file stem>)"
+        "--out",
+        default=None,
+        help="study directory (default studies/<study file stem>); with `report`: the "
+        "report directory (default DIR/report)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="federations run at the same time")
     parser.add_argument(
@@ -43,8 +55,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def report(args: argparse.Namespace) -> int:
+    from federation.study_report import StudyReportError, write_study_report
+
+    if not args.report_dir:
+        print("error: smartnet study report DIR (a study directory)", file=sys.stderr)
+        return 2
+    try:
+        index = write_study_report(args.report_dir, args.out)
+    except StudyReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"study report: {index}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from federation.scenario import ScenarioError
+
+    if args.study == "report":
+        return report(args)
+    if args.report_dir:
+        print(f"error: unexpected argument {args.report_dir!r}", file=sys.stderr)
+        return 2
 
     try:
         flags = {

@@ -95,9 +95,9 @@ def test_scenario_day_type_scales_loads_keeps_the_noise():
     np.testing.assert_array_equal(sun.profiles["pv"], wd.profiles["pv"])
     assert [d.params for d in sun.devices] == [d.params for d in wd.devices]
     # the day-ahead schedule follows: less commercial load, less import into dso_2
-    assert sun.day_ahead.interface_p_mw["dso_2"].mean() < wd.day_ahead.interface_p_mw[
-        "dso_2"
-    ].mean()
+    assert (
+        sun.day_ahead.interface_p_mw["dso_2"].mean() < wd.day_ahead.interface_p_mw["dso_2"].mean()
+    )
 
 
 def test_winter_day_less_pv_colder_more_heat_than_summer():
@@ -122,9 +122,11 @@ def test_winter_day_less_pv_colder_more_heat_than_summer():
     # the season's temperature (Lyon-like cosine), not the scenario's fixed 13 degC
     assert winter.site.t_mean_degc == pytest.approx(prof.seasonal_mean_temp_degc(15))
     assert summer.site.t_mean_degc == pytest.approx(prof.seasonal_mean_temp_degc(196))
-    assert winter.profiles["ambient_temp_degc"].mean() < 10.0 < summer.profiles[
-        "ambient_temp_degc"
-    ].mean()
+    assert (
+        winter.profiles["ambient_temp_degc"].mean()
+        < 10.0
+        < summer.profiles["ambient_temp_degc"].mean()
+    )
     assert winter.profiles["heat_demand"].mean() > summer.profiles["heat_demand"].mean()
     # winter households: BDEW H0 winter factor on the residential feeder's load
     ratio = winter.profiles["load_residential"] / summer.profiles["load_residential"]
@@ -155,7 +157,7 @@ def test_forecast_seed_changes_only_the_forecasts():
 
 
 def test_bad_day_type_is_named():
-    with pytest.raises(ScenarioError, match="site.day_type"):
+    with pytest.raises(ScenarioError, match=r"site\.day_type"):
         load_variant(RunSpec("tiny", "A", day_type="holiday"))
 
 

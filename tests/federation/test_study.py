@@ -163,3 +163,62 @@ def test_resume_reruns_only_the_incomplete_run(study):
         assert (run_dir(out, s) / "run.json").stat().st_mtime_ns == kept[s.run_id]
     assert kpi_file(run_dir(out, victim)) is not None
     assert len(study_table(plan, out)) == 4
+
+
+@pytest.mark.cosim
+def test_study_report_html_plots_and_numbers(study, tmp_path):
+    """``smartnet study report DIR`` on the module's study: the page names every scheme, every
+    figure exists, and the plotted numbers are the CBA's and the runs' own."""
+    import re
+
+    from federation.cli import main
+    from federation.results import read_results
+    from federation.study import COST_COMPONENTS
+    from federation.study_report import mfrr_split_mwh, read_run
+
+    plan, out, _, _ = study
+    report = tmp_path / "report"
+    assert main(["study", "report", str(out), "--out", str(report)]) == 0
+    page = (report / "index.html").read_text()
+    for scheme in SCHEMES:
+        assert f"scheme {scheme}" in page
+    pngs = re.findall(r"<img src='([^']+)'", page)
+    expected = {"costs.png"} | {
+        f"tiny_{k}.png"
+        for k in ("mfrr_split", "curtailable", "mfrr_products", "unwanted_distribution",
+                  "afrr", "violations")
+    }  # fmt: skip
+    assert set(pngs) == expected
+    for name in pngs:
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the stacked bars' totals are cba.csv's means, and the ranking table prints them
+    cba = pd.read_csv(out / "cba.csv").set_index("scheme")
+    plotted = pd.read_csv(report / "data" / "costs.csv").set_index("scheme")
+    for scheme in SCHEMES:
+        mean = cba.loc[scheme, "total_cost_eur.mean"]
+        assert plotted.loc[scheme, "total_cost_eur"] == pytest.approx(mean, rel=1e-12)
+        assert plotted.loc[scheme, "total_cost_eur.std"] == pytest.approx(
+            cba.loc[scheme, "total_cost_eur.std"], rel=1e-12
+        )
+        assert f"<td class='total'>{mean:,.2f}</td>" in page
+        # the stack adds up to the total
+        parts = sum(plotted.loc[scheme, c] for c in COST_COMPONENTS)
+        assert parts == pytest.approx(mean, rel=1e-9)
+    # the mFRR split of each run adds up to its KPI mfrr_mwh; the plotted mean is their mean
+    split = pd.read_csv(report / "data" / "mfrr_split.csv")
+    for scheme in SCHEMES:
+        per_run = []
+        for spec in (s for s in plan.runs() if s.scheme == scheme):
+            rd = read_run(next((run_dir(out, spec) / "results").glob("*.h5")))
+            s = mfrr_split_mwh(rd)
+            assert sum(s.values()) == pytest.approx(_kpis(out, spec)["mfrr_mwh"], rel=1e-9)
+            per_run.append(s["transmission_up_mwh"])
+            # aFRR series is the file's, step by step
+            r = read_results(next((run_dir(out, spec) / "results").glob("*.h5")))
+            assert rd.afrr_mw == pytest.approx(r["steps"]["afrr/activation/p_mw"])
+        row = split[(split.scheme == scheme) & (split.level == "transmission")
+                    & (split.direction == "up")]  # fmt: skip
+        assert row["mwh_mean"].item() == pytest.approx(statistics.fmean(per_run), rel=1e-12)
+    afrr = pd.read_csv(report / "data" / "afrr.csv")
+    assert len(afrr) == 180 * len(SCHEMES)  # every 60-s step of 3 h, per scheme
+    assert afrr["hour"].min() == pytest.approx(10.0)  # tiny starts at 10:00 solar time
