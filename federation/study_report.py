@@ -277,7 +277,8 @@ def figure_frames(
         splits = [mfrr_split_mwh(r) for r in runs]
         for level, direction in SPLIT:
             key = f"{level}_{direction}_mwh"
-            mean, std = _mean_std([s[key] for s in splits])
+            values = [s[key] for s in splits]
+            mean, std = _mean_std(values)
             split_rows.append(
                 {
                     "scenario": scenario,
@@ -286,16 +287,27 @@ def figure_frames(
                     "direction": direction,
                     "mwh_mean": mean,
                     "mwh_std": std,
+                    "mwh_min": float(min(values)),
+                    "mwh_max": float(max(values)),
                     "n_runs": len(runs),
                 }
             )
+        # every product of the run, also those without an award (0 MW)
+        product_s = (
+            float(np.median(runs[0].awards["duration_s"]))
+            if any(len(r.awards) for r in runs)
+            else 900.0
+        )
+        if not np.isfinite(product_s):
+            product_s = 900.0
+        end_s = min(float(r.t_s[-1]) for r in runs) + float(np.diff(runs[0].t_s[:2])[0])
+        grid = np.arange(0.0, end_s - 1e-9, product_s)
         for rows, mask_of in (
             (curt_rows, lambda r: r.awards["curtailable_generation"].astype(bool)),
             (prod_rows, lambda r: None),
         ):
             frames = [products_mw(r, mask_of(r)) for r in runs]
-            starts = sorted({float(x) for f in frames for x in f["start_s"]})
-            for st in starts:
+            for st in grid:
                 up = [float(f.loc[f["start_s"] == st, "up_mw"].sum()) for f in frames]
                 dn = [float(f.loc[f["start_s"] == st, "down_mw"].sum()) for f in frames]
                 hour = runs[0].start.hour + runs[0].start.minute / 60.0 + st / 3600.0
@@ -304,6 +316,7 @@ def figure_frames(
                         "scenario": scenario,
                         "scheme": scheme,
                         "hour": hour,
+                        "product_h": product_s / 3600.0,
                         "up_mw": float(np.mean(up)),
                         "down_mw": float(np.mean(dn)),
                     }
@@ -356,11 +369,11 @@ def _scheme_colours(schemes: Sequence[str]) -> dict[str, str]:
     return {s: palette[i % len(palette)] for i, s in enumerate(schemes)}
 
 
-def _hour_axis(ax: Any, hours: Sequence[float], what: str) -> None:
+def _hour_axis(ax: Any, span: tuple[float, float], what: str) -> None:
     import matplotlib.ticker as mt
 
-    lo, hi = (min(hours), max(hours)) if len(hours) else (0.0, 24.0)
-    ax.set_xlim(math.floor(lo), math.ceil(hi + 1e-9))
+    lo, hi = span
+    ax.set_xlim(lo, hi)
     ax.xaxis.set_major_locator(mt.MultipleLocator(1 if hi - lo <= 6 else 3))
     ax.xaxis.set_major_formatter(
         mt.FuncFormatter(lambda v, _: f"{int(v) % 24:02d}:{round(v % 1 * 60) % 60:02d}")
@@ -393,12 +406,21 @@ def make_plots(
 
     costs = frames["costs"]
     scenarios = sorted(costs["scenario"].unique()) if not costs.empty else []
+
+    def span(sc: str) -> tuple[float, float]:
+        """Clock hours of a scenario's runs: first step to the end of the last one."""
+        a = frames["afrr"]
+        h = a.loc[a["scenario"] == sc, "hour"].to_numpy() if not a.empty else np.zeros(0)
+        if h.size < 2:
+            return (0.0, 24.0)
+        step = float(np.median(np.diff(np.unique(h))))
+        return (float(h.min()), float(h.max()) + step)
+
     # stacked cost bars, one panel per scenario
     if scenarios:
-        fig, axs = plt.subplots(
-            1, len(scenarios), figsize=(max(5.0, 3.2 + 1.6 * len(schemes)) * len(scenarios), 4.4),
-            squeeze=False,
-        )  # fmt: skip
+        width_in = max(4.0, 1.0 + 1.5 * len(schemes)) * len(scenarios) + 2.6
+        fig, axs = plt.subplots(1, len(scenarios), figsize=(min(width_in, 16.0), 4.6),
+                                squeeze=False)  # fmt: skip
         for ax, sc in zip(axs[0], scenarios, strict=True):
             c = (
                 costs[costs["scenario"] == sc]
@@ -420,8 +442,8 @@ def make_plots(
             std = c[f"{TOTAL}.std"].to_numpy(dtype=float)
             lo = tot - c[f"{TOTAL}.min"].to_numpy(dtype=float)
             hi = c[f"{TOTAL}.max"].to_numpy(dtype=float) - tot
-            ax.errorbar(x, tot, yerr=[lo, hi], fmt="none", ecolor="0.55", capsize=9, lw=1,
-                        label="min-max over runs")  # fmt: skip
+            ax.errorbar(x + 0.22, tot, yerr=[lo, hi], fmt="none", ecolor="0.45", capsize=5,
+                        lw=1, ls="--", label="lowest-highest run")  # fmt: skip
             ax.errorbar(x, tot, yerr=std, fmt="D", color="k", ms=4, capsize=4, lw=1.4,
                         label="total, mean +- std")  # fmt: skip
             for xi, t in zip(x, tot, strict=True):
@@ -432,14 +454,15 @@ def make_plots(
             n = int(c["n_runs"].max()) if len(c) else 0
             ax.set(ylabel="cost [EUR]", title=f"{sc} ({n} run{'s' if n != 1 else ''} per scheme)")
             ax.grid(True, axis="y", lw=0.3, alpha=0.6)
-        axs[0][0].legend(fontsize="small", loc="best")
+        axs[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
         save(
             fig,
             "costs.png",
             "Total cost per scheme",
             "Mean cost components per scheme over the runs (seeds and days), stacked; "
-            "diamond and black bar: mean total +- its standard deviation; grey whiskers: the "
-            "lowest and highest total of a run. A negative component (downward bids that pay "
+            "diamond and black bar: mean total +- its standard deviation (the spread the "
+            "distinguishability rule uses); grey whisker to its right: the lowest and highest "
+            "total of a run. A negative component (downward bids that pay "
             "back fuel) is drawn below zero.",
         )
 
@@ -455,12 +478,15 @@ def make_plots(
             for i, ((level, direction), col) in enumerate(zip(SPLIT, SPLIT_COLOUR, strict=True)):
                 g = split[(split["level"] == level) & (split["direction"] == direction)]
                 g = g.set_index("scheme").reindex(present)
-                ax.bar(np.arange(len(present)) + (i - 1.5) * width, g["mwh_mean"], width,
-                       yerr=g["mwh_std"], capsize=3, color=col,
-                       label=f"{level} {direction}ward")  # fmt: skip
+                bars = ax.bar(np.arange(len(present)) + (i - 1.5) * width, g["mwh_mean"], width,
+                              yerr=[g["mwh_mean"] - g["mwh_min"], g["mwh_max"] - g["mwh_mean"]],
+                              capsize=3, color=col, error_kw={"ecolor": "0.3", "lw": 1},
+                              label=f"{level} {direction}ward")  # fmt: skip
+                ax.bar_label(bars, fmt="%.2f", fontsize="x-small", padding=2)
             ax.set_xticks(np.arange(len(present)), [f"scheme {s}" for s in present])
             ax.set(ylabel="accepted mFRR [MWh]", title=f"{sc}: accepted mFRR by network level")
-            ax.legend(fontsize="small", ncol=2)
+            ax.margins(y=0.12)
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
             ax.grid(True, axis="y", lw=0.3, alpha=0.6)
             save(
                 fig,
@@ -468,7 +494,8 @@ def make_plots(
                 f"{sc}: accepted mFRR, transmission / distribution, up / down",
                 "Energy of the accepted mFRR bids over the run, by the network of the bid "
                 "(transmission: the TSO's network; distribution: any DSO's) and direction, "
-                "mean over the runs, error bar one standard deviation (cf. SmartNet Figure 7).",
+                "mean over the runs (the number on the bar), error bar: the lowest and highest "
+                "run (cf. SmartNet Figure 7).",
             )
         # accepted curtailable generation (Figure 6) and mFRR per product
         for key, fname, title, caption, ylabel in (
@@ -497,19 +524,20 @@ def make_plots(
             present = [s for s in schemes if not d.empty and s in set(d["scheme"])]
             for s in present:
                 g = d[d["scheme"] == s].sort_values("hour")
-                h = np.append(g["hour"].to_numpy(), g["hour"].to_numpy()[-1] + 0.25)
+                length_h = float(g["product_h"].iloc[0])
+                h = np.append(g["hour"].to_numpy(), g["hour"].to_numpy()[-1] + length_h)
                 for col, ls in (("up_mw", "-"), ("down_mw", "--")):
                     v = np.append(g[col].to_numpy(), g[col].to_numpy()[-1])
-                    e = float(np.abs(g[col]).sum() * 0.25)
+                    e = float(np.abs(g[col]).sum() * length_h)
                     ax.step(h, v, where="post", color=colour[s], ls=ls, lw=1.3,
-                            label=f"{s} {col[:-3]}ward ({e:,.1f} MWh)")  # fmt: skip
+                            label=f"{s} {col[:-3]}ward ({e:,.2f} MWh)")  # fmt: skip
             ax.axhline(0, color="k", lw=0.5)
             if not present:
                 ax.text(0.5, 0.5, "no accepted bid", transform=ax.transAxes, ha="center")
             ax.set(ylabel=ylabel, title=title)
             if present:
                 ax.legend(fontsize="small", ncol=2)
-            _hour_axis(ax, list(d["hour"]) if present else [], days_note)
+            _hour_axis(ax, span(sc), days_note)
             save(fig, fname, title, caption)
         # unwanted measures at distribution level (Figure 8), aFRR (Figure 9)
         for key, fname, title, caption, ylabel in (
@@ -545,7 +573,7 @@ def make_plots(
             ax.set(ylabel=ylabel, title=title)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize="small")
-            _hour_axis(ax, list(d["hour"]) if not d.empty else [], days_note)
+            _hour_axis(ax, span(sc), days_note)
             save(fig, fname, title, caption)
         # violations before / after
         v = frames["violations"]
@@ -557,8 +585,15 @@ def make_plots(
                 for i, (when, col) in enumerate((("before", "0.6"), ("after", "tab:red"))):
                     g = v[(v["level"] == level) & (v["when"] == when)].set_index("scheme")
                     g = g.reindex(present)
-                    ax.bar(np.arange(len(present)) + (i - 0.5) * 0.38, g["minutes_mean"], 0.38,
-                           color=col, label=f"{when} unwanted measures")  # fmt: skip
+                    bars = ax.bar(np.arange(len(present)) + (i - 0.5) * 0.38, g["minutes_mean"],
+                                  0.38, color=col, label=f"{when} unwanted measures")  # fmt: skip
+                    ax.bar_label(bars, fmt="%.0f", fontsize="x-small", padding=2)
+                sel = v[v["level"] == level]["minutes_mean"]
+                if not np.nansum(np.abs(sel.to_numpy(dtype=float))):
+                    ax.set_ylim(0, 1)
+                    ax.text(0.5, 0.5, "no violation", transform=ax.transAxes, ha="center")
+                else:
+                    ax.margins(y=0.12)
                 ax.set_xticks(np.arange(len(present)), [f"scheme {s}" for s in present])
                 unit = "DSO-minutes" if level == "distribution" else "minutes"
                 ax.set(ylabel=f"violation [{unit}]", title=f"{sc}: {level}")
@@ -724,7 +759,7 @@ th,td{{padding:3px 10px;border-bottom:1px solid #e4e4e4}}
 th{{background:#f3f3f3;text-align:left}} td{{text-align:right}} td:first-child{{text-align:left}}
 img{{max-width:100%}} figcaption{{color:#555;font-size:0.9em;margin-bottom:1em}}
 .warn{{color:#a15c00;font-weight:bold}} .bad{{color:#b00020;font-weight:bold}}
-table.rank td.total{{font-weight:bold}}
+table.rank td.total{{font-weight:bold}} table.rank td{{white-space:nowrap}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{len(table)} of {n_total} runs complete: scenarios {scen}; schemes
