@@ -27,6 +27,7 @@ from federation.adapters import AggregatorLogic, merge_fleet_states, scenario_fo
 from federation.brp import BrpLogic
 from federation.contract import CENTRAL_MARKET, Stage, market_of
 from market_core.bids import bid_to_dict
+from market_core.scheme_spec import scheme_spec
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,12 @@ class AggregatorFederate:
         self.rt = rt
         self.logic = AggregatorLogic(scenario_for(rt.run), rt.name)
         self.scheme: str = rt.run["scheme"]
-        # E: the aggregator is also the BRP of its perimeter and buys its forecast deviation
+        # schemes with BRP buyers (E): the aggregator is also the BRP of its perimeter and
+        # buys its forecast deviation
         self.brp = (
-            BrpLogic(self.logic.sc, rt.name, self.logic.model) if self.scheme == "E" else None
+            BrpLogic(self.logic.sc, rt.name, self.logic.model)
+            if scheme_spec(self.scheme).brps
+            else None
         )
         # DSO check: each DSO network of this aggregator gets a copy of the bids located there
         self.checked_dsos = (

@@ -23,8 +23,9 @@ from federation.adapters import (
     compiled_network_for,
     scenario_for,
 )
-from federation.contract import SCHEMES, Stage, market_of
+from federation.contract import Stage, market_of
 from market_core.bids import BidFormatError, bid_from_dict
+from market_core.scheme_spec import scheme_spec
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class GridFederate:
         self.sessions = set(rt.timing.session_times())
         self.aggregators: list[str] = rt.params.get("aggregators", [])
         self.dsos = [(d.id, int(d.interface_bus)) for d in self.sc.distribution]
-        self.send_model = self.net == "tso" or SCHEMES[rt.run["scheme"]].dso_models
+        self.send_model = self.net == "tso" or scheme_spec(rt.run["scheme"]).dso_models
         self.prequalifier: DsoPrequalifier | None = None
         self.imbalance_forecast = None
         if self.net == "tso":
@@ -51,7 +52,7 @@ class GridFederate:
             from federation.brp import system_forecast
 
             # shared balancing (C): each DSO balances its own area, the TSO the rest
-            own = ("tso",) if SCHEMES[rt.run["scheme"]].dso_balances_area else None
+            own = ("tso",) if scheme_spec(rt.run["scheme"]).dso_balances_area else None
             self.imbalance_forecast = system_forecast(self.sc, forecast_model(self.sc), own)
 
     def on_stage(self, stage: Stage, t_s: float) -> None:
@@ -83,6 +84,10 @@ class GridFederate:
                 rt.publish(f"tso/interface_{dso}/vm_pu", out.vm_pu[bus])
         if t_s in self.sessions:
             self._session(t_s)
+        until = t_s + rt.timing.physical_step_s
+        metering = self.phys.metering(until, final=until >= rt.timing.end_s() - 1e-9)
+        if metering:  # settlement: measured activation of every product that ended
+            rt.send("recorder/metering", "metering", t_s, network=self.net, items=metering)
 
     def _publish_system(self, own: dict[str, float], p_slack_mw: float) -> None:
         rt = self.rt

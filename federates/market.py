@@ -1,7 +1,7 @@
 """``market_central`` and ``market_local_<dso>`` federates: one session's clearing each.
 
 One module serves both scopes (``params.scope``), the contract decides which exist
-(:class:`federation.contract.SchemeTopology`):
+(the scheme table, :mod:`market_core.scheme_spec`):
 
 - ``market_central`` under A, D, E reads the aggregators' bids, the network models and the
   TSO's requirement and calls ``market_core.schemes.clear_scheme``; under E the aggregators'
@@ -28,7 +28,7 @@ from typing import Any
 
 from federates.runtime import FederateRuntime, main
 from federation.adapters import apply_dso_verdicts
-from federation.contract import SCHEMES, Stage, local_market
+from federation.contract import Stage, local_market
 from market_core.bids import Bid, BidFormatError, bid_from_dict, bid_to_dict
 from market_core.clearing import (
     DEFAULT_SLACK_PENALTY_EUR_PER_MWH,
@@ -38,6 +38,7 @@ from market_core.clearing import (
 )
 from market_core.document import session_to_json
 from market_core.network import lindistflow_from_dict, ptdf_from_dict
+from market_core.scheme_spec import scheme_spec
 from market_core.schemes import (
     MarketSession,
     clear_central_market,
@@ -52,12 +53,13 @@ class MarketFederate:
     def __init__(self, rt: FederateRuntime) -> None:
         self.rt = rt
         self.scheme = rt.run["scheme"]
+        self.spec = scheme_spec(self.scheme)
         self.local = rt.params.get("scope", "central") == "local"
         self.network: str = rt.params.get("network", "tso")
         #: scheme B's local markets: where the capped rest of the bids goes
         self.forward_to: str | None = rt.params.get("forward_to")
         #: central market of B / C: the second half of a local-then-central scheme
-        self.second_half = not self.local and SCHEMES[self.scheme].local_markets
+        self.second_half = not self.local and self.spec.local_markets
         self.aggregators: list[str] = rt.params["aggregators"]
         self.interfaces: dict[str, int] = rt.params["interfaces"]
         self.pricing: str = rt.params["pricing"]
@@ -67,7 +69,7 @@ class MarketFederate:
         )
         #: scheme C: the local market covers its area's forecast deviation from the schedule
         self.area = None
-        if self.local and SCHEMES[self.scheme].dso_balances_area:
+        if self.local and self.spec.dso_balances_area:
             from federation.adapters import scenario_for
             from federation.bids_cli import forecast_model
             from federation.brp import AreaDeviation

@@ -19,7 +19,7 @@ from federates.runtime import FederateRuntime, main
 from federation.contract import NETWORK_VECTORS, Stage
 from federation.kpi import compute_kpis, format_summary, write_kpis
 from federation.progress import PROGRESS_INTERVAL_S, progress_path, write_progress
-from federation.results import ResultsWriter
+from federation.results import ResultsWriter, read_results, settle_results, write_settlement
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class RecorderFederate:
             {k: rt.value(k) for k in self.keys},
             {k: rt.vector(k) for k in self.vector_keys},
         )
+        for doc in rt.receive("recorder/metering", rt.params.get("networks")):
+            self.writer.add_metering(doc)
         cleared = rt.receive("recorder/clearing")
         for doc in cleared:
             self.writer.add_session(doc)
@@ -78,6 +80,8 @@ class RecorderFederate:
         file stays ``complete = False``; no KPIs)."""
         for doc in self.rt.receive("recorder/clearing"):
             self.writer.add_session(doc)
+        for doc in self.rt.receive("recorder/metering"):
+            self.writer.add_metering(doc)
         self.writer.flush(partial_sessions=True)
         log.warning("%s: federation ended early; results so far in %s", self.rt.name, self.path)
 
@@ -85,7 +89,12 @@ class RecorderFederate:
         rt = self.rt
         for doc in rt.receive("recorder/clearing"):
             self.writer.add_session(doc)
+        for doc in rt.receive("recorder/metering", rt.params.get("networks")):
+            self.writer.add_metering(doc)
         self.writer.flush(complete=True)
+        # settlement (SmartNet information flows 13): awards against the metering
+        price = float(rt.params["costs"]["residual_imbalance_price_eur_per_mwh"])
+        write_settlement(self.path, settle_results(read_results(self.path), price))
         write_progress(
             self.progress,
             self.rt.timing.duration_s,

@@ -446,6 +446,74 @@ class NetworkPhysics:
         self.dg_q_mvar = np.zeros(len(self.dg))  # present Q set-point of each [Mvar]
         #: transmission: the DSO reactive exchange last measured at each interface bus [Mvar]
         self.last_interface_q_mvar: dict[int, float] = {}
+        self._init_metering()
+
+    # -- metering (settlement, SmartNet information flows steps 9-10) ---------------------
+    def _init_metering(self) -> None:
+        """Per category, each device's aggregator (index into ``metered_aggregators``) and
+        its day-ahead schedule per minute (its baseline under the day-ahead forecast, the
+        schedule ``Scenario.day_ahead`` is made of) [MW]."""
+        from federation.scenario import forecast_profiles
+
+        by_id = {d.id: d for d in self.devices}
+        self.metered_aggregators = tuple(sorted({d.aggregator for d in self.devices}))
+        index = {a: k for k, a in enumerate(self.metered_aggregators)}
+        self.device_aggregator = {
+            cat: np.array([index[by_id[i].aggregator] for i in f.ids], dtype=int)
+            for cat, f in self.fleets.items()
+        }
+        profiles = forecast_profiles(self.sc, self.sc.forecast.day_ahead_lead_s, "day_ahead")
+        self.device_schedule_mw = {
+            cat: np.asarray(
+                self.sc.device_baseline_p_mw(profiles, [by_id[i] for i in f.ids]), dtype=float
+            ).reshape(len(f), -1)
+            for cat, f in self.fleets.items()
+        }
+        #: (aggregator, product start) -> [requested, delivered, perimeter deviation] [MWh]
+        self._metered: dict[tuple[str, float], np.ndarray] = {}
+
+    def _meter(
+        self, cat: str, t_s: float, dt_s: float, plan: Mapping[str, np.ndarray], extra: Any, p: Any
+    ) -> None:
+        """Add one step of one fleet to the metering of the product containing ``t_s``:
+        requested (set-point minus baseline) and delivered (measured minus baseline minus the
+        aFRR share) activation of the devices with a set-point, and the measured deviation
+        of every device from its day-ahead schedule, per aggregator [MWh]."""
+        n_agg = len(self.metered_aggregators)
+        if not n_agg or not len(p):
+            return
+        agg = self.device_aggregator[cat]
+        has_sp = ~np.isnan(plan["setpoint"])
+        minute = min(int(t_s // 60), self.device_schedule_mw[cat].shape[1] - 1)
+        h = dt_s / 3600.0
+        requested = np.bincount(agg, np.where(has_sp, plan["deviation"], 0.0), n_agg)
+        measured = np.where(has_sp, p - plan["baseline"] - extra, 0.0)
+        delivered = np.bincount(agg, measured, n_agg)
+        deviation = np.bincount(agg, p - self.device_schedule_mw[cat][:, minute], n_agg)
+        start = math.floor(t_s / self.product_s) * self.product_s
+        for k, a in enumerate(self.metered_aggregators):
+            acc = self._metered.setdefault((a, start), np.zeros(3))
+            acc += h * np.array([requested[k], delivered[k], deviation[k]])
+
+    def metering(self, until_s: float, final: bool = False) -> list[dict[str, Any]]:
+        """Metering items (schema ``metering``) of every product that ended by ``until_s``
+        [s] (``final``: every product metered so far, the last one cut at ``until_s``), one
+        per aggregator with devices here; those products are then forgotten."""
+        done = sorted(k for k in self._metered if final or k[1] + self.product_s <= until_s + 1e-9)
+        items = []
+        for key in done:
+            req, dlv, dev = self._metered.pop(key)
+            items.append(
+                {
+                    "aggregator": key[0],
+                    "start_s": float(key[1]),
+                    "duration_s": float(min(self.product_s, until_s - key[1])),
+                    "requested_mwh": float(req),
+                    "delivered_mwh": float(dlv),
+                    "perimeter_deviation_mwh": float(dev),
+                }
+            )
+        return items
 
     # -- set-points ----------------------------------------------------------------------
     def accept_setpoints(self, items: Sequence[Mapping[str, Any]]) -> int:
@@ -573,6 +641,7 @@ class NetworkPhysics:
             p, self.states[cat] = fleet.step(self.states[cat], dt_s, sp, dist)
             p = np.asarray(p, dtype=float)
             self.p_last[cat] = p
+            self._meter(cat, t_s, dt_s, plan, extra, p)
             np.add.at(p_inj, self.device_bus[cat], p)
             dev_total += float(p.sum())
         own = float((self.load_p * scale).sum()) + dev_total

@@ -605,7 +605,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="regenerate the committed root runner.json and docker-compose.yml",
     )
-    parser.add_argument("--docs", action="store_true", help="regenerate docs/interface.md")
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="regenerate docs/interface.md and the scheme table of docs/schemes.md",
+    )
     parser.add_argument(
         "--image",
         default=DEFAULT_IMAGE,
@@ -629,6 +633,9 @@ def run(args: argparse.Namespace) -> int:
     if args.docs:
         (ROOT / "docs" / "interface.md").write_text(interface_markdown())
         print(f"wrote {ROOT / 'docs' / 'interface.md'}")
+        schemes = ROOT / "docs" / "schemes.md"
+        schemes.write_text(schemes_markdown(schemes.read_text()))
+        print(f"wrote the scheme table of {schemes}")
         return 0
     from federation.scenario import load_scenario
 
@@ -646,6 +653,24 @@ def _pattern(name: str) -> str:
     import re
 
     return re.sub(r"agg_\d+", "agg_<n>", re.sub(r"dso_\d+", "dso_<k>", name))
+
+
+def schemes_markdown(text: str) -> str:
+    """``text`` (docs/schemes.md) with its scheme table replaced by the one generated from
+    the scheme table (``market_core.scheme_spec.scheme_table_markdown``).
+
+    Raises
+    ------
+    ValueError
+        ``text`` has no table markers.
+    """
+    from market_core.scheme_spec import TABLE_BEGIN, TABLE_END, scheme_table_markdown
+
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        raise ValueError(f"docs/schemes.md: no {TABLE_BEGIN!r} ... {TABLE_END!r} markers")
+    head, rest = text.split(TABLE_BEGIN, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return head + scheme_table_markdown() + tail
 
 
 def interface_markdown() -> str:
@@ -805,7 +830,7 @@ def interface_markdown() -> str:
         out.append("")
     out += ["## Coordination schemes and federation topology", ""]
     out += [
-        f"- **{k}**: {v.description}; market federates: "
+        f"- **{k}**: {v.description}; buyers: {', '.join(v.buyers)}; market federates: "
         + (
             "`market_local_dso_<k>` (one per DSO, stage CLEAR_LOCAL), then `market_central`"
             if v.local_markets

@@ -25,6 +25,8 @@ import traceback
 from importlib import metadata
 from typing import NoReturn
 
+from market_core.scheme_spec import SCHEME_SPECS
+
 #: exit statuses shared by every subcommand (module docstring; README "Using it")
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,14 +45,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "study": ("federation.study_cli", "run, tabulate and compare schemes x scenarios x seeds"),
 }
 
-#: the coordination schemes, one line each (docs/schemes.md), for every ``--scheme`` help
-SCHEME_LINES = {
-    "A": "centralised: the TSO alone buys, transmission constraints only",
-    "B": "local market: each DSO buys first, then the TSO with the remaining bids",
-    "C": "shared balancing: DSOs balance their area to a fixed interface schedule",
-    "D": "common market: TSO and DSOs in one joint clearing, both networks",
-    "E": "integrated: one operator, with the BRPs' buy bids in the objective",
-}
+#: the coordination schemes, one line each, from the scheme table (market_core.scheme_spec,
+#: docs/schemes.md), for every ``--scheme`` help
+SCHEME_LINES = {s.value: spec.description for s, spec in SCHEME_SPECS.items()}
 SCHEME_EPILOG = "schemes (--scheme):\n" + "\n".join(f"  {k}  {v}" for k, v in SCHEME_LINES.items())
 
 #: loggers of third-party packages that talk at import time ("Failed to import plotly",

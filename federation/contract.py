@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from market_core.scheme_spec import SCHEME_SPECS, Scheme, scheme_spec
+
 #: version of every JSON message schema below; a receiver rejects any other version
 SCHEMA_VERSION = 1
 
@@ -133,8 +135,10 @@ class Topology:
     record_buses: bool = False
 
     def __post_init__(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"unknown scheme {self.scheme!r}; expected one of {sorted(SCHEMES)}")
+        if self.scheme not in set(Scheme):
+            raise ValueError(
+                f"unknown scheme {self.scheme!r}; expected one of {[s.value for s in Scheme]}"
+            )
 
     @property
     def aggregator_ids(self) -> tuple[str, ...]:
@@ -148,48 +152,10 @@ class Topology:
         return tuple(a for a in self.aggregator_ids if network in self.aggregator_networks[a])
 
 
-@dataclass(frozen=True)
-class SchemeTopology:
-    """How a coordination scheme shapes the federation (DESIGN.md section 5).
-
-    A, D and E run one market federate, ``market_central``, that calls
-    ``market_core.schemes.clear_scheme`` (D's joint clearing and E's are one optimisation).
-    B and C have one ``market_local_<dso>`` federate per DSO (stage CLEAR_LOCAL,
-    ``market_core.schemes.clear_local_market``) before ``market_central`` (stage
-    CLEAR_CENTRAL, ``clear_central_market``): the aggregators send the bids located in
-    ``dso_<k>`` to ``market_local_dso_<k>`` and the transmission-connected ones to
-    ``market_central``; in B each local market forwards the capped rest of its bids to
-    ``market_central/forwarded_bids``; in C nothing is forwarded (fixed interface).
-    """
-
-    dso_models: bool  # the DSOs send their LinDistFlow models to a market
-    local_markets: bool  # one market_local_<dso> per DSO, before market_central
-    forwards: bool  # the local markets forward the rest of their bids to market_central
-    description: str
-    #: each DSO keeps its interface on schedule: its local market covers its area's forecast
-    #: deviation (federation.brp.AreaDeviation) and the TSO's requirement is the rest
-    dso_balances_area: bool = False
-
-
-SCHEMES: dict[str, SchemeTopology] = {
-    "A": SchemeTopology(
-        False, False, False, "centralised: TSO buys, transmission constraints only"
-    ),
-    "B": SchemeTopology(
-        True, True, True, "local market: DSO first, then TSO with the forwarded rest"
-    ),
-    "C": SchemeTopology(
-        True,
-        True,
-        False,
-        "shared balancing: DSO keeps its interface on schedule",
-        dso_balances_area=True,
-    ),
-    "D": SchemeTopology(
-        True, False, False, "common market: joint transmission + distribution clearing"
-    ),
-    "E": SchemeTopology(True, False, False, "integrated: one operator, BRPs' willingness to pay"),
-}
+#: the scheme table (``market_core.scheme_spec``: markets, buyers, network models,
+#: forwarding, BRPs); the contract reads it through :func:`scheme_spec` at build time, so
+#: what a scheme is has one definition. ``SCHEMES`` is that table (keys ``"A"`` ... ``"E"``).
+SCHEMES = SCHEME_SPECS
 
 CENTRAL_MARKET = "market_central"
 
@@ -204,7 +170,7 @@ def market_of(scheme: str, network: str) -> str:
 
     ``market_local_<dso>`` for a DSO network in schemes B and C, ``market_central`` otherwise.
     """
-    if network != "tso" and SCHEMES[scheme].local_markets:
+    if network != "tso" and scheme_spec(scheme).local_markets:
         return local_market(network)
     return CENTRAL_MARKET
 
@@ -397,6 +363,40 @@ SCHEMAS: dict[str, MessageSchema] = {
             ),
         ),
         MessageSchema(
+            "metering",
+            "settlement (SmartNet information flows, steps 9-10): the metering data "
+            "responsible of a network (each DSO for its grid, the TSO for transmission) "
+            "reports each aggregator's measured activation over every product that ended",
+            (
+                *_COMMON,
+                _f("network", "string", "-", "tso or dso_<k>"),
+                _f("items", "list", "-", "one entry per aggregator with devices here and product"),
+            ),
+            (
+                _f("aggregator", "string", "-", "aggregator id (also its perimeter's BRP)"),
+                _f("start_s", "number", "s", "product start"),
+                _f("duration_s", "number", "s", "product length (the last one cut at the end)"),
+                _f(
+                    "requested_mwh",
+                    "number",
+                    "MWh",
+                    "set-point minus baseline of its devices with a set-point (> 0 upward)",
+                ),
+                _f(
+                    "delivered_mwh",
+                    "number",
+                    "MWh",
+                    "measured injection minus baseline minus aFRR share, same devices",
+                ),
+                _f(
+                    "perimeter_deviation_mwh",
+                    "number",
+                    "MWh",
+                    "measured injection of all its devices minus their day-ahead schedule",
+                ),
+            ),
+        ),
+        MessageSchema(
             "clearing",
             "one market's clearing result, for the record",
             (
@@ -554,7 +554,7 @@ def build_contract(topology: Topology) -> Contract:
     feds: list[FederateSpec] = []
     values: list[ValueSpec] = []
     endpoints: list[EndpointSpec] = []
-    scheme = SCHEMES[topology.scheme]
+    scheme = scheme_spec(topology.scheme)
     aggs = topology.aggregator_ids
     locals_ = tuple(local_market(d) for d in topology.dso_ids) if scheme.local_markets else ()
     markets = (*locals_, CENTRAL_MARKET)
@@ -716,7 +716,7 @@ def build_contract(topology: Topology) -> Contract:
             "transmission-connected bids" if scheme.local_markets else "bids of the aggregators",
         )
     )
-    central_models = scheme.dso_models and not scheme.local_markets
+    central_models = scheme.central_distribution_models
     endpoints.append(
         EndpointSpec(
             f"{CENTRAL_MARKET}/network_model",
@@ -779,7 +779,7 @@ def build_contract(topology: Topology) -> Contract:
             "recorder",
             "HDF5 results and KPIs",
             (Stage.RECORD,),
-            {"markets": list(markets)},
+            {"markets": list(markets), "networks": list(topology.networks)},
         )
     )
     endpoints.append(
@@ -790,6 +790,17 @@ def build_contract(topology: Topology) -> Contract:
             markets,
             Stage.CLEAR_LOCAL if locals_ else Stage.CLEAR_CENTRAL,
             "clearing results for the record",
+        )
+    )
+    endpoints.append(
+        EndpointSpec(
+            "recorder/metering",
+            "recorder",
+            "metering",
+            topology.networks,
+            Stage.DSO,
+            "measured activation per aggregator and product, for the settlement "
+            "(tso sends at its stage TSO)",
         )
     )
     for v in values:

@@ -112,6 +112,8 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     money = _money(sessions, markets)
     return {
         **money,
+        **_settlement(r, float(costs["residual_imbalance_price_eur_per_mwh"])),
+        **_interface_deviation(r, dt_h),
         "scenario": r["meta"].get("scenario"),
         "scheme": r["meta"].get("scheme"),
         "seed": r["meta"].get("seed"),
@@ -202,6 +204,61 @@ def _money(sessions: Mapping[str, np.ndarray], markets: Mapping[str, np.ndarray]
     }
 
 
+def _settlement(r: Mapping[str, Any], price_eur_per_mwh: float) -> dict[str, Any]:
+    """Settlement of the run (``market_core.settlement``, SmartNet information flows 9-13):
+    awarded vs delivered energy from the metering, payments at the clearing prices for what
+    was delivered, non-delivery at the imbalance price, per aggregator and in total (a file
+    without metering: nothing metered, every awarded product ``unmetered``)."""
+    from federation.results import settle_results
+
+    s = settle_results(r, price_eur_per_mwh)
+    return {
+        "settlement": {
+            "awarded_mwh": s.awarded_mwh,
+            "delivered_mwh": s.delivered_mwh,
+            "non_delivered_mwh": s.non_delivered_mwh,
+            "cleared_payment_eur": s.cleared_payment_eur,
+            "payment_eur": s.payment_eur,
+            "penalty_eur": s.penalty_eur,
+            "net_paid_eur": s.payment_eur - s.penalty_eur,
+            "imbalance_price_eur_per_mwh": s.imbalance_price_eur_per_mwh,
+            "unmetered_products": len(s.unmetered),
+            "aggregators": s.by_aggregator(),
+        }
+    }
+
+
+def _interface_deviation(r: Mapping[str, Any], dt_h: float) -> dict[str, Any]:
+    """Each DSO's measured interface exchange (``/steps/<dso>/interface/p_mw``) minus its
+    day-ahead schedule (``/schedule``, per product): per step absolute energy, largest
+    absolute deviation, and the absolute energy of the product means (what a local market
+    that holds the schedule per product acts on)."""
+    steps, schedule = r["steps"], r.get("schedule", {})
+    t = steps["t_s"]
+    sched_t = schedule.get("t_s", np.zeros(0))
+    product_s = float(np.diff(sched_t)[0]) if sched_t.size > 1 else 900.0
+    out: dict[str, dict[str, float]] = {}
+    for key, p in steps.items():
+        dso, _, quantity = key.partition("/")
+        plan = schedule.get(f"{dso}/interface/p_mw")
+        if quantity != "interface/p_mw" or plan is None or not plan.size:
+            continue
+        product = np.minimum((t // product_s).astype(int), plan.size - 1)
+        dev = np.asarray(p, dtype=float) - plan[product]
+        per_product = np.bincount(product, dev * dt_h)
+        out[dso] = {
+            "abs_mwh": float(np.sum(np.abs(dev)) * dt_h),
+            "max_abs_mw": float(np.max(np.abs(dev))) if dev.size else 0.0,
+            "product_abs_mwh": float(np.sum(np.abs(per_product))),
+        }
+    out = dict(sorted(out.items()))
+    return {
+        "interface_deviation": out,
+        "interface_deviation_mwh": float(sum(v["abs_mwh"] for v in out.values())),
+        "interface_deviation_max_mw": max((v["max_abs_mw"] for v in out.values()), default=0.0),
+    }
+
+
 def _failures(steps: Mapping[str, np.ndarray], network: str, dt_h: float) -> dict[str, Any]:
     """Energy above the thermal limits after unwanted measures, and numerical failures of one
     network: count, steps with one, fallback volume and cost (files written before these
@@ -274,6 +331,19 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         lines.append(
             f"{'BRP purchases':20s} {kpis['brp_bought_mwh']:12.3f} {kpis['brp_paid_eur']:14.2f}"
             " (paid by the BRPs)"
+        )
+    if "settlement" in kpis:
+        st = kpis["settlement"]
+        lines.append(
+            f"settlement: {st['delivered_mwh']:.3f} of {st['awarded_mwh']:.3f} MWh awarded "
+            f"delivered, paid {st['payment_eur']:.2f} EUR (of {st['cleared_payment_eur']:.2f} "
+            f"at clearing prices), non-delivery {st['non_delivered_mwh']:.3f} MWh penalised "
+            f"{st['penalty_eur']:.2f} EUR at {st['imbalance_price_eur_per_mwh']:.0f} EUR/MWh"
+        )
+    if kpis.get("interface_deviation"):
+        lines.append(
+            f"DSO interface deviation from schedule: {kpis['interface_deviation_mwh']:.3f} MWh, "
+            f"max {kpis['interface_deviation_max_mw']:.3f} MW"
         )
     lines.append(
         f"violation steps before/after unwanted measures: "

@@ -79,6 +79,51 @@ MARKET_SCALARS = (*SESSION_SCALARS, "n_forwarded", "n_blocked", *_MONEY)
 #: a session's status from its markets': the first of these that any market reports
 _STATUS_ORDER = ("infeasible", "no_model", "optimal", "no_bids")
 
+METERING_DTYPE = np.dtype(
+    [
+        ("network", h5py.string_dtype()),
+        ("aggregator", h5py.string_dtype()),
+        ("start_s", "f8"),
+        ("duration_s", "f8"),
+        ("requested_mwh", "f8"),
+        ("delivered_mwh", "f8"),
+        ("perimeter_deviation_mwh", "f8"),
+    ]
+)
+METERING_DOC: dict[str, tuple[str, str]] = {
+    "network": ("-", "network whose operator measured (tso or dso_<k>)"),
+    "aggregator": ("-", "aggregator (the BRP of its devices' perimeter)"),
+    "start_s": ("s", "product start, seconds after start_time"),
+    "duration_s": ("s", "product length (the last one cut at the end of the run)"),
+    "requested_mwh": ("MWh", "set-point minus baseline of its devices with a set-point"),
+    "delivered_mwh": ("MWh", "measured minus baseline minus aFRR share, same devices"),
+    "perimeter_deviation_mwh": ("MWh", "measured minus day-ahead schedule, all its devices"),
+}
+SETTLEMENT_DOC: dict[str, tuple[str, str]] = {
+    "aggregator": ("-", "aggregator settled"),
+    "session": ("-", "market session of the awards"),
+    "period": ("-", "product index within the session's horizon"),
+    "start_s": ("s", "product start, seconds after start_time"),
+    "duration_s": ("s", "product length"),
+    "awarded_mwh": ("MWh", "awarded injection change of the session's awards (> 0 upward)"),
+    "quantity_mwh": ("MWh", "awarded quantity in the bids' direction (>= 0)"),
+    "measured_mwh": ("MWh", "measured activation of the product (metering)"),
+    "delivered_mwh": ("MWh", "awarded energy accepted as delivered (awarded x ratio)"),
+    "non_delivered_mwh": ("MWh", "awarded energy not delivered (>= 0)"),
+    "delivery_ratio": ("-", "share of the award delivered in its direction, [0, 1]"),
+    "cleared_payment_eur": ("EUR", "clearing-price payment of the awards if fully delivered"),
+    "payment_eur": ("EUR", "paid to the aggregator: cleared payment x delivery ratio"),
+    "penalty_eur": ("EUR", "non-delivered energy at the imbalance price (aggregator pays)"),
+}
+PERIMETER_DOC: dict[str, tuple[str, str]] = {
+    "brp": ("-", "balance responsible party (an aggregator's perimeter)"),
+    "start_s": ("s", "product start, seconds after start_time"),
+    "duration_s": ("s", "product length"),
+    "deviation_mwh": ("MWh", "measured minus day-ahead schedule of the perimeter (> 0 long)"),
+    "correction_mwh": ("MWh", "activated energy accepted as delivered, taken out"),
+    "corrected_mwh": ("MWh", "the BRP's own imbalance: deviation minus correction"),
+}
+
 VERDICT_DTYPE = np.dtype(
     [
         ("session", "i4"),
@@ -346,6 +391,7 @@ class ResultsWriter:
         self._value_docs = dict(value_docs or {})
         self._vectors: list[Mapping[str, Sequence[float]]] = []
         self._docs: dict[int, dict[str, Mapping[str, Any]]] = {}
+        self._metering: list[tuple[Any, ...]] = []
         meta = dict(meta)
         files = meta.pop("input_files", {})
         schedule = meta.pop("interface_schedule", None)
@@ -379,6 +425,14 @@ class ResultsWriter:
                 {k: u for k, (u, _) in VERDICT_DOC.items()},
                 "DSO check (traffic light) of each bid in a DSO network; fields: "
                 + "; ".join(f"{k}: {d}" for k, (_, d) in VERDICT_DOC.items()),
+            )
+            _append(f, "metering", np.zeros(0, dtype=METERING_DTYPE))
+            _describe(
+                f["metering"],
+                {k: u for k, (u, _) in METERING_DOC.items()},
+                "settlement: measured activation of each aggregator per network and product, "
+                "as the grid federates report it; fields: "
+                + "; ".join(f"{k}: {d}" for k, (_, d) in METERING_DOC.items()),
             )
             if files:
                 _embed_inputs(f, files)
@@ -423,6 +477,21 @@ class ResultsWriter:
         market = str(doc.get("market", self.markets[0]))
         self._docs.setdefault(int(doc["session"]), {})[market] = doc
 
+    def add_metering(self, doc: Mapping[str, Any]) -> None:
+        """Buffer one grid federate's metering document (schema ``metering``)."""
+        for it in doc["items"]:
+            self._metering.append(
+                (
+                    str(doc["network"]),
+                    str(it["aggregator"]),
+                    float(it["start_s"]),
+                    float(it["duration_s"]),
+                    float(it["requested_mwh"]),
+                    float(it["delivered_mwh"]),
+                    float(it["perimeter_deviation_mwh"]),
+                )
+            )
+
     def flush(self, *, complete: bool = False, partial_sessions: bool = False) -> None:
         """Append the buffered steps and every session all markets have reported (every
         buffered session when ``complete`` or ``partial_sessions``: an aborted run keeps a
@@ -444,7 +513,12 @@ class ResultsWriter:
                     self._write_vectors(f, t)
             if sessions:
                 self._write_sessions(f, sessions)
+            if self._metering:
+                if "metering" not in f:  # a file from before the settlement
+                    _append(f, "metering", np.zeros(0, dtype=METERING_DTYPE))
+                _append(f, "metering", np.array(self._metering, dtype=METERING_DTYPE))
             f.attrs["complete"] = complete
+        self._metering.clear()
         self._steps.clear()
         self._vectors.clear()
 
@@ -587,6 +661,15 @@ def read_results(path: str | pathlib.Path) -> dict[str, Any]:
             out["markets"][name] = _text(ds)
         out["awards"] = _text(f["awards"])
         out["verdicts"] = _text(f["verdicts"]) if "verdicts" in f else np.zeros(0, VERDICT_DTYPE)
+        out["metering"] = _text(f["metering"]) if "metering" in f else np.zeros(0, METERING_DTYPE)
+        out["settlement"] = {}
+        if "settlement" in f:
+
+            def visit_settlement(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    out["settlement"][name] = _text(obj)
+
+            f["settlement"].visititems(visit_settlement)
     return out
 
 
@@ -703,6 +786,81 @@ def extract_inputs(path: str | pathlib.Path, out_dir: str | pathlib.Path) -> pat
             if role == "scenario":
                 scenario_path = target
     return scenario_path
+
+
+def settle_results(r: Mapping[str, Any], imbalance_price_eur_per_mwh: float) -> Any:
+    """The settlement (:func:`market_core.settlement.settle`) of a run read by
+    :func:`read_results`: its sell awards against its metering, non-delivery at
+    ``imbalance_price_eur_per_mwh`` [EUR/MWh]. A file without metering settles nothing
+    (every awarded product ``unmetered``)."""
+    from market_core.settlement import AwardRow, Metering, settle
+
+    awards = r["awards"]
+    names = awards.dtype.names or ()
+    sides = awards["side"] if "side" in names else ["sell"] * len(awards)
+    rows = [
+        AwardRow(
+            str(a["owner"]),
+            int(a["session"]),
+            int(a["period"]),
+            float(a["start_s"]),
+            float(a["duration_s"]),
+            float(a["quantity_mw"]),
+            float(a["p_mw"]),
+            float(a["price_eur_per_mwh"]),
+        )
+        for a, side in zip(awards, sides, strict=True)
+        if str(side) == "sell"
+    ]
+    metering = [
+        Metering(
+            str(m["aggregator"]),
+            float(m["start_s"]),
+            float(m["duration_s"]),
+            float(m["requested_mwh"]),
+            float(m["delivered_mwh"]),
+            float(m["perimeter_deviation_mwh"]),
+        )
+        for m in r.get("metering", ())
+    ]
+    return settle(rows, metering, imbalance_price_eur_per_mwh)
+
+
+def write_settlement(path: str | pathlib.Path, settlement: Any) -> None:
+    """Write ``/settlement`` (``docs/results.md``): one row per aggregator, session and
+    product (``rows/<field>``) and per BRP perimeter and product (``perimeters/<field>``),
+    totals as attributes. Replaces an earlier ``/settlement``."""
+    with h5py.File(path, "a") as f:
+        if "settlement" in f:
+            del f["settlement"]
+        g = f.create_group("settlement")
+        g.attrs["description"] = (
+            "settlement of activated flexibility (SmartNet information flows 9-13): "
+            "awarded vs delivered energy per aggregator, session and product, payment at the "
+            "clearing price for what was delivered, non-delivery at the imbalance price, and "
+            "each BRP perimeter corrected by the activated energy (market_core.settlement)"
+        )
+        g.attrs["imbalance_price_eur_per_mwh"] = float(settlement.imbalance_price_eur_per_mwh)
+        for name in ("payment_eur", "cleared_payment_eur", "penalty_eur"):
+            g.attrs[name] = float(getattr(settlement, name))
+        for name in ("awarded_mwh", "delivered_mwh", "non_delivered_mwh"):
+            g.attrs[name] = float(getattr(settlement, name))
+        g.attrs["n_unmetered"] = len(settlement.unmetered)
+        for sub, items, doc in (
+            ("rows", settlement.rows, SETTLEMENT_DOC),
+            ("perimeters", settlement.perimeters, PERIMETER_DOC),
+        ):
+            sg = g.create_group(sub)
+            for field in doc:
+                values = [getattr(x, field) for x in items]
+                if field in ("aggregator", "brp"):
+                    data = np.array(values, dtype=h5py.string_dtype())
+                elif field in ("session", "period"):
+                    data = np.array(values, dtype="i8")
+                else:
+                    data = np.array(values, dtype="f8")
+                ds = sg.create_dataset(field, data=data)
+                _describe(ds, *doc[field])
 
 
 def read_market_input(path: str | pathlib.Path, market: str, session: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import numpy as np
 
 from federation import profiles as prof
 from grid_core import networks as nets
+from market_core.scheme_spec import Scheme  # the scheme table's letters (docs/schemes.md)
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,6 @@ EMBEDDED_SCENARIOS: tuple[str, ...] = (
     "intermediate",
     "uncongested",
 )
-
-
-class Scheme(enum.StrEnum):
-    """TSO-DSO coordination schemes (DESIGN.md section 5)."""
-
-    A = "A"  # centralised
-    B = "B"  # local market
-    C = "C"  # shared balancing responsibility
-    D = "D"  # common market
-    E = "E"  # integrated
 
 
 class Pricing(enum.StrEnum):
@@ -356,7 +347,7 @@ class CostParams:
     scarcity_price_eur_per_mwh: float = 10_000.0
     emergency_curtailment_cost_eur_per_mwh: float = 4000.0
     ict_cost_eur_per_day: Mapping[str, float] = field(
-        default_factory=lambda: _frozen_map({"A": 0.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 0.0})
+        default_factory=lambda: _frozen_map({s.value: 0.0 for s in Scheme})
     )
 
 

@@ -34,6 +34,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from market_core.scheme_spec import Scheme
+
 log = logging.getLogger(__name__)
 
 #: cost components of a run (federation.kpi.compute_kpis), in the order the CBA lists them
@@ -115,7 +117,7 @@ class StudyPlan:
         }
 
 
-SCHEMES = ("A", "B", "C", "D", "E")
+SCHEMES = tuple(s.value for s in Scheme)  # the scheme table (market_core.scheme_spec)
 
 
 def make_plan(

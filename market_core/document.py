@@ -31,6 +31,7 @@ from market_core.network import (
     ptdf_from_dict,
     ptdf_to_dict,
 )
+from market_core.scheme_spec import SCHEME_SPECS
 from market_core.schemes import MarketSession, Scheme, SchemeResult, clear_scheme
 
 #: version of the market document and of the result document
@@ -55,7 +56,8 @@ _KEYS = {
     "interface_tso_bus",
     "bids",
 }
-_OPTIONS = {"A": {"dso_check"}, "D": {"decentralised", "max_iterations"}}
+#: clearing options per scheme, from the scheme table
+_OPTIONS = {s.value: set(spec.options) for s, spec in SCHEME_SPECS.items()}
 
 #: longest product accepted [s] (one day; a session of longer products is not a balancing market)
 MAX_PERIOD_S = 86_400.0

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -64,21 +63,12 @@ from market_core.network import (
     bus_effect,
     evaluate_lindistflow,
 )
+from market_core.scheme_spec import Scheme, scheme_spec
 
 logger = logging.getLogger(__name__)
 
 SYSTEM_AREA = "system"
 _TOL = 1e-7
-
-
-class Scheme(StrEnum):
-    """SmartNet coordination schemes."""
-
-    A = "A"
-    B = "B"
-    C = "C"
-    D = "D"
-    E = "E"
 
 
 @dataclass(frozen=True)
@@ -610,8 +600,11 @@ class LocalMarketResult:
 
 def _local_scheme(scheme: Scheme | str) -> Scheme:
     scheme = Scheme(scheme)
-    if scheme not in (Scheme.B, Scheme.C):
-        raise ValueError(f"scheme {scheme.value} has no local markets (only B and C)")
+    if not scheme_spec(scheme).local_markets:
+        with_local = [s.value for s in Scheme if scheme_spec(s).local_markets]
+        raise ValueError(
+            f"scheme {scheme.value} has no local markets (only {' and '.join(with_local)})"
+        )
     return scheme
 
 
@@ -667,7 +660,7 @@ def clear_local_market(
     )
     local = clear(inp, scheme=scheme.value)[0]
     forwarded: list[Bid] = []
-    if scheme is Scheme.B:
+    if scheme_spec(scheme).forwards:
         forwarded, not_forwarded = forward_bids(
             model, sellers, local, polygon_sides=session.polygon_sides
         )
@@ -706,11 +699,11 @@ def clear_central_market(
     for b in bids:
         if b.side is Side.BUY:
             rejected += _not_in_market([b], f"scheme {scheme.value}: only system operators buy")
-        elif scheme is Scheme.C and b.network_id != "tso":
+        elif not scheme_spec(scheme).central_takes_distribution_bids and b.network_id != "tso":
             rejected += _not_in_market(
                 [b],
-                "scheme C: the TSO uses transmission-connected bids only and this DSO runs no "
-                "market",
+                f"scheme {scheme.value}: the TSO uses transmission-connected bids only and "
+                "each DSO holds its interface schedule",
             )
         else:
             sellers.append(b)
