@@ -54,11 +54,11 @@ def ict_runs(tmp_path_factory):
 
     def run(key):
         built = write_build(
-            variants[key], "A", tmp_path_factory.mktemp(f"ict_{key}"), startup_timeout_s=120.0
+            variants[key], "A", tmp_path_factory.mktemp(f"ict_{key}"), startup_timeout_s=300.0
         )
-        return built, supervise(built.runner, wall_timeout_s=400.0)
+        return built, supervise(built.runner, wall_timeout_s=900.0)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:  # one federation at a time
         futures = {k: pool.submit(run, k) for k in variants}
         out = {k: f.result() for k, f in futures.items()}
     for key, (_, outcome) in out.items():
