@@ -78,9 +78,54 @@ class MarketFederate:
             self.area = AreaDeviation(sc, self.network, forecast_model(sc))
         #: who may send forwarded bids (B's local markets; their bids stay the aggregators')
         self.forwarders = [local_market(n) for n in self.interfaces]
+        #: ICT links ending here: endpoint -> who must send one document per session
+        self.ict_senders: dict[str, list[str]] = rt.params.get("ict_senders", {})
+        #: this session's late and missing documents per link kind (clearing ict_late, ...)
+        self.ict_late: dict[str, int] = {}
+        self.ict_missing: dict[str, int] = {}
+
+    def _receive(
+        self, endpoint: str, session: int, senders: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The documents of ``session`` on ``endpoint``. On an ICT link (scenario ``[ict]``)
+        a document of an earlier session arrived after that session's gate closure: it is
+        rejected as late (logged, counted in ``ict_late``); every sender that must send one
+        and did not is counted in ``ict_missing`` (late or lost)."""
+        docs = self.rt.receive(endpoint, senders)
+        expected = self.ict_senders.get(endpoint)
+        if expected is None:
+            return docs
+        kind = endpoint.rsplit("/", 1)[1]
+        on_time = []
+        for doc in docs:
+            if int(doc["session"]) < session:
+                self.ict_late[kind] = self.ict_late.get(kind, 0) + 1
+                log.warning(
+                    "%s: %s of %s for session %d arrived after its gate closure (now session "
+                    "%d): rejected as late",
+                    self.rt.name,
+                    kind,
+                    doc["sender"],
+                    int(doc["session"]),
+                    session,
+                )
+            else:
+                on_time.append(doc)
+        arrived = {d["sender"] for d in on_time}
+        absent = [s for s in expected if s not in arrived]
+        if absent:
+            self.ict_missing[kind] = self.ict_missing.get(kind, 0) + len(absent)
+            log.warning(
+                "%s: session %d: no %s from %s at gate closure",
+                self.rt.name,
+                session,
+                kind,
+                ", ".join(absent),
+            )
+        return on_time
 
     def _bids(
-        self, endpoint: str, senders: list[str], forwarded: bool = False
+        self, endpoint: str, senders: list[str], session: int, forwarded: bool = False
     ) -> tuple[list[Bid], int]:
         """Bids of every document on ``endpoint`` sent by one of ``senders``; the number of
         bids refused (failed to parse, or owned by another party than the document's sender:
@@ -91,7 +136,7 @@ class MarketFederate:
         bids, bad = [], 0
         if endpoint not in self.rt.endpoints:
             return bids, bad
-        for doc in self.rt.receive(endpoint, senders):
+        for doc in self._receive(endpoint, session, senders):
             sender = doc["sender"]
             if not forwarded and doc.get("aggregator", sender) != sender:
                 bad += len(doc["items"])
@@ -129,11 +174,14 @@ class MarketFederate:
         session = int(t_s // timing.session_period_s)
         periods = timing.delivery_periods(t_s)
         rejected_before = rt.n_rejected  # documents refused this session (counted per session)
-        bids, rejected = self._bids(f"{name}/bids", self.aggregators)
-        forwarded, bad = self._bids(f"{name}/forwarded_bids", self.forwarders, forwarded=True)
+        self.ict_late, self.ict_missing = {}, {}
+        bids, rejected = self._bids(f"{name}/bids", self.aggregators, session)
+        forwarded, bad = self._bids(
+            f"{name}/forwarded_bids", self.forwarders, session, forwarded=True
+        )
         rejected += bad
         transmission, distribution = None, []
-        for doc in rt.receive(f"{name}/network_model"):
+        for doc in self._receive(f"{name}/network_model", session):
             if doc["network"] == "tso":
                 transmission = ptdf_from_dict(doc["model"])
             else:
@@ -141,7 +189,7 @@ class MarketFederate:
         verdicts: list[dict[str, Any]] = []
         blocked: dict[str, str] = {}
         if f"{name}/dso_verdicts" in rt.endpoints:
-            for doc in rt.receive(f"{name}/dso_verdicts"):
+            for doc in self._receive(f"{name}/dso_verdicts", session):
                 verdicts += [dict(it, network=doc["network"]) for it in doc["items"]]
             bids, blocked, adders = apply_dso_verdicts(bids, verdicts, timing.product_s)
             if blocked or adders:
@@ -161,7 +209,7 @@ class MarketFederate:
             requirement = [float(v) for v in self.area.requirement_mw(t_s, timing)]
             dso_requirement[self.network] = tuple(requirement)
         if not self.local:
-            for doc in rt.receive(f"{name}/requirement"):
+            for doc in self._receive(f"{name}/requirement", session):
                 requirement = [float(it["requirement_mw"]) for it in doc["items"]]
         market = MarketSession(
             bids=(*bids, *forwarded),
@@ -251,6 +299,8 @@ class MarketFederate:
             verdicts=verdicts,
             n_blocked=len(blocked),
             items=all_items,
+            ict_late=self.ict_late,
+            ict_missing=self.ict_missing,
             input=session_to_json(market, self.scheme) if status == "optimal" else {},
         )
 

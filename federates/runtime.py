@@ -249,15 +249,17 @@ def hosted_config(configs: list[dict[str, Any]], name: str) -> dict[str, Any]:
     merged = {
         k: v
         for k, v in configs[0].items()
-        if k not in ("name", "publications", "subscriptions", "endpoints", "smartnet")
+        if k not in ("name", "publications", "subscriptions", "endpoints", "filters", "smartnet")
     }
     merged["name"] = name
-    for section, key in (("publications", "key"), ("subscriptions", "key"), ("endpoints", "name")):
+    sections = (("publications", "key"), ("subscriptions", "key"), ("endpoints", "name"))
+    for section, key in (*sections, ("filters", "name")):
         items: dict[str, dict[str, Any]] = {}
         for cfg in configs:
-            for item in cfg[section]:
+            for item in cfg.get(section, []):
                 items.setdefault(item[key], item)
-        merged[section] = list(items.values())
+        if items or section != "filters":  # ICT filters (federation.build.ict_filters)
+            merged[section] = list(items.values())
     runs = [cfg["smartnet"] for cfg in configs]
     merged["smartnet"] = {
         "federates": list(dict.fromkeys(f for r in runs for f in r.get("federates", []))),

@@ -66,6 +66,11 @@ def topology_from_scenario(
         costs=run_costs(sc.costs, str(scheme or sc.scheme)),
         dso_check=bool(dso_check),
         record_buses=bool(record_buses),
+        ict={
+            kind: (link.latency_s, link.loss_probability)
+            for kind, link in sorted(sc.ict.links.items())
+            if not link.is_ideal
+        },
     )
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.adapters import save_scenario_cache, topology_from_scenario
-from federation.contract import Contract, build_contract
+from federation.contract import ICT_LINKS, Contract, build_contract
 from federation.results import network_context, scenario_input_files, start_clock
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,10 @@ def federate_config(
         params["pricing"] = topo.pricing
         if "scarcity_price_eur_per_mwh" in topo.costs:
             params["scarcity_price_eur_per_mwh"] = topo.costs["scarcity_price_eur_per_mwh"]
+        # who must send each ICT link of this market one document per session
+        params["ict_senders"] = {
+            e.name: list(e.senders) for e in contract.endpoints_of(name) if e.schema in ICT_LINKS
+        }
     elif spec.kind == "recorder":
         params["costs"] = dict(topo.costs)
         # units and description of every recorded value, for the results file's attributes
@@ -195,7 +199,7 @@ def federate_config(
         smartnet["strict"] = 1
     if timing_dir:
         smartnet["timing_dir"] = timing_dir
-    return {
+    config = {
         "name": name,
         "coreType": "zmq",
         "brokerAddress": broker.address,
@@ -219,6 +223,51 @@ def federate_config(
         + [{"name": e.name, "global": True} for e in contract.endpoints_of(name)],
         "smartnet": smartnet,
     }
+    filters = ict_filters(contract, name)
+    if filters:  # an ideal ICT (the default) leaves the config as it was
+        config["filters"] = filters
+    return config
+
+
+#: delay of a lost document [s]: far beyond any run (HELICS 3.6.1's ``random_drop`` filter
+#: crashes the federate that holds it, seen on this project's machine, so a loss is a
+#: ``random_delay`` with a Bernoulli draw that sends the document past the end of the run)
+LOST_DELAY_S = 1e9
+
+
+def ict_filters(contract: Contract, name: str) -> list[dict[str, Any]]:
+    """HELICS filters of federate ``name``'s receiving endpoints: the scenario's ``[ict]``
+    latency (a ``delay`` filter) or loss (a ``random_delay`` filter, Bernoulli: with the loss
+    probability the document is delayed by :data:`LOST_DELAY_S`, past the end of the run) of
+    each link kind (``Topology.ict``), as destination filters, so they act on every document
+    sent to that endpoint. HELICS allows one destination filter per endpoint, so a link has a
+    latency or a loss (the scenario refuses both). An ideal link gets none."""
+    out: list[dict[str, Any]] = []
+    for e in contract.endpoints_of(name):
+        latency_s, loss = contract.topology.ict.get(e.schema, (0.0, 0.0))
+        if latency_s > 0:
+            out.append(
+                {
+                    "name": f"{e.name}/ict_delay",
+                    "destination_targets": [e.name],
+                    "operation": "delay",
+                    "properties": {"name": "delay", "value": float(latency_s)},
+                }
+            )
+        elif loss > 0:
+            out.append(
+                {
+                    "name": f"{e.name}/ict_loss",
+                    "destination_targets": [e.name],
+                    "operation": "random_delay",
+                    "properties": [
+                        {"name": "distribution", "value": "bernoulli"},
+                        {"name": "param1", "value": float(loss)},
+                        {"name": "param2", "value": LOST_DELAY_S},
+                    ],
+                }
+            )
+    return out
 
 
 def _helics_unit(unit: str) -> str:

@@ -133,6 +133,10 @@ class Topology:
     #: every grid federate also publishes its per-bus voltages and per-branch loadings each
     #: step (vector values, to the recorder only; ``smartnet run --record-buses``)
     record_buses: bool = False
+    #: ICT between operators (scenario ``[ict]``): link kind (:data:`ICT_LINKS`) ->
+    #: ``(latency_s, loss_probability)``, applied as HELICS filters on the receiving
+    #: endpoints (``federation.build.ict_filters``); only links with a non-zero setting
+    ict: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.scheme not in set(Scheme):
@@ -158,6 +162,18 @@ class Topology:
 SCHEMES = SCHEME_SPECS
 
 CENTRAL_MARKET = "market_central"
+
+#: ICT links between operators, by the schema of the endpoint they end at (every one ends at
+#: a market federate, which knows who must send it one document per session): the scenario's
+#: ``[ict]`` gives each a latency and a loss probability (docs/scenario.md), and the markets
+#: count the late and the missing documents per kind (clearing ``ict_late``, ``ict_missing``)
+ICT_LINKS: dict[str, str] = {
+    "bids": "aggregator -> market: the bids of a session",
+    "forwarded_bids": "local market -> market_central: the forwarded rest (scheme B)",
+    "network_model": "TSO / DSO -> market: the linear network model of a session",
+    "requirement": "TSO -> market_central: the balancing requirement of a session",
+    "dso_verdicts": "DSO -> market: the traffic light of the bids (DSO check)",
+}
 
 
 def local_market(network: str) -> str:
@@ -427,6 +443,20 @@ SCHEMAS: dict[str, MessageSchema] = {
                     "who pays payment_eur: tso, dso_<k>, brp (positive = pays)",
                 ),
                 _f("items", "list", "-", "awards, as in the awards schema, plus owner"),
+                _f(
+                    "ict_late",
+                    "object",
+                    "-",
+                    "ICT link kind -> documents of an earlier session that arrived after its "
+                    "gate closure (rejected as late)",
+                ),
+                _f(
+                    "ict_missing",
+                    "object",
+                    "-",
+                    "ICT link kind -> documents of this session not arrived at its gate "
+                    "closure (late or lost)",
+                ),
                 _f(
                     "input",
                     "object",

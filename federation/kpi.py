@@ -114,6 +114,7 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         **money,
         **_settlement(r, float(costs["residual_imbalance_price_eur_per_mwh"])),
         **_interface_deviation(r, dt_h),
+        **ict_messages(markets),
         "scenario": r["meta"].get("scenario"),
         "scheme": r["meta"].get("scheme"),
         "seed": r["meta"].get("seed"),
@@ -259,6 +260,30 @@ def _interface_deviation(r: Mapping[str, Any], dt_h: float) -> dict[str, Any]:
     }
 
 
+def ict_messages(markets: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Late and lost documents of the ICT links between operators, per link kind
+    (``federation.contract.ICT_LINKS``; files written before these columns: zeros).
+
+    A market counts, at each gate closure, the documents of the session that have not arrived
+    (``ict_missing``) and those of an earlier session that arrive now (``ict_late``, rejected).
+    Every late one was missing first, so ``lost = missing - late``: never arrived before the
+    run ended (dropped, or still delayed at the end).
+    """
+    from federation.contract import ICT_LINKS
+
+    out: dict[str, dict[str, int]] = {}
+    for name in ("ict_late", "ict_missing"):
+        total = dict.fromkeys(ICT_LINKS, 0)
+        for text in _strings(markets.get(f"{name}_json", np.zeros(0))):
+            for kind, n in json.loads(text).items():
+                total[kind] = total.get(kind, 0) + int(n)
+        out[name] = total
+    return {
+        "ict_late_messages": out["ict_late"],
+        "ict_lost_messages": {k: out["ict_missing"][k] - out["ict_late"][k] for k in ICT_LINKS},
+    }
+
+
 def _failures(steps: Mapping[str, np.ndarray], network: str, dt_h: float) -> dict[str, Any]:
     """Energy above the thermal limits after unwanted measures, and numerical failures of one
     network: count, steps with one, fallback volume and cost (files written before these
@@ -350,6 +375,13 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         f"{kpis['violation_steps_before']} / {kpis['violation_steps_after']}"
     )
     lines.append(f"mean |imbalance| after aFRR: {kpis['imbalance_abs_mean_mw']:.4f} MW")
+    late, lost = kpis.get("ict_late_messages", {}), kpis.get("ict_lost_messages", {})
+    if any(late.values()) or any(lost.values()):
+        kinds = [k for k in late if late[k] or lost.get(k)]
+        lines.append(
+            "ICT messages late / lost: "
+            + ", ".join(f"{k} {late[k]} / {lost.get(k, 0)}" for k in kinds)
+        )
     if "numerical_failures" in kpis:
         lines.append(
             f"numerical failures (operator fallback): {kpis['numerical_failures']}, "

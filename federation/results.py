@@ -28,7 +28,9 @@ Layout::
     /markets/t_s, session, market, status, n_bids, n_forwarded, n_rejected, cost_eur,
              total_slack_mw, n_blocked, payment_eur, unmet_mwh, scarcity_cost_eur,
              requirement_mw, payment_split_json (JSON object: who pays payment_eur, tso,
-             dso_<k>, brp; positive = pays)   one row per market and session
+             dso_<k>, brp; positive = pays), ict_late_json, ict_missing_json (JSON
+             objects: ICT link kind -> documents late / missing at gate closure)
+                           one row per market and session
     /awards                compound table: session, market, owner, bid_id, side (sell, or
                            buy: a BRP's buy bid in scheme E), period, start_s, duration_s,
                            quantity_mw, p_mw, price_eur_per_mwh
@@ -165,6 +167,16 @@ SESSION_DOC: dict[str, tuple[str, str]] = {
         "JSON object: who pays payment_eur (tso, dso_<k>, brp; positive = pays)",
     ),
     "market": ("-", "market federate: market_central or market_local_<dso>"),
+    "ict_late_json": (
+        "-",
+        "JSON object: ICT link kind -> documents of an earlier session that arrived after its "
+        "gate closure (rejected as late)",
+    ),
+    "ict_missing_json": (
+        "-",
+        "JSON object: ICT link kind -> documents of this session not arrived at its gate "
+        "closure (late or lost)",
+    ),
 }
 COUNT_COLUMNS = frozenset({"session", "n_bids", "n_rejected", "n_blocked", "n_forwarded"})
 AWARD_DOC: dict[str, tuple[str, str]] = {
@@ -565,6 +577,10 @@ class ResultsWriter:
         # who pays each market's sellers (tso, dso_<k>, brp), as a JSON object per row
         splits = [json.dumps(d.get("payment_split_eur", {}), sort_keys=True) for d in docs]
         _append(m, "payment_split_json", np.array(splits, dtype=h5py.string_dtype()))
+        # ICT between operators: late and missing documents per link kind (scenario [ict])
+        for name in ("ict_late", "ict_missing"):
+            counts = [json.dumps(d.get(name, {}), sort_keys=True) for d in docs]
+            _append(m, f"{name}_json", np.array(counts, dtype=h5py.string_dtype()))
         rows = [
             (
                 d["session"],

@@ -352,6 +352,35 @@ class CostParams:
 
 
 @dataclass(frozen=True)
+class IctLink:
+    """Communication quality of one ICT link kind between operators (scenario ``[ict]``).
+
+    latency_s : delay of every document on the link [s], a HELICS delay filter on the
+        receiving endpoint; a document that arrives after its session's gate closure is
+        rejected as late by the market
+    loss_probability : chance that a document is lost [-], a HELICS random-drop filter
+    """
+
+    latency_s: float = 0.0
+    loss_probability: float = 0.0
+
+    @property
+    def is_ideal(self) -> bool:
+        return self.latency_s == 0.0 and self.loss_probability == 0.0
+
+
+@dataclass(frozen=True)
+class IctParams:
+    """ICT between operators: one :class:`IctLink` per link kind
+    (``federation.contract.ICT_LINKS``); a kind the scenario leaves out is ideal."""
+
+    links: Mapping[str, IctLink] = field(default_factory=lambda: _frozen_map({}))
+
+    def link(self, kind: str) -> IctLink:
+        return self.links.get(kind, IctLink())
+
+
+@dataclass(frozen=True)
 class ForecastParams:
     """Forecast-error parameters.
 
@@ -435,6 +464,7 @@ class Scenario:
     forecast: ForecastParams
     #: seed of the forecast errors alone (``[scenario] forecast_seed``); None: ``seed``
     forecast_seed: int | None = None
+    ict: IctParams = field(default_factory=IctParams)
 
     # ---- convenience ------------------------------------------------------------------
     @property
@@ -927,6 +957,7 @@ def scenario_from_dict(doc: Mapping[str, Any], path: pathlib.Path) -> Scenario:
             "timing",
             "costs",
             "forecast",
+            "ict",
             "transmission",
             "distribution",
             "profiles",
@@ -974,6 +1005,7 @@ def scenario_from_dict(doc: Mapping[str, Any], path: pathlib.Path) -> Scenario:
     timing = _timing(r, _table(r, doc, "timing", required=False), duration_s, step_s)
     costs = _costs(r, _table(r, doc, "costs", required=False))
     forecast = _forecast(r, _table(r, doc, "forecast", required=False))
+    ict = _ict(r, _table(r, doc, "ict", required=False))
     n_min = duration_s // 60
 
     # profiles first: every other section refers to them by name
@@ -1008,6 +1040,7 @@ def scenario_from_dict(doc: Mapping[str, Any], path: pathlib.Path) -> Scenario:
         costs=costs,
         forecast=forecast,
         forecast_seed=forecast_seed,
+        ict=ict,
     )
     log.debug("scenario %s: %d DSOs, %d devices", sc.name, len(sc.distribution), len(sc.devices))
     return sc
@@ -1171,6 +1204,35 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
             _non_negative,
         ),
     )
+
+
+def _ict(r: _Reader, t: Mapping[str, Any]) -> IctParams:
+    """``[ict]``: one table per link kind, ``[ict.bids] latency_s = 0.05``."""
+    from federation.contract import ICT_LINKS
+
+    r.unknown_keys(t, "ict", ICT_LINKS)
+    links: dict[str, IctLink] = {}
+    for kind in ICT_LINKS:
+        if kind not in t:
+            continue
+        path = f"ict.{kind}"
+        lt = t[kind]
+        if not isinstance(lt, dict):
+            r.bad(path, f"expected a table (latency_s, loss_probability), got {lt!r}")
+            continue
+        r.unknown_keys(lt, path, [f.name for f in dataclasses.fields(IctLink)])
+        latency = r.get(lt, path, "latency_s", float, 0.0, _non_negative)
+        loss = r.get(lt, path, "loss_probability", float, 0.0, _fraction)
+        if latency is not None and not math.isfinite(latency):
+            r.bad(f"{path}.latency_s", f"must be finite, got {latency}")
+        if latency and loss:  # one HELICS destination filter per endpoint
+            r.bad(
+                path,
+                "give latency_s or loss_probability, not both: HELICS allows one destination "
+                "filter per endpoint",
+            )
+        links[kind] = IctLink(float(latency or 0.0), float(loss or 0.0))
+    return IctParams(_frozen_map(links))
 
 
 def _forecast(r: _Reader, t: Mapping[str, Any]) -> ForecastParams:
