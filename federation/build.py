@@ -1119,6 +1119,14 @@ def _state_and_models_markdown() -> list[str]:
         kind = "PTDF, sent by `tso`" if name == "ptdf" else "LinDistFlow, sent by `dso_<k>`"
         out += [f"### `{name}` ({kind})", "", *table(fields), ""]
     out += [
+        "A build folder (`smartnet build --out DIR`, and every `smartnet run` directory) also "
+        "holds the device register `devices.json`: per network, its devices (`id`, "
+        "`category`, `aggregator`, `bus`, `params`) and the `measurements` items it would send "
+        "each aggregator at t = 0, the starting point of a stand-in grid federate. "
+        "`examples/standin_dso.py` (a DSO) and `examples/afrr_controller.py` (the aFRR "
+        "controller) are written from this page alone with plain `helics`; "
+        "`tests/federation/test_hil.py` swaps each into a `tiny` run.",
+        "",
         "## JSON Schemas",
         "",
         "`docs/schemas/<schema>.schema.json` (JSON Schema 2020-12) are generated from the same "
