@@ -98,3 +98,33 @@ def _federates(tmp_path) -> list[str]:
 
     _, contract = load_contract("tiny", "A")
     return [f.name for f in contract.federates]
+
+
+def test_a_federate_started_by_hand_listens_where_it_is_told(tmp_path):
+    """``python -m federates.<kind> CONFIG --broker-address A [--local-interface B]``: the
+    local interface goes into coreInitString (HELICS ignores a localInterface key)."""
+    import argparse
+
+    from federates.runtime import add_inline_arguments, config_from_args
+    from federation.build import federate_config, load_contract
+
+    _, contract = load_contract("tiny", "A")
+    path = tmp_path / "dso_1.json"
+    path.write_text(
+        json.dumps(federate_config(contract, "dso_1", BrokerSettings(1, "k"), results="r"))
+    )
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config")
+    add_inline_arguments(parser)
+
+    def config(*argv: str) -> dict:
+        return config_from_args(parser.parse_args([str(path), *argv]))
+
+    local = config()
+    assert "--local_interface" not in local["coreInitString"]
+    told = config("--broker-address", BROKER_IP, "--local-interface", FEDERATES_IP)
+    assert told["brokerAddress"] == BROKER_IP and "localInterface" not in told
+    assert told["coreInitString"].endswith(f"--local_interface=tcp://{FEDERATES_IP}")
+    assert "--tick=" in told["coreInitString"]  # the heartbeat is kept
+    remote = config("--broker-address", BROKER_IP)
+    assert remote["coreInitString"].endswith("--local_interface=tcp://0.0.0.0")
