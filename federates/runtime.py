@@ -388,6 +388,12 @@ def add_inline_arguments(parser: argparse.ArgumentParser) -> None:
         help="broker host (default 127.0.0.1; with a config file: overrides its brokerAddress)",
     )
     parser.add_argument("--results", default="results/run.h5", help="... results file")
+    parser.add_argument(
+        "--local-interface",
+        default=None,
+        help="address this federate's core listens on when its broker is on another host "
+        "(default: every interface when --broker-address is not local)",
+    )
 
 
 def configure_logging() -> None:
@@ -542,7 +548,10 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         config = json.loads(pathlib.Path(args.config).read_text())
         if args.broker_address:  # compose: the same config, the broker in another container
             config["brokerAddress"] = args.broker_address
-            config.update(_listen_all() if not _is_local(args.broker_address) else {})
+            if not _is_local(args.broker_address) and not args.local_interface:
+                _listen_on(config, "0.0.0.0")
+        if args.local_interface:
+            _listen_on(config, args.local_interface)
         return config
     if not (args.scenario and args.scheme and args.name and args.broker_port and args.broker_key):
         raise SystemExit(
@@ -555,8 +564,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     broker = BrokerSettings(args.broker_port, args.broker_key, address)
     meta = run_metadata(sc, args.scheme) if args.name == "recorder" else None
     config = federate_config(contract, args.name, broker, results=args.results, meta=meta)
-    if not _is_local(address):
-        config.update(_listen_all())
+    if args.local_interface or not _is_local(address):
+        _listen_on(config, args.local_interface or "0.0.0.0")
     return config
 
 
@@ -564,10 +573,14 @@ def _is_local(address: str) -> bool:
     return address in ("127.0.0.1", "localhost")
 
 
-def _listen_all() -> dict[str, Any]:
-    """Config keys of a federate whose broker is on another host: listen on every
-    interface (HELICS reads ``--local_interface`` from the core init string)."""
-    return {"localInterface": "tcp://0.0.0.0"}
+def _listen_on(config: dict[str, Any], address: str) -> None:
+    """Make the core of ``config`` listen on ``address`` (its broker is on another host;
+    ``0.0.0.0``: every interface). HELICS reads ``--local_interface`` only from the core init
+    string; a ``localInterface`` config key is ignored and the core cannot register."""
+    from federation.build import core_init_string
+
+    config.pop("localInterface", None)
+    config["coreInitString"] = core_init_string(address)
 
 
 def _write_timing(runtime: HelicsFederate) -> None:

@@ -83,6 +83,32 @@ def _port_free(port: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class RealTime:
+    """HELICS real-time mode of every federate (hardware in the loop, ``smartnet run
+    --realtime``): a grant of simulated time ``t`` [s] waits for wall-clock time ``t`` after
+    the federation entered executing mode, at 1x (HELICS has no speed factor).
+
+    ``lead_s``: a grant may come this much before its wall-clock time (HELICS ``rt_lead``);
+    ``lag_s``: when the federation is late by more than this, HELICS grants the requested time
+    anyway, without waiting for the federates that are behind (``rt_lag``; a controller then
+    computes with the inputs it has). Both [s].
+    """
+
+    lag_s: float = 1.0
+    lead_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.lag_s < 0 or self.lead_s < 0:
+            raise ValueError(
+                f"RealTime: lag_s and lead_s must be >= 0, got {self.lag_s}, {self.lead_s}"
+            )
+
+    def helics_config(self) -> dict[str, Any]:
+        """The keys of a HELICS federate config that turn the mode on."""
+        return {"realtime": True, "rt_lag": self.lag_s, "rt_lead": self.lead_s}
+
+
 def load_contract(
     scenario: Any, scheme: str, dso_check: bool = False, record_buses: bool = False
 ) -> tuple[Any, Contract]:
@@ -157,8 +183,16 @@ def federate_config(
     meta: dict[str, Any] | None = None,
     startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
     timing_dir: str | None = None,
+    realtime: RealTime | None = None,
+    local_interface: str | None = None,
 ) -> dict[str, Any]:
-    """HELICS JSON config of federate ``name`` (plus our ``smartnet`` section)."""
+    """HELICS JSON config of federate ``name`` (plus our ``smartnet`` section).
+
+    ``realtime``: HELICS real-time mode (:class:`RealTime`). ``local_interface``: the address
+    (``10.0.0.2``, or ``0.0.0.0`` for every interface) this federate's core listens on, when
+    its broker is on another host; HELICS reads it only from the core init string
+    (``--local_interface=tcp://<ip>``; the ``localInterface`` config key is ignored).
+    """
     spec = contract.federate(name)
     topo = contract.topology
     params: dict[str, Any] = dict(spec.params)
@@ -209,8 +243,9 @@ def federate_config(
         "uninterruptible": True,
         # heartbeat (lost peer after two ticks) and connection timeout of the core: a dead
         # broker ends the federation in ~6 s; a dead federate only sometimes (docs/cluster.md)
-        "coreInitString": f"--tick={LOST_PEER_TICK_MS}ms --timeout={CORE_TIMEOUT_MS}ms",
+        "coreInitString": core_init_string(local_interface),
         "loglevel": "warning",
+        **(realtime.helics_config() if realtime else {}),
         "publications": [
             {"key": v.key, "type": v.type, "unit": _helics_unit(v.unit), "global": True}
             for v in contract.publications_of(name)
@@ -270,11 +305,30 @@ def ict_filters(contract: Contract, name: str) -> list[dict[str, Any]]:
     return out
 
 
+def core_init_string(local_interface: str | None = None) -> str:
+    """The ``coreInitString`` of every federate: heartbeat, broker timeout and, with a broker
+    on another host, the local interface to listen on (the only place HELICS 3.6 reads it)."""
+    text = f"--tick={LOST_PEER_TICK_MS}ms --timeout={CORE_TIMEOUT_MS}ms"
+    if local_interface:
+        text += f" --local_interface={_tcp(local_interface)}"
+    return text
+
+
+def _tcp(address: str) -> str:
+    return address if "://" in address else f"tcp://{address}"
+
+
 def _helics_unit(unit: str) -> str:
     return {"-": "", "p.u.": "pu", "%": "%"}.get(unit, unit)
 
 
-def broker_command(n_federates: int, broker: BrokerSettings, *, listen_all: bool = False) -> str:
+def broker_command(
+    n_federates: int,
+    broker: BrokerSettings,
+    *,
+    listen_all: bool = False,
+    local_interface: str | None = None,
+) -> str:
     """The broker of a run. ``--globaltime``: the broker coordinates one global clock instead
     of every federate negotiating with each of its dependencies; the federation grants the
     same times in the same order (identical results) at about twice the speed on ``default``
@@ -285,15 +339,16 @@ def broker_command(n_federates: int, broker: BrokerSettings, *, listen_all: bool
     (:data:`LOST_PEER_TICK_MS`; every federate's core has the same, :func:`federate_config`);
     it does not catch every dead core (docs/cluster.md).
     ``listen_all``: accept cores from other hosts (``--local_interface=tcp://0.0.0.0``, the
-    name helics_broker 3.6 gives the option; compose).
+    name helics_broker 3.6 gives the option; compose); ``local_interface``: listen on that
+    address only (multi-host, ``write_build(interfaces=...)``).
     """
     cmd = (
         f"python -m federation.broker -f {n_federates} --port={broker.port} "
         f"--brokerkey={broker.key} --globaltime --loglevel=warning"
         f" --tick={LOST_PEER_TICK_MS}ms"
     )
-    if listen_all:
-        cmd += " --local_interface=tcp://0.0.0.0"
+    if listen_all or local_interface:
+        cmd += f" --local_interface={_tcp(local_interface or '0.0.0.0')}"
     return cmd
 
 
@@ -372,7 +427,11 @@ def process_commands(
 
 
 def runner_document(
-    contract: Contract, broker: BrokerSettings, processes: dict[str, str], name: str
+    contract: Contract,
+    broker: BrokerSettings,
+    processes: dict[str, str],
+    name: str,
+    broker_interface: str | None = None,
 ) -> dict[str, Any]:
     """The ``helics run --path`` document: the broker, then every process
     (:func:`process_commands`; one HELICS federate each)."""
@@ -381,7 +440,7 @@ def runner_document(
             "name": "broker",
             "directory": ".",
             "host": "localhost",
-            "exec": broker_command(len(processes), broker),
+            "exec": broker_command(len(processes), broker, local_interface=broker_interface),
         }
     ]
     feds += [
@@ -553,12 +612,17 @@ def write_build(
     record_buses: bool = False,
     image: str = DEFAULT_IMAGE,
     strict: bool = False,
+    realtime: RealTime | None = None,
+    interfaces: dict[str, str] | None = None,
 ) -> BuildOutput:
     """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
     (``dso_check``: the DSOs' traffic-light check of the bids at gate closure;
     ``hosted``: see :func:`process_commands`; ``record_buses``: per-bus voltages and
     per-branch loadings in the results; ``image``: of the compose services; ``strict``: see
-    :func:`run_metadata`).
+    :func:`run_metadata`; ``realtime``: HELICS real-time mode, :class:`RealTime`;
+    ``interfaces``: multi-host, the address each federate's core listens on, by federate
+    name, and the broker's under ``"broker"``; the broker address of the configs is
+    ``broker.address``).
 
     The folder is self-contained: the pickled scenario (``scenario.pkl``, what the federates
     load) and, for a scenario given as a file, a copy of its TOML and data files in
@@ -570,8 +634,11 @@ def write_build(
     broker = broker or BrokerSettings.fresh(4 * len(contract.federates) + 16)
     results = f"results/{sc.name}_{scheme}.h5"
     meta = run_metadata(sc, scheme, dso_check, strict)
+    if realtime is not None:
+        meta.update(realtime=1, rt_lag_s=realtime.lag_s, rt_lead_s=realtime.lead_s)
     save_scenario_cache(sc, out / SCENARIO_CACHE)
     copied = copy_scenario(scenario, out / "scenario")
+    (out / DEVICE_REGISTER).write_text(json.dumps(device_register(sc), indent=1) + "\n")
     commands, configs = {}, []
     for f in contract.federates:
         cfg = federate_config(
@@ -582,6 +649,8 @@ def write_build(
             meta=meta,
             startup_timeout_s=startup_timeout_s,
             timing_dir=timing_dir,
+            realtime=realtime,
+            local_interface=(interfaces or {}).get(f.name),
         )
         cfg["smartnet"]["scenario_cache"] = SCENARIO_CACHE
         if copied is not None:
@@ -602,7 +671,13 @@ def write_build(
     runner = out / "runner.json"
     runner.write_text(
         json.dumps(
-            runner_document(contract, broker, processes, f"smartnet-{sc.name}-{scheme}"),
+            runner_document(
+                contract,
+                broker,
+                processes,
+                f"smartnet-{sc.name}-{scheme}",
+                broker_interface=(interfaces or {}).get("broker"),
+            ),
             indent=2,
         )
         + "\n"
@@ -610,6 +685,60 @@ def write_build(
     compose = out / "docker-compose.yml"
     compose.write_text(compose_document(contract, broker, image=image, configs=True))
     return BuildOutput(out, runner, compose, tuple(configs), out / results, broker)
+
+
+#: the device register of a build folder (``write_build``), for a stand-in grid federate
+DEVICE_REGISTER = "devices.json"
+
+
+def device_register(sc: Any) -> dict[str, Any]:
+    """Every network's devices and their state at t = 0, as a grid operator's asset register.
+
+    ``networks.<net>.devices``: ``id``, ``category``, ``aggregator``, ``bus`` and ``params``
+    (the scenario's device parameters, units in their names) of each device;
+    ``networks.<net>.initial_measurements.<aggregator>``: the ``items`` of the
+    ``measurements`` document that network would send that aggregator at t = 0 (the schema
+    in docs/interface.md). A stand-in for a grid federate (``examples/standin_dso.py``)
+    starts from it; the project's own federates do not read it.
+    """
+    from grid_core.devices import build_fleets
+
+    networks: dict[str, Any] = {}
+    for net in ("tso", *(d.id for d in sc.distribution)):
+        devices = sc.devices_of(network=net)
+        fleets = build_fleets(devices)
+        owner = {d.id: d.aggregator for d in devices}
+        initial: dict[str, list[dict[str, Any]]] = {}
+        for cat, fleet in fleets.items():
+            record = fleet.initial_state(0.0).to_record()
+            for agg in sorted({owner[i] for i in fleet.ids}):
+                rows = [k for k, i in enumerate(fleet.ids) if owner[i] == agg]
+                state = {
+                    k: ([v[r] for r in rows] if isinstance(v, list) else v)
+                    for k, v in record.items()
+                }
+                initial.setdefault(agg, []).append(
+                    {
+                        "category": cat,
+                        "ids": [fleet.ids[r] for r in rows],
+                        "p_mw": float(sum(state["p_mw"])),
+                        "state": state,
+                    }
+                )
+        networks[net] = {
+            "devices": [
+                {
+                    "id": d.id,
+                    "category": d.category,
+                    "aggregator": d.aggregator,
+                    "bus": int(d.bus),
+                    "params": dict(d.params),
+                }
+                for d in devices
+            ],
+            "initial_measurements": initial,
+        }
+    return {"scenario": sc.name, "networks": networks}
 
 
 def root_files() -> dict[str, str]:
@@ -660,6 +789,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="regenerate docs/interface.md and the scheme table of docs/schemes.md",
     )
     parser.add_argument(
+        "--schemas",
+        metavar="DIR",
+        default=None,
+        help="write the JSON Schema of every message into DIR (docs/schemas is checked in)",
+    )
+    parser.add_argument(
         "--image",
         default=DEFAULT_IMAGE,
         help=f"image NAME:TAG of the docker-compose.yml services (default {DEFAULT_IMAGE}; "
@@ -679,12 +814,18 @@ def run(args: argparse.Namespace) -> int:
             (ROOT / name).write_text(text)
             print(f"wrote {ROOT / name}")
         return 0
-    if args.docs:
-        (ROOT / "docs" / "interface.md").write_text(interface_markdown())
-        print(f"wrote {ROOT / 'docs' / 'interface.md'}")
-        schemes = ROOT / "docs" / "schemes.md"
-        schemes.write_text(schemes_markdown(schemes.read_text()))
-        print(f"wrote the scheme table of {schemes}")
+    if args.docs or args.schemas:
+        if args.docs:
+            (ROOT / "docs" / "interface.md").write_text(interface_markdown())
+            print(f"wrote {ROOT / 'docs' / 'interface.md'}")
+            schemes = ROOT / "docs" / "schemes.md"
+            schemes.write_text(schemes_markdown(schemes.read_text()))
+            print(f"wrote the scheme table of {schemes}")
+        if args.schemas:
+            from federation.message_schema import write_schemas
+
+            paths = write_schemas(args.schemas)
+            print(f"wrote {len(paths)} JSON Schemas to {args.schemas}")
         return 0
     from federation.scenario import load_scenario
 
@@ -810,6 +951,11 @@ def interface_markdown() -> str:
         f"session every {t.session_period_s:g} s (gate closure, at the step's time plus the "
         f"session offsets) clears {t.horizon_s:g} s of {t.product_s:g}-s products starting "
         f"{t.gate_closure_s:g} s later. All configurable per scenario (`[timing]`).",
+    ]
+    out += _federates_markdown(contract)
+    out += _time_span_markdown()
+    out += _realtime_markdown()
+    out += [
         "",
         "## Values (computed every physical step)",
         "",
@@ -877,6 +1023,7 @@ def interface_markdown() -> str:
                 for f in schema.item_fields
             ]
         out.append("")
+    out += _state_and_models_markdown()
     out += ["## Coordination schemes and federation topology", ""]
     out += [
         f"- **{k}**: {v.description}; buyers: {', '.join(v.buyers)}; market federates: "
@@ -923,3 +1070,145 @@ def interface_markdown() -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _federates_markdown(contract: Contract) -> list[str]:
+    """The federates of a run, their stages and what each receives."""
+    out = [
+        "",
+        "## Federates",
+        "",
+        "One row per federate of a run (scheme D with `--dso-check`; B and C add "
+        "`market_local_dso_<k>`, see the last section). A replacement registers the same "
+        "name and the interfaces of its rows in the tables below, as an `uninterruptible` "
+        "combination federate, and requests the times of its stages only.",
+        "",
+        "| federate | module | stages | publishes | subscribes | receives on | role |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for f in contract.federates:
+        name = _pattern(f.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        pubs = len({_pattern(v.key) for v in contract.publications_of(f.name)})
+        subs = len({_pattern(v.key) for v in contract.inputs_of(f.name)})
+        eps = ", ".join(sorted({f"`{_pattern(e.name)}`" for e in contract.endpoints_of(f.name)}))
+        stages = ", ".join(s.name for s in f.stages)
+        out.append(
+            f"| `{name}` | `federates.{f.kind}` | {stages} | {pubs} values | {subs} values | "
+            f"{eps or '-'} | {f.description} |"
+        )
+    return out
+
+
+def _time_span_markdown() -> list[str]:
+    """When a run starts and ends, and the last time each stage is requested."""
+    import tomllib
+
+    from federation.contract import Stage, Timing
+
+    out = [
+        "",
+        "## Time span of a run and the last time to request",
+        "",
+        "A run covers `[0, duration_s)` of HELICS time (the run's `configs/<federate>.json`, "
+        "section `smartnet.timing`, gives its own figures). Physical steps start at "
+        "`k * physical_step_s` for `k = 0 .. n_steps - 1`, `n_steps = ceil(duration_s / "
+        "physical_step_s)`; a step stage is requested at `k * physical_step_s + offset`. "
+        "Sessions (gate closures) are at `k * session_period_s` while `k * session_period_s "
+        "+ gate_closure_s < duration_s`; a session stage is requested at the session time "
+        "plus its offset. After its last stage a federate disconnects; it requests no later "
+        "time. The embedded scenarios:",
+        "",
+        "| scenario | duration_s | physical_step_s | n_steps | last DSO stage | last AFRR stage "
+        "| sessions | last session | last DISPATCH stage |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted((ROOT / "scenarios").glob("*.toml")):
+        doc = tomllib.loads(path.read_text())
+        head, timing = doc.get("scenario", {}), doc.get("timing", {})
+        t = Timing(
+            duration_s=float(head.get("duration_h", 24)) * 3600.0,
+            physical_step_s=float(head.get("physical_step_s", 60)),
+            **{k: float(v) for k, v in timing.items() if k in Timing.__dataclass_fields__},
+        )
+        steps, sessions = t.step_times(), t.session_times()
+        out.append(
+            f"| {path.stem} | {t.duration_s:g} | {t.physical_step_s:g} | {t.n_steps} | "
+            f"{steps[-1] + Stage.DSO.value:g} | {steps[-1] + Stage.AFRR.value:g} | "
+            f"{len(sessions)} | {sessions[-1]:g} | {sessions[-1] + Stage.DISPATCH.value:g} |"
+        )
+    return out
+
+
+def _realtime_markdown() -> list[str]:
+    defaults = RealTime()
+    return [
+        "",
+        "## Real time (hardware in the loop) and multi-host",
+        "",
+        "`smartnet run --realtime` writes "
+        f'`"realtime": true, "rt_lag": {defaults.lag_s:g}, "rt_lead": {defaults.lead_s:g}` '
+        "(defaults; `--rt-lag`, `--rt-lead` [s]) into every federate config: HELICS grants "
+        "simulated time `t` no earlier than `t - rt_lead` seconds of wall time after the "
+        "federation entered executing mode, so one simulated second takes one wall-clock "
+        "second (HELICS has no speed factor). When the federation lags by more than `rt_lag`, "
+        "HELICS grants anyway. A hardware controller sets the same keys in its own config. "
+        "Multi-host: `brokerAddress` is the broker's `tcp://<ip>:<port>`, and each core "
+        "listens on the address its `coreInitString` gives as `--local_interface=tcp://<ip>` "
+        "(HELICS 3.6 ignores a `localInterface` key); the broker gets the same option.",
+    ]
+
+
+def _state_and_models_markdown() -> list[str]:
+    from federation.contract import DEVICE_STATE, NETWORK_MODELS
+
+    def table(fields: Any) -> list[str]:
+        rows = ["| field | type | unit | meaning |", "|---|---|---|---|"]
+        rows += [f"| `{f.name}` | {f.type} | {f.unit} | {f.description} |" for f in fields]
+        return rows
+
+    out = [
+        "## Device state (`measurements`)",
+        "",
+        "Each `measurements` entry covers the devices of one category of one aggregator in one "
+        "network; its `state` holds these fields, every array with one value per id of "
+        "`ids`, in that order. Every category has:",
+        "",
+        *table(DEVICE_STATE["_all"]),
+        "",
+        "and, per category:",
+        "",
+        "| category | further fields |",
+        "|---|---|",
+    ]
+    for category, fields in DEVICE_STATE.items():
+        if category == "_all":
+            continue
+        more = "; ".join(f"`{f.name}` [{f.unit}] {f.description}" for f in fields) or "none"
+        out.append(f"| {category} | {more} |")
+    out += ["", "## Network models (`network_model`)", ""]
+    for name, fields in NETWORK_MODELS.items():
+        kind = "PTDF, sent by `tso`" if name == "ptdf" else "LinDistFlow, sent by `dso_<k>`"
+        out += [f"### `{name}` ({kind})", "", *table(fields), ""]
+    out += [
+        "A build folder (`smartnet build --out DIR`, and every `smartnet run` directory) also "
+        "holds the device register `devices.json`: per network, its devices (`id`, "
+        "`category`, `aggregator`, `bus`, `params`) and the `measurements` items it would send "
+        "each aggregator at t = 0, the starting point of a stand-in grid federate. "
+        "`examples/standin_dso.py` (a DSO) and `examples/afrr_controller.py` (the aFRR "
+        "controller) are written from this page alone with plain `helics`; "
+        "`tests/federation/test_hil.py` swaps each into a `tiny` run.",
+        "",
+        "## JSON Schemas",
+        "",
+        "`docs/schemas/<schema>.schema.json` (JSON Schema 2020-12) are generated from the same "
+        "tables (`smartnet build --schemas DIR`); every received document is checked against "
+        "its schema (`federation.message_schema`), and one that fails is rejected with a "
+        "logged reason. Scalar numbers must also be finite, integers written without a "
+        "fraction.",
+        "",
+    ]
+    return out

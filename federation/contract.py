@@ -268,9 +268,15 @@ SCHEMAS: dict[str, MessageSchema] = {
             ),
             (
                 _f("category", "string", "-", "device category (one entry per category)"),
-                _f("ids", "list", "-", "device ids, the order of every array in state"),
+                _f("ids", "string[]", "-", "device ids, the order of every array in state"),
                 _f("p_mw", "number", "MW", "summed injection over the last step"),
-                _f("state", "object", "-", "FleetState.to_record() of grid_core.devices"),
+                _f(
+                    "state",
+                    "object",
+                    "-",
+                    "state of these devices at t_s, one array entry per id: the fields of "
+                    "DEVICE_STATE for the category (section 'Device state' below)",
+                ),
             ),
         ),
         MessageSchema(
@@ -294,7 +300,13 @@ SCHEMAS: dict[str, MessageSchema] = {
                 *_COMMON,
                 _f("network", "string", "-", "tso or dso_<k>"),
                 _f("session", "int", "-", "session index"),
-                _f("model", "object", "-", "the model as the grid core serialises it"),
+                _f(
+                    "model",
+                    "object",
+                    "-",
+                    "tso: the PTDF model, dso_<k>: the LinDistFlow model (section 'Network "
+                    "models' below)",
+                ),
             ),
         ),
         MessageSchema(
@@ -469,52 +481,88 @@ SCHEMAS: dict[str, MessageSchema] = {
     )
 }
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "number": (int, float),
-    "string": (str,),
-    "list": (list,),
-    "object": (dict,),
-    "number?": (int, float, type(None)),
+#: the ``state`` of a measurement entry, by device category: ``_all`` (every category) then
+#: the category's own fields; every array has one entry per device id of the entry
+#: (``grid_core.devices`` state classes, ``FleetState.to_record``; a test keeps them equal)
+DEVICE_STATE: dict[str, tuple[FieldSpec, ...]] = {
+    "_all": (
+        _f("t_s", "number", "s", "time at which the state holds (start of the next step)"),
+        _f("p_mw", "number[]", "MW", "injection of each device over the last step"),
+        _f(
+            "n_override",
+            "int[]",
+            "-",
+            "steps the local controller overrode a set-point to protect the device",
+        ),
+    ),
+    "conventional_generator": (),
+    "chp": (
+        _f("e_heat_mwh", "number[]", "MWh", "heat in the store (thermal)"),
+        _f("unmet_heat_mwh", "number[]", "MWh", "cumulative heat demand not met"),
+        _f("dumped_heat_mwh", "number[]", "MWh", "cumulative heat dumped, store full"),
+    ),
+    "atomic_load": (
+        _f("start_s", "number[]", "s", "time the run started, NaN while not started"),
+        _f("remaining_s", "number[]", "s", "run time still to go (0 when done)"),
+    ),
+    "tcl": (_f("temp_degc", "number[]", "degC", "temperature of the thermal mass"),),
+    "storage": (
+        _f("soc", "number[]", "-", "state of charge, fraction of the energy capacity"),
+        _f("loss_mwh", "number[]", "MWh", "cumulative conversion losses"),
+    ),
+    "ev": (
+        _f("soc", "number[]", "-", "state of charge, fraction of the energy capacity"),
+        _f("loss_mwh", "number[]", "MWh", "cumulative conversion losses"),
+    ),
+    "curtailable_generation": (),
+    "curtailable_load": (),
+}
+
+#: the ``model`` of a network_model document (``market_core.network`` *_to_dict; a test keeps
+#: them equal). Rows and columns follow the id lists; a ``base_*`` array is one value per
+#: element or a matrix element x product of the session.
+NETWORK_MODELS: dict[str, tuple[FieldSpec, ...]] = {
+    "ptdf": (
+        _f("network_id", "string", "-", "tso"),
+        _f("bus_ids", "int[]", "-", "transmission bus of each PTDF column"),
+        _f("line_ids", "string[]", "-", "line_<i> or trafo_<i> of each PTDF row"),
+        _f(
+            "ptdf",
+            "number[][]",
+            "MW/MW",
+            "line x bus: change of each line's sending-end flow per MW injected at the bus "
+            "and withdrawn at the slack",
+        ),
+        _f("max_flow_mw", "number[]", "MW", "thermal limit per line (|flow| <= limit)"),
+        _f("base_flow_mw", "number[]|number[][]", "MW", "forecast flow per line (x product)"),
+    ),
+    "lindistflow": (
+        _f("network_id", "string", "-", "dso_<k>"),
+        _f("bus_ids", "int[]", "-", "distribution bus of each sensitivity column"),
+        _f("branch_ids", "string[]", "-", "id of each branch row"),
+        _f("interface_bus", "int", "-", "distribution bus of the primary substation"),
+        _f("tso_bus", "int", "-", "transmission bus the substation connects to"),
+        _f("vm2_per_p", "number[][]", "pu^2/MW", "bus x bus: squared voltage per injection"),
+        _f("vm2_per_q", "number[][]", "pu^2/Mvar", "bus x bus: squared voltage per Q"),
+        _f("base_vm_pu", "number[]|number[][]", "p.u.", "forecast voltage per bus (x product)"),
+        _f("min_vm_pu", "number[]", "p.u.", "lower voltage limit per bus"),
+        _f("max_vm_pu", "number[]", "p.u.", "upper voltage limit per bus"),
+        _f("branch_p_per_p", "number[][]", "MW/MW", "branch x bus: sending-end P per injection"),
+        _f("branch_q_per_q", "number[][]", "Mvar/Mvar", "branch x bus: sending-end Q per Q"),
+        _f("base_branch_p_mw", "number[]|number[][]", "MW", "forecast branch P (x product)"),
+        _f("base_branch_q_mvar", "number[]|number[][]", "Mvar", "forecast branch Q (x product)"),
+        _f("max_branch_s_mva", "number[]", "MVA", "apparent-power limit per branch"),
+    ),
 }
 
 
 def validate_message(doc: Any, schema_name: str) -> list[str]:
-    """Check a received document against its schema; return every problem (empty: valid)."""
-    schema = SCHEMAS[schema_name]
-    if not isinstance(doc, dict):
-        return [f"{schema_name}: document is {type(doc).__name__}, expected an object"]
-    errors = []
-    if doc.get("schema_version") != schema.version:
-        errors.append(
-            f"{schema_name}: schema_version {doc.get('schema_version')!r} != {schema.version}"
-        )
-    if doc.get("kind") != schema_name:
-        errors.append(f"{schema_name}: kind {doc.get('kind')!r} != {schema_name!r}")
-    for spec in schema.fields:
-        if spec.name in ("schema_version", "kind"):
-            continue
-        errors.extend(_check_field(schema_name, doc, spec))
-    if schema.item_fields and isinstance(doc.get("items"), list):
-        for i, item in enumerate(doc["items"]):
-            if not isinstance(item, dict):
-                errors.append(f"{schema_name}: items[{i}] is not an object")
-                continue
-            for spec in schema.item_fields:
-                errors.extend(_check_field(f"{schema_name}.items[{i}]", item, spec))
-    return errors
+    """Check a received document against its JSON Schema (:mod:`federation.message_schema`,
+    generated from :data:`SCHEMAS`; the files of ``docs/schemas/``); return every problem
+    (empty: valid)."""
+    from federation.message_schema import json_schema, schema_errors
 
-
-def _check_field(where: str, doc: dict, spec: FieldSpec) -> list[str]:
-    if spec.name not in doc:
-        return [f"{where}: missing field {spec.name!r}"]
-    value = doc[spec.name]
-    types = _JSON_TYPES[spec.type]
-    if isinstance(value, bool) or not isinstance(value, types):
-        return [f"{where}: field {spec.name!r} is {type(value).__name__}, expected {spec.type}"]
-    if spec.type.startswith("number") and value is not None and not math.isfinite(value):
-        return [f"{where}: field {spec.name!r} is not finite ({value})"]
-    return []
+    return schema_errors(doc, json_schema(schema_name), schema_name)
 
 
 def make_message(schema_name: str, t_s: float, sender: str, **fields: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from federation.build import DEFAULT_STARTUP_TIMEOUT_S, write_build
+from federation.build import DEFAULT_STARTUP_TIMEOUT_S, RealTime, write_build
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "operator's fallback (for debugging; docs/results.md)",
     )
     parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="hardware in the loop: HELICS real-time mode, simulated time advances with the "
+        "wall clock at 1x (rt_lag/rt_lead in every federate config; docs/interface.md)",
+    )
+    parser.add_argument(
+        "--rt-lag",
+        type=float,
+        default=RealTime.lag_s,
+        help="with --realtime: late by more than this, HELICS grants anyway [s]",
+    )
+    parser.add_argument(
+        "--rt-lead",
+        type=float,
+        default=RealTime.lead_s,
+        help="with --realtime: a grant may come this early [s]",
+    )
+    parser.add_argument(
         "--wall-timeout",
         type=float,
         default=None,
@@ -253,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
             dso_check=args.dso_check,
             record_buses=args.record_buses,
             strict=args.strict,
+            realtime=RealTime(args.rt_lag, args.rt_lead) if args.realtime else None,
         )
     except BaseException:
         if not existed:  # leave no empty or half-written run directory behind
@@ -260,7 +279,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     print(
         f"running {args.scenario} under scheme {scheme}"
-        f"{' with the DSO check' if args.dso_check else ''} in {built.out_dir} "
+        f"{' with the DSO check' if args.dso_check else ''}"
+        f"{' in real time' if args.realtime else ''} in {built.out_dir} "
         f"(broker port {built.broker.port})",
         flush=True,
     )

@@ -134,14 +134,14 @@ def test_validation_returns_every_problem_at_once():
     assert len(errors) == 5, errors
     joined = " ".join(errors)
     for fragment in (
-        "schema_version 99",
-        "'session' is str",
-        "missing field 'aggregator'",
-        "'quantity_mw' is not finite",
-        "items[1] is not an object",
+        "awards.schema_version: 99 != 1",
+        "awards.session: is string, expected integer",
+        "awards: missing field 'aggregator'",
+        "awards.items[0].quantity_mw: is not finite",
+        "awards.items[1]: is string, expected object",
     ):
         assert fragment in joined
-    assert validate_message([1, 2], "bids") == ["bids: document is list, expected an object"]
+    assert validate_message([1, 2], "bids") == ["bids: is array, expected object"]
 
 
 def test_nullable_setpoint_is_accepted_but_not_a_string():
@@ -161,7 +161,7 @@ def test_nullable_setpoint_is_accepted_but_not_a_string():
     assert validate_message(doc, "setpoints") == []
     doc["items"] = [dict(item, setpoint_mw="1")]
     assert validate_message(doc, "setpoints") == [
-        "setpoints.items[0]: field 'setpoint_mw' is str, expected number?"
+        "setpoints.items[0].setpoint_mw: is string, expected number or null"
     ]
 
 
@@ -203,9 +203,9 @@ def test_forwarded_bids_documents_are_validated():
     bad = dict(doc, schema_version=2, network=1)
     del bad["session"]
     assert validate_message(bad, "forwarded_bids") == [
-        "forwarded_bids: schema_version 2 != 1",
+        "forwarded_bids.schema_version: 2 != 1",
         "forwarded_bids: missing field 'session'",
-        "forwarded_bids: field 'network' is int, expected string",
+        "forwarded_bids.network: is integer, expected string",
     ]
 
 

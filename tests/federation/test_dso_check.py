@@ -115,5 +115,5 @@ def test_contract_wires_the_check_only_when_asked(tiny):
     assert validate_message(doc, "dso_verdicts") == []
     doc["items"][0]["extra_cost_eur"] = "free"
     assert validate_message(doc, "dso_verdicts") == [
-        "dso_verdicts.items[0]: field 'extra_cost_eur' is str, expected number"
+        "dso_verdicts.items[0].extra_cost_eur: is string, expected number"
     ]

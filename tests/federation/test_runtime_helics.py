@@ -181,7 +181,7 @@ def test_invalid_messages_are_rejected_with_a_reason_and_the_receiver_goes_on(br
     assert market.n_rejected == 2
     reasons = [r.getMessage() for r in caplog.records if "rejected message" in r.getMessage()]
     assert len(reasons) == 2
-    assert "not JSON" in reasons[0] and "schema_version 7 != 1" in reasons[1]
+    assert "not JSON" in reasons[0] and "schema_version: 7 != 1" in reasons[1]
 
 
 @pytest.mark.parametrize("broker", [3], indirect=True)
