@@ -293,3 +293,23 @@ def test_hosted_config_keeps_every_interface_under_its_own_key():
     other = dict(configs[1], brokerPort=24000)
     with pytest.raises(ValueError, match="brokerPort"):
         hosted_config([configs[0], other], "dso_host_1")
+
+
+def test_hosts_are_balanced_by_step_cost():
+    # default: round-robin put all five 66-bus feeders (dso_1, 5, 9, 13, 17) on dso_host_1;
+    # by cost (buses + devices) the hosts' totals differ by less than the dearest federate
+    from federation.build import _share_out, host_cost, load_contract
+
+    sc, _ = load_contract("default", "A")
+    cost = host_cost(sc)
+    dsos = [d.id for d in sc.distribution]
+    assert cost["dso_1"] == 66 + sum(d.network == "dso_1" for d in sc.devices)
+    groups = _share_out(dsos, 2, cost)
+    assert sorted(x for g in groups for x in g) == sorted(dsos)
+    big = [d.id for d in sc.distribution if d.n_bus == 66]
+    assert [sum(x in big for x in g) for g in groups] in ([3, 2], [2, 3])
+    totals = [sum(cost[x] for x in g) for g in groups]
+    assert abs(totals[0] - totals[1]) <= max(cost.values())
+    assert all(g == [x for x in dsos if x in g] for g in groups)  # contract order kept
+    # equal costs: round-robin, as before
+    assert _share_out(["a", "b", "c", "d", "e"], 2, {}) == [["a", "c", "e"], ["b", "d"]]
