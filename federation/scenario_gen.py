@@ -642,9 +642,12 @@ def scaled_scenario(name: str, n_dso: int, duration_h: int | None = None) -> Sce
     sc = scenario_from_dict(doc, SCENARIO_DIR / f"{name}.toml")
     if duration_h is None:
         return sc
-    # the run stops after duration_h; devices and profiles stay those of the whole day (a
-    # shorter document would refuse the day's EV departures and atomic-load windows)
-    return dataclasses.replace(sc, duration_s=int(duration_h * 3600))
+    # the first duration_h of the day: devices stay those of the whole day (a shorter
+    # document would refuse the day's EV departures and atomic-load windows), the profiles
+    # are cut to the run
+    n_min = int(duration_h * 60)
+    profiles = {k: np.asarray(v)[:n_min] for k, v in sc.profiles.items()}
+    return dataclasses.replace(sc, duration_s=n_min * 60, profiles=profiles)
 
 
 def render(name: str) -> str:
