@@ -15,6 +15,7 @@ printed line is one JSON object.
 hosts run in parallel), then the TSO, the aFRR controller and the recorder; per session the
 slowest aggregator host and the markets. The rest of the wall time is ``coordination_s``:
 HELICS time grants and messages, and processes competing for the cores.
+``time_requests_per_step``: each HELICS federate's time requests per physical step.
 
 ``--dsos``: the scale benchmark (issue 13). ``default`` regenerated with each number of DSOs
 (``federation.scenario_gen.scaled_scenario``: the same devices per DSO, the same nine
@@ -129,6 +130,11 @@ def run_one(scenario, scheme: str, keep: bool, dso_check: bool) -> dict:
         "critical_path_s": round(critical_s, 2),
         "coordination_s": round(finished - entered - critical_s, 2),
         "core_s_by_federate": core_by,
+        # HELICS time requests of each HELICS federate (a host counts once) per physical step
+        "time_requests_per_step": {
+            name: round(t.get("time_requests", 0) / kpis["n_steps"], 2)
+            for name, t in sorted(by_name.items())
+        },
         "load_average_1min": round(os.getloadavg()[0], 2),
         "total_cost_eur": kpis["total_cost_eur"],
     }

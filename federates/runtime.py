@@ -62,6 +62,8 @@ class HelicsFederate:
         self.last: dict[str, float] = {}
         self.time_in_core_s = 0.0
         self.time_waiting_s = 0.0
+        #: HELICS time requests made (bench/bench_federation.py: per physical step)
+        self.n_time_requests = 0
         self.entered_at = math.nan  # wall-clock time executing mode was entered [s]
 
     def enter(self) -> None:
@@ -95,6 +97,7 @@ class HelicsFederate:
 
     def request(self, t_s: float) -> float:
         started = time.perf_counter()
+        self.n_time_requests += 1
         try:
             granted = self.fed.request_time(t_s)
         except h.HelicsException as exc:
@@ -578,6 +581,7 @@ def _write_timing(runtime: HelicsFederate) -> None:
             {
                 "core_s": runtime.time_in_core_s,
                 "wait_s": runtime.time_waiting_s,
+                "time_requests": runtime.n_time_requests,
                 "entered_at": runtime.entered_at,
                 "finished_at": time.time(),
             }
