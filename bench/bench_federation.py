@@ -130,6 +130,13 @@ def run_one(scenario, scheme: str, keep: bool, dso_check: bool) -> dict:
         "critical_path_s": round(critical_s, 2),
         "coordination_s": round(finished - entered - critical_s, 2),
         "core_s_by_federate": core_by,
+        # core seconds of each federate a host serves (balance of the hosts, build.host_cost)
+        "core_s_by_member": {
+            m: round(v, 2)
+            for t in timings
+            for m, v in sorted(t.get("core_s_by_member", {}).items())
+            if m.startswith(("dso_", "agg_"))
+        },
         # HELICS time requests of each HELICS federate (a host counts once) per physical step
         "time_requests_per_step": {
             name: round(t.get("time_requests", 0) / kpis["n_steps"], 2)
