@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from federation.build import write_build
+from federation.build import measured_host_cost, write_build
 from federation.run import supervise
 
 
@@ -44,11 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheme", default="A")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
     parser.add_argument("--dso-check", action="store_true", help="with the DSOs' bid check")
+    parser.add_argument(
+        "--host-costs-from",
+        default=None,
+        help="timing directory of an earlier run (--keep): balance the hosts by its "
+        "measured core seconds per federate (default round-robin)",
+    )
     parser.add_argument("--dsos", default="", help="comma-separated DSO counts (scale bench)")
     parser.add_argument("--hours", type=int, default=2, help="horizon of the scale bench [h]")
     args = parser.parse_args(argv)
     if not args.dsos:
-        result = run_one(args.scenario, args.scheme, args.keep, args.dso_check)
+        costs = measured_host_cost(args.host_costs_from) if args.host_costs_from else None
+        result = run_one(args.scenario, args.scheme, args.keep, args.dso_check, costs)
         print(json.dumps(result))
         return 0 if "error" not in result else 1
     from federation.scenario_gen import scaled_scenario
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_one(scenario, scheme: str, keep: bool, dso_check: bool) -> dict:
+def run_one(scenario, scheme: str, keep: bool, dso_check: bool, host_costs=None) -> dict:
     """Build and run one federation; the figures of the module doc."""
     run_dir = pathlib.Path(tempfile.mkdtemp(prefix="bench_federation_"))
     t_build = time.time()
@@ -94,6 +101,7 @@ def run_one(scenario, scheme: str, keep: bool, dso_check: bool) -> dict:
         timing_dir=str(run_dir / "timing"),
         startup_timeout_s=300.0,
         dso_check=dso_check,
+        host_costs=host_costs,
     )
     (run_dir / "timing").mkdir(exist_ok=True)
     build_s = time.time() - t_build

@@ -303,10 +303,10 @@ def process_commands(
     :data:`HOSTED_PROCESSES`; ``{}``: none) with more federates than processes: they are
     shared out among processes ``<kind>_host_<g>``, each one HELICS federate of that name
     (:mod:`federates.host`, command ``host_command(process name, federate names)``) that takes
-    the place of the first federate of its kind. ``cost``: the relative step cost of each
-    federate (:func:`host_cost`); the federates of a kind go, dearest first, to the host with
-    the least cost so far (longest-processing-time rule), so that the hosts, which run in
-    parallel, finish their steps together; without it (or with equal costs) round-robin.
+    the place of the first federate of its kind. ``cost``: the step cost of each federate
+    (e.g. :func:`measured_host_cost`); the federates of a kind go, dearest first, to the host
+    with the least cost so far (longest-processing-time rule), so that the hosts, which run
+    in parallel, finish their steps together; without it (or with equal costs) round-robin.
     """
     hosted = HOSTED_PROCESSES if hosted is None else hosted
     by_kind: dict[str, list[str]] = {}
@@ -340,11 +340,17 @@ def _share_out(names: list[str], n: int, cost: Mapping[str, float]) -> list[list
 
 
 def host_cost(sc: Any) -> dict[str, float]:
-    """Relative step cost of each hosted federate of scenario ``sc``: a DSO's buses plus its
-    devices (its power flow and voltage control grow with the buses, its device update
-    with the devices), an aggregator's devices (its bids and disaggregation). Measured on
-    ``default``: the DSO hosts cost 53 and 43 core seconds a day when round-robin put all
-    five 66-bus feeders on one of them (issue 13)."""
+    """A size proxy of each hosted federate's step cost in scenario ``sc``: a DSO's buses
+    plus its devices, an aggregator's devices.
+
+    Not the default (measured, bench/bench_federation.py, 2 h of ``default``, a loaded
+    machine): balancing by this proxy put 3 of the 66-bus and 3 of the rural feeders on one
+    host, which then cost 24.8 core seconds against 15.8; round-robin, which happens to put
+    the five 66-bus feeders on one host and the five rural ones on the other, gave 269.7
+    against 266.6 over the whole day. The rural feeders' voltage control and re-dispatch
+    cost as much as the bigger feeders' power flow, which a size proxy misses: balance by
+    :func:`measured_host_cost` instead.
+    """
     devices: dict[str, int] = {}
     owned: dict[str, int] = {}
     for d in sc.devices:
@@ -352,6 +358,16 @@ def host_cost(sc: Any) -> dict[str, float]:
         owned[d.aggregator] = owned.get(d.aggregator, 0) + 1
     cost = {d.id: float(d.n_bus + devices.get(d.id, 0)) for d in sc.distribution}
     cost.update({a: float(k) for a, k in owned.items()})
+    return cost
+
+
+def measured_host_cost(timing_dir: str | pathlib.Path) -> dict[str, float]:
+    """Core seconds of every hosted federate measured in a previous run of the same scenario
+    (its ``timing_dir``: ``core_s_by_member`` of each host's timing file), for
+    ``write_build(host_costs=...)``."""
+    cost: dict[str, float] = {}
+    for path in sorted(pathlib.Path(timing_dir).glob("*.json")):
+        cost.update(json.loads(path.read_text()).get("core_s_by_member", {}))
     return cost
 
 
@@ -537,12 +553,15 @@ def write_build(
     record_buses: bool = False,
     image: str = DEFAULT_IMAGE,
     strict: bool = False,
+    host_costs: Mapping[str, float] | None = None,
 ) -> BuildOutput:
     """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
     (``dso_check``: the DSOs' traffic-light check of the bids at gate closure;
     ``hosted``: see :func:`process_commands`; ``record_buses``: per-bus voltages and
     per-branch loadings in the results; ``image``: of the compose services; ``strict``: see
-    :func:`run_metadata`).
+    :func:`run_metadata`; ``host_costs``: the step cost of each hosted federate, e.g.
+    :func:`measured_host_cost` of an earlier run, to balance the hosts by it, see
+    :func:`process_commands`; default round-robin).
 
     The folder is self-contained: the pickled scenario (``scenario.pkl``, what the federates
     load) and, for a scenario given as a file, a copy of its TOML and data files in
@@ -582,7 +601,7 @@ def write_build(
             + " ".join(shlex.quote(f"configs/{n}.json") for n in names)
         ),
         hosted,
-        host_cost(sc),
+        host_costs,
     )
     runner = out / "runner.json"
     runner.write_text(
@@ -622,7 +641,6 @@ def inline_files(
             "host", ",".join(names), sc.name, scheme, broker, results, host=proc
         ),
         hosted,
-        host_cost(sc),
     )
     runner = runner_document(contract, broker, processes, f"smartnet-{sc.name}-{scheme}")
     return {

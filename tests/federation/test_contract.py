@@ -295,21 +295,22 @@ def test_hosted_config_keeps_every_interface_under_its_own_key():
         hosted_config([configs[0], other], "dso_host_1")
 
 
-def test_hosts_are_balanced_by_step_cost():
-    # default: round-robin put all five 66-bus feeders (dso_1, 5, 9, 13, 17) on dso_host_1;
-    # by cost (buses + devices) the hosts' totals differ by less than the dearest federate
-    from federation.build import _share_out, host_cost, load_contract
+def test_hosts_are_balanced_by_step_cost(tmp_path):
+    # measured core seconds per hosted federate (timing files of an earlier run) balance the
+    # hosts: dearest first to the least loaded host; without costs round-robin, as before
+    from federation.build import _share_out, measured_host_cost
 
-    sc, _ = load_contract("default", "A")
-    cost = host_cost(sc)
-    dsos = [d.id for d in sc.distribution]
-    assert cost["dso_1"] == 66 + sum(d.network == "dso_1" for d in sc.devices)
-    groups = _share_out(dsos, 2, cost)
-    assert sorted(x for g in groups for x in g) == sorted(dsos)
-    big = [d.id for d in sc.distribution if d.n_bus == 66]
-    assert [sum(x in big for x in g) for g in groups] in ([3, 2], [2, 3])
-    totals = [sum(cost[x] for x in g) for g in groups]
-    assert abs(totals[0] - totals[1]) <= max(cost.values())
-    assert all(g == [x for x in dsos if x in g] for g in groups)  # contract order kept
-    # equal costs: round-robin, as before
+    (tmp_path / "dso_host_1.json").write_text(
+        json.dumps({"core_s": 9.0, "core_s_by_member": {"dso_1": 5.0, "dso_3": 4.0}})
+    )
+    (tmp_path / "dso_host_2.json").write_text(
+        json.dumps({"core_s": 3.0, "core_s_by_member": {"dso_2": 1.0, "dso_4": 2.0}})
+    )
+    (tmp_path / "tso.json").write_text(json.dumps({"core_s": 1.0}))
+    cost = measured_host_cost(tmp_path)
+    assert cost == {"dso_1": 5.0, "dso_3": 4.0, "dso_2": 1.0, "dso_4": 2.0}
+    names = ["dso_1", "dso_2", "dso_3", "dso_4"]
+    # 5 -> host 1, 4 -> host 2, 2 -> host 2 (4 < 5), 1 -> host 1 (5 < 6): 6 and 6
+    assert _share_out(names, 2, cost) == [["dso_1", "dso_2"], ["dso_3", "dso_4"]]
+    assert _share_out(names, 2, {}) == [["dso_1", "dso_3"], ["dso_2", "dso_4"]]
     assert _share_out(["a", "b", "c", "d", "e"], 2, {}) == [["a", "c", "e"], ["b", "d"]]
