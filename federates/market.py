@@ -83,6 +83,10 @@ class MarketFederate:
         #: this session's late and missing documents per link kind (clearing ict_late, ...)
         self.ict_late: dict[str, int] = {}
         self.ict_missing: dict[str, int] = {}
+        #: the previous session's solution: warm start of the next clearing where the LP
+        #: keeps its structure (market_core.clearing.lp_structure); A, D and E
+        self.previous = None
+        self.n_warm = self.n_cleared = 0
 
     def _receive(
         self, endpoint: str, session: int, senders: list[str] | None = None
@@ -240,7 +244,10 @@ class MarketFederate:
                 elif self.second_half:
                     clearing, refused = clear_central_market(market, market.bids, self.scheme)
                 else:
-                    clearing = clear_scheme(market, self.scheme)
+                    clearing = clear_scheme(market, self.scheme, warm_start=self.previous)
+                    self.previous = clearing.solution or self.previous
+                    self.n_cleared += 1
+                    self.n_warm += bool(clearing.solution and clearing.solution.warm_started)
                 status = "optimal"
                 awards = clearing.awards
                 # the cost of the activated flexibility: sellers only (scheme E's BRP buy
@@ -305,7 +312,13 @@ class MarketFederate:
         )
 
     def finish(self) -> None:
-        pass
+        if self.n_cleared:
+            log.info(
+                "%s: %d of %d clearings warm-started from the previous session",
+                self.rt.name,
+                self.n_warm,
+                self.n_cleared,
+            )
 
 
 def _award_items(

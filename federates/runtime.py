@@ -61,7 +61,11 @@ class HelicsFederate:
         #: latest value of every input, shared by the federates this one serves
         self.last: dict[str, float] = {}
         self.time_in_core_s = 0.0
+        #: core seconds of each federate this one serves (a host: per member)
+        self.core_s_by_member: dict[str, float] = {}
         self.time_waiting_s = 0.0
+        #: HELICS time requests made (bench/bench_federation.py: per physical step)
+        self.n_time_requests = 0
         self.entered_at = math.nan  # wall-clock time executing mode was entered [s]
 
     def enter(self) -> None:
@@ -95,6 +99,7 @@ class HelicsFederate:
 
     def request(self, t_s: float) -> float:
         started = time.perf_counter()
+        self.n_time_requests += 1
         try:
             granted = self.fed.request_time(t_s)
         except h.HelicsException as exc:
@@ -354,12 +359,15 @@ def serve(federate: HelicsFederate, members: list[tuple[FederateRuntime, Any]]) 
         if abs(granted - t) > 1e-7:
             raise RuntimeError(f"{federate.name}: asked for {t}, granted {granted}")
         started = time.perf_counter()
+        by_member = federate.core_s_by_member
         for name, handler, stage, base in events[t]:
+            t0 = time.perf_counter()
             try:
                 handler.on_stage(stage, base)
             except Exception as exc:  # the log of a host names the federate that failed
                 exc.add_note(f"in federate {name}, stage {stage.name}, t = {base:g} s")
                 raise
+            by_member[name] = by_member.get(name, 0.0) + time.perf_counter() - t0
         federate.time_in_core_s += time.perf_counter() - started
     for _, handler in members:
         handler.finish()
@@ -593,6 +601,8 @@ def _write_timing(runtime: HelicsFederate) -> None:
             {
                 "core_s": runtime.time_in_core_s,
                 "wait_s": runtime.time_waiting_s,
+                "time_requests": runtime.n_time_requests,
+                "core_s_by_member": runtime.core_s_by_member,
                 "entered_at": runtime.entered_at,
                 "finished_at": time.time(),
             }

@@ -21,7 +21,7 @@ import secrets
 import shlex
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -400,14 +400,18 @@ def process_commands(
     commands: dict[str, str],
     host_command: Callable[[str, list[str]], str],
     hosted: dict[str, int] | None = None,
+    cost: Mapping[str, float] | None = None,
 ) -> dict[str, str]:
     """Process name -> command of a run, in contract order.
 
     Every federate runs alone, except those of a kind in ``hosted`` (default
     :data:`HOSTED_PROCESSES`; ``{}``: none) with more federates than processes: they are
-    dealt round-robin to processes ``<kind>_host_<g>``, each one HELICS federate of that name
+    shared out among processes ``<kind>_host_<g>``, each one HELICS federate of that name
     (:mod:`federates.host`, command ``host_command(process name, federate names)``) that takes
-    the place of the first federate of its kind.
+    the place of the first federate of its kind. ``cost``: the step cost of each federate
+    (e.g. :func:`measured_host_cost`); the federates of a kind go, dearest first, to the host
+    with the least cost so far (longest-processing-time rule), so that the hosts, which run
+    in parallel, finish their steps together; without it (or with equal costs) round-robin.
     """
     hosted = HOSTED_PROCESSES if hosted is None else hosted
     by_kind: dict[str, list[str]] = {}
@@ -420,10 +424,56 @@ def process_commands(
         if n <= 0 or len(same) <= n:
             out[f.name] = commands[f.name]
         elif f.name == same[0]:
-            for g in range(n):
+            for g, names in enumerate(_share_out(same, n, cost or {})):
                 proc = f"{f.kind}_host_{g + 1}"
-                out[proc] = host_command(proc, same[g::n])
+                out[proc] = host_command(proc, names)
     return out
+
+
+def _share_out(names: list[str], n: int, cost: Mapping[str, float]) -> list[list[str]]:
+    """``names`` in ``n`` groups of about equal total ``cost`` (1 where not given): dearest
+    first to the cheapest group so far (ties: the lower group, so equal costs deal
+    round-robin); each group in the order of ``names``."""
+    load = [0.0] * n
+    group_of: dict[str, int] = {}
+    order = sorted(range(len(names)), key=lambda i: (-cost.get(names[i], 1.0), i))
+    for i in order:
+        g = min(range(n), key=lambda k: (load[k], k))
+        group_of[names[i]] = g
+        load[g] += cost.get(names[i], 1.0)
+    return [[x for x in names if group_of[x] == g] for g in range(n)]
+
+
+def host_cost(sc: Any) -> dict[str, float]:
+    """A size proxy of each hosted federate's step cost in scenario ``sc``: a DSO's buses
+    plus its devices, an aggregator's devices.
+
+    Not the default (measured, bench/bench_federation.py, 2 h of ``default``, a loaded
+    machine): balancing by this proxy put 3 of the 66-bus and 3 of the rural feeders on one
+    host, which then cost 24.8 core seconds against 15.8; round-robin, which happens to put
+    the five 66-bus feeders on one host and the five rural ones on the other, gave 269.7
+    against 266.6 over the whole day. The rural feeders' voltage control and re-dispatch
+    cost as much as the bigger feeders' power flow, which a size proxy misses: balance by
+    :func:`measured_host_cost` instead.
+    """
+    devices: dict[str, int] = {}
+    owned: dict[str, int] = {}
+    for d in sc.devices:
+        devices[d.network] = devices.get(d.network, 0) + 1
+        owned[d.aggregator] = owned.get(d.aggregator, 0) + 1
+    cost = {d.id: float(d.n_bus + devices.get(d.id, 0)) for d in sc.distribution}
+    cost.update({a: float(k) for a, k in owned.items()})
+    return cost
+
+
+def measured_host_cost(timing_dir: str | pathlib.Path) -> dict[str, float]:
+    """Core seconds of every hosted federate measured in a previous run of the same scenario
+    (its ``timing_dir``: ``core_s_by_member`` of each host's timing file), for
+    ``write_build(host_costs=...)``."""
+    cost: dict[str, float] = {}
+    for path in sorted(pathlib.Path(timing_dir).glob("*.json")):
+        cost.update(json.loads(path.read_text()).get("core_s_by_member", {}))
+    return cost
 
 
 def runner_document(
@@ -614,6 +664,7 @@ def write_build(
     strict: bool = False,
     realtime: RealTime | None = None,
     interfaces: dict[str, str] | None = None,
+    host_costs: Mapping[str, float] | None = None,
 ) -> BuildOutput:
     """Write configs, runner.json and docker-compose.yml of a run into ``out_dir``
     (``dso_check``: the DSOs' traffic-light check of the bids at gate closure;
@@ -622,7 +673,9 @@ def write_build(
     :func:`run_metadata`; ``realtime``: HELICS real-time mode, :class:`RealTime`;
     ``interfaces``: multi-host, the address each federate's core listens on, by federate
     name, and the broker's under ``"broker"``; the broker address of the configs is
-    ``broker.address``).
+    ``broker.address``; ``host_costs``: the step cost of each hosted federate, e.g.
+    :func:`measured_host_cost` of an earlier run, to balance the hosts by it, see
+    :func:`process_commands`; default round-robin).
 
     The folder is self-contained: the pickled scenario (``scenario.pkl``, what the federates
     load) and, for a scenario given as a file, a copy of its TOML and data files in
@@ -667,6 +720,7 @@ def write_build(
             + " ".join(shlex.quote(f"configs/{n}.json") for n in names)
         ),
         hosted,
+        host_costs,
     )
     runner = out / "runner.json"
     runner.write_text(

@@ -15,6 +15,7 @@ line ratings (``line_max_i_ka``) and the interface buses, and they are written e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -435,9 +436,11 @@ ARCHETYPES: dict[str, dict[str, Any]] = {
     },
 }
 
+#: DSOs of the default-size scenarios (``default_size_doc(n_dso=...)`` makes more or fewer)
 N_DSO = 20
-#: feeder type of DSO k (k from 1): urban, suburban, rural mix
-FEEDER_OF_DSO = ["bw33x2", "bw33", "bw33", "bw33_rural"] * 5
+#: feeder type of DSO k (k from 1; repeating): urban, suburban, rural mix
+FEEDER_MIX = ("bw33x2", "bw33", "bw33", "bw33_rural")
+FEEDER_OF_DSO = list(FEEDER_MIX) * (N_DSO // len(FEEDER_MIX))
 
 
 @functools.cache
@@ -460,25 +463,41 @@ def case118_line_ratings_uncached() -> list[float]:
     return [max(MIN_RATING_KA, math.ceil(RATING_FACTOR * x * 100.0) / 100.0) for x in i]
 
 
-def case118_interface_buses(seed: int) -> list[int]:
-    """20 distinct 138 kV load buses of case118 with >= 20 MW load, seeded choice."""
+def case118_interface_buses(seed: int, n_dso: int = N_DSO) -> list[int]:
+    """``n_dso`` 138 kV load buses of case118 with >= 20 MW load, seeded choice: distinct
+    while there are enough of them, then each candidate again in a new seeded order (several
+    DSOs on one transmission bus)."""
     net = nets.load_case("case118")
     loads = net.load.groupby("bus")["p_mw"].sum()
     cand = sorted(int(b) for b, p in loads.items() if p >= 20.0 and net.bus.vn_kv.at[b] == 138.0)
     rng = prof.stream(seed, "interface_buses")
-    return sorted(int(b) for b in rng.choice(cand, size=N_DSO, replace=False))
+    first = min(n_dso, len(cand))
+    buses = [int(b) for b in rng.choice(cand, size=first, replace=False)]
+    while len(buses) < n_dso:
+        more = [int(b) for b in rng.permutation(cand)]
+        buses += more[: n_dso - len(buses)]
+    return sorted(buses)
 
 
-def default_size_doc(name: str) -> dict[str, Any]:
-    """One of the default-size scenarios (``ARCHETYPES``)."""
+def default_size_doc(name: str, n_dso: int = N_DSO) -> dict[str, Any]:
+    """One of the default-size scenarios (``ARCHETYPES``), with ``n_dso`` DSOs (the shipped
+    files have :data:`N_DSO`; other sizes for the scale benchmark, ``scenario_gen --dsos``).
+
+    Every DSO gets the same share of distribution-connected devices as in the shipped file
+    (device groups scale with ``n_dso``), its feeder from :data:`FEEDER_MIX` in turn and its
+    interface bus from :func:`case118_interface_buses`; the transmission units and the nine
+    aggregators stay the same.
+    """
+    if n_dso < 1:
+        raise ValueError(f"n_dso must be >= 1, got {n_dso}")
     a = ARCHETYPES[name]
     seed = a["seed"]
     fs = a["flex_scale"]
     rng = prof.stream(seed, "generator")
-    buses = case118_interface_buses(seed)
+    buses = case118_interface_buses(seed, n_dso)
     dists = []
-    for k in range(N_DSO):
-        feeder = FEEDER_OF_DSO[k]
+    for k in range(n_dso):
+        feeder = FEEDER_MIX[k % len(FEEDER_MIX)]
         lo, hi = a["load_scale"]
         dists.append(
             {
@@ -546,32 +565,32 @@ def default_size_doc(name: str) -> dict[str, Any]:
             },
         ),
         # distribution-connected units (split evenly over the 20 DSOs)
-        _group("tcl", 20 * N_DSO // 2, "agg_4", dso, _tcl("heat_pump")),
-        _group("tcl", 6 * N_DSO // 2, "agg_8", dso, _tcl("water_heater")),
-        _group("tcl", 20 * N_DSO // 2, "agg_4", dso, _tcl("heat_pump"), name="tcl_hp_b"),
-        _group("tcl", 6 * N_DSO // 2, "agg_8", dso, _tcl("water_heater"), name="tcl_wh_b"),
-        _group("tcl", 5 * N_DSO, "agg_4", dso, _tcl("air_conditioner")),
-        _group("ev", 9 * N_DSO, "agg_5", dso, _ev((0, 0), (360, 480)), name="ev_home_night"),
-        _group("ev", 9 * N_DSO, "agg_9", dso, _ev((420, 540), (960, 1080)), name="ev_work"),
-        _group("storage", 5 * N_DSO, "agg_5", dso, _storage((0.1, 1.0), (0.05, 0.5))),
+        _group("tcl", 20 * n_dso // 2, "agg_4", dso, _tcl("heat_pump")),
+        _group("tcl", 6 * n_dso // 2, "agg_8", dso, _tcl("water_heater")),
+        _group("tcl", 20 * n_dso // 2, "agg_4", dso, _tcl("heat_pump"), name="tcl_hp_b"),
+        _group("tcl", 6 * n_dso // 2, "agg_8", dso, _tcl("water_heater"), name="tcl_wh_b"),
+        _group("tcl", 5 * n_dso, "agg_4", dso, _tcl("air_conditioner")),
+        _group("ev", 9 * n_dso, "agg_5", dso, _ev((0, 0), (360, 480)), name="ev_home_night"),
+        _group("ev", 9 * n_dso, "agg_9", dso, _ev((420, 540), (960, 1080)), name="ev_work"),
+        _group("storage", 5 * n_dso, "agg_5", dso, _storage((0.1, 1.0), (0.05, 0.5))),
         _group(
             "atomic_load",
-            10 * N_DSO,
+            10 * n_dso,
             "agg_2",
             dso,
             {**_atomic(1440, (360, 1080)), "p_mw": [0.01 * fs, 0.06 * fs]},
         ),
-        _group("chp", 2 * N_DSO, "agg_3", dso, _chp((0.2, 1.0))),
+        _group("chp", 2 * n_dso, "agg_3", dso, _chp((0.2, 1.0))),
         _group(
             "curtailable_generation",
-            a["pv_per_dso"] * N_DSO,
+            a["pv_per_dso"] * n_dso,
             "agg_6",
             dso,
             {"kind": "pv", "p_rated_mw": list(a["pv_mw"]), "profile": "pv"},
         ),
         _group(
             "curtailable_load",
-            12 * N_DSO,
+            12 * n_dso,
             "agg_7",
             dso,
             {
@@ -605,9 +624,30 @@ def default_size_doc(name: str) -> dict[str, Any]:
     }
 
 
-def scenario_doc(name: str) -> dict[str, Any]:
-    """Document of an embedded scenario by name."""
-    return tiny_doc() if name == "tiny" else default_size_doc(name)
+def scenario_doc(name: str, n_dso: int | None = None) -> dict[str, Any]:
+    """Document of an embedded scenario by name (``n_dso``: DSOs of a default-size one)."""
+    if name == "tiny":
+        if n_dso is not None:
+            raise ValueError("tiny has a fixed number of DSOs")
+        return tiny_doc()
+    return default_size_doc(name, N_DSO if n_dso is None else n_dso)
+
+
+def scaled_scenario(name: str, n_dso: int, duration_h: int | None = None) -> Scenario:
+    """A default-size scenario with ``n_dso`` DSOs (and ``duration_h`` hours), loaded in
+    memory; named ``<name>_<n_dso>dso`` (the scale benchmark,
+    ``bench/bench_federation.py --dsos``)."""
+    doc = scenario_doc(name, n_dso)
+    doc["scenario"] = {**doc["scenario"], "name": f"{name}_{n_dso}dso"}
+    sc = scenario_from_dict(doc, SCENARIO_DIR / f"{name}.toml")
+    if duration_h is None:
+        return sc
+    # the first duration_h of the day: devices stay those of the whole day (a shorter
+    # document would refuse the day's EV departures and atomic-load windows), the profiles
+    # are cut to the run
+    n_min = int(duration_h * 60)
+    profiles = {k: np.asarray(v)[:n_min] for k, v in sc.profiles.items()}
+    return dataclasses.replace(sc, duration_s=n_min * 60, profiles=profiles)
 
 
 def render(name: str) -> str:

@@ -169,6 +169,9 @@ class SchemeResult:
     interface_delta_p_mw: Mapping[str, tuple[float, ...]]
     iterations: int = 1
     notes: tuple[str, ...] = ()
+    #: raw solution of the scheme's single clearing (A, centralised D, E): the warm start of
+    #: the next session (``clear_scheme(..., warm_start=)``); ``None`` for the others
+    solution: ClearingSolution | None = field(default=None, compare=False, repr=False)
 
     def award(self, bid_id: str) -> Award | None:
         """Merged award of a bid, or ``None``."""
@@ -761,7 +764,12 @@ def _local_then_central(session: MarketSession, scheme: Scheme) -> SchemeResult:
     return combine_local_central(session, scheme, local, central, rejected)
 
 
-def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> SchemeResult:
+def scheme_a(
+    session: MarketSession,
+    *,
+    dso_check_enabled: bool = False,
+    warm_start: ClearingSolution | None = None,
+) -> SchemeResult:
     """Scheme A, centralised AS market: one TSO market with transmission constraints only.
 
     Parameters
@@ -771,6 +779,9 @@ def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> Sche
     dso_check_enabled
         Run the DSO check (info-flow step 6): awards that break distribution limits are
         blocked and the market re-clears without them, until no DSO objects.
+    warm_start
+        The previous session's solution (:attr:`SchemeResult.solution`); used where the LP
+        has the same structure (:func:`market_core.clearing.lp_structure`).
 
     Returns
     -------
@@ -780,7 +791,7 @@ def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> Sche
     rejected += _not_in_market(buyers, "scheme A: only the TSO buys")
     blocked: dict[str, str] = {}
     rounds = 0
-    previous = None
+    previous = warm_start
     while True:
         rounds += 1
         # blocked bids stay in the problem with a zero bound: same shape, warm re-clearing
@@ -797,7 +808,8 @@ def scheme_a(session: MarketSession, *, dso_check_enabled: bool = False) -> Sche
         logger.info("scheme A: DSO check blocks %d award(s), re-clearing", len(new))
         blocked.update(new)
     rejected += [Rejection(b, "blocked_by_dso", msg) for b, msg in blocked.items()]
-    return _combine("A", session, [result], rejected, iterations=rounds)
+    result = _combine("A", session, [result], rejected, iterations=rounds)
+    return replace(result, solution=previous)
 
 
 def scheme_b(session: MarketSession) -> SchemeResult:
@@ -833,6 +845,7 @@ def scheme_d(
     decentralised: bool = False,
     max_iterations: int = 100,
     tol_eur: float = 1e-6,
+    warm_start: ClearingSolution | None = None,
 ) -> SchemeResult:
     """Scheme D, common TSO-DSO market: transmission and distribution constraints together.
 
@@ -864,8 +877,8 @@ def scheme_d(
             distribution=session.distribution,
             market_id="common",
         )
-        result, _ = clear(inp, scheme="D")
-        return _combine("D", session, [result], rejected)
+        result, solution = clear(inp, scheme="D", warm_start=warm_start)
+        return replace(_combine("D", session, [result], rejected), solution=solution)
     return _scheme_d_decentralised(session, sellers, rejected, max_iterations, tol_eur)
 
 
@@ -1002,7 +1015,7 @@ def _interface_value(session: MarketSession, master: ClearingResult, tso_bus: in
     return np.asarray(master.area_price_eur_per_mwh[SYSTEM_AREA], float)
 
 
-def scheme_e(session: MarketSession) -> SchemeResult:
+def scheme_e(session: MarketSession, *, warm_start: ClearingSolution | None = None) -> SchemeResult:
     """Scheme E, integrated flexibility market: TSO, DSOs and BRPs buy in one market.
 
     One independent market with transmission and distribution constraints (as D). BRP buy bids
@@ -1017,8 +1030,8 @@ def scheme_e(session: MarketSession) -> SchemeResult:
         distribution=session.distribution,
         market_id="integrated",
     )
-    result, _ = clear(inp, scheme="E")
-    return _combine("E", session, [result], [])
+    result, solution = clear(inp, scheme="E", warm_start=warm_start)
+    return replace(_combine("E", session, [result], []), solution=solution)
 
 
 def clear_scheme(session: MarketSession, scheme: Scheme | str, **options: Any) -> SchemeResult:
@@ -1031,9 +1044,13 @@ def clear_scheme(session: MarketSession, scheme: Scheme | str, **options: Any) -
     scheme
         ``"A"`` ... ``"E"``.
     **options
-        ``dso_check_enabled`` (A), ``decentralised`` / ``max_iterations`` (D).
+        ``dso_check_enabled`` (A), ``decentralised`` / ``max_iterations`` (D),
+        ``warm_start`` (A, D, E: the previous session's :attr:`SchemeResult.solution`; the
+        optimum is the same, reached in fewer simplex iterations).
     """
     scheme = Scheme(scheme)
+    if scheme in (Scheme.B, Scheme.C):
+        options.pop("warm_start", None)  # several markets: each starts cold
     # a bid repeating an earlier bid's id is rejected here, once, so no market of the scheme
     # (nor the merging of their results, which is by id) mixes it up with the first one
     first: dict[str, int] = {}

@@ -57,3 +57,31 @@ def test_violation_measurement_logic_on_tiny():
     assert tight["dso_hours_violated"] == 6 and tight["dso_hours_overvoltage"] == 6
     assert tight["hours_with_violation"] == 3 and tight["dsos_ever_violated"] == 2
     assert 0.9 < tight["min_vm_pu"] <= tight["max_vm_pu"] < 1.1
+
+
+def test_generator_takes_the_number_of_dsos():
+    # the scale benchmark's scenarios: the same devices per DSO, feeders in turn, interface
+    # buses distinct while case118 has enough candidates, then reused
+    from federation.scenario_gen import N_DSO, case118_interface_buses, default_size_doc
+
+    base = default_size_doc("default")
+    doc = default_size_doc("default", 6)
+    assert [d["id"] for d in doc["distribution"]] == [f"dso_{k}" for k in range(1, 7)]
+    assert [d["feeder"] for d in doc["distribution"]][:5] == [
+        "bw33x2",
+        "bw33",
+        "bw33",
+        "bw33_rural",
+        "bw33x2",
+    ]
+    for g6, g20 in zip(doc["device_groups"], base["device_groups"], strict=True):
+        if g20["placement"]["networks"] == "tso":
+            assert g6["count"] == g20["count"]
+        else:
+            assert g6["count"] * N_DSO == g20["count"] * 6
+    few = case118_interface_buses(1, 6)
+    assert len(set(few)) == 6
+    many = case118_interface_buses(1, 100)
+    n_cand = len(set(many))
+    assert len(many) == 100 and n_cand < 100
+    assert max(many.count(b) for b in set(many)) == -(-100 // n_cand)

@@ -293,3 +293,24 @@ def test_hosted_config_keeps_every_interface_under_its_own_key():
     other = dict(configs[1], brokerPort=24000)
     with pytest.raises(ValueError, match="brokerPort"):
         hosted_config([configs[0], other], "dso_host_1")
+
+
+def test_hosts_are_balanced_by_step_cost(tmp_path):
+    # measured core seconds per hosted federate (timing files of an earlier run) balance the
+    # hosts: dearest first to the least loaded host; without costs round-robin, as before
+    from federation.build import _share_out, measured_host_cost
+
+    (tmp_path / "dso_host_1.json").write_text(
+        json.dumps({"core_s": 9.0, "core_s_by_member": {"dso_1": 5.0, "dso_3": 4.0}})
+    )
+    (tmp_path / "dso_host_2.json").write_text(
+        json.dumps({"core_s": 3.0, "core_s_by_member": {"dso_2": 1.0, "dso_4": 2.0}})
+    )
+    (tmp_path / "tso.json").write_text(json.dumps({"core_s": 1.0}))
+    cost = measured_host_cost(tmp_path)
+    assert cost == {"dso_1": 5.0, "dso_3": 4.0, "dso_2": 1.0, "dso_4": 2.0}
+    names = ["dso_1", "dso_2", "dso_3", "dso_4"]
+    # 5 -> host 1, 4 -> host 2, 2 -> host 2 (4 < 5), 1 -> host 1 (5 < 6): 6 and 6
+    assert _share_out(names, 2, cost) == [["dso_1", "dso_2"], ["dso_3", "dso_4"]]
+    assert _share_out(names, 2, {}) == [["dso_1", "dso_3"], ["dso_2", "dso_4"]]
+    assert _share_out(["a", "b", "c", "d", "e"], 2, {}) == [["a", "c", "e"], ["b", "d"]]

@@ -22,6 +22,7 @@ from market_core.clearing import (
     build_clearing,
     clear,
     extract_result,
+    lp_presolve,
     solve_clearing,
     to_pyomo,
 )
@@ -570,3 +571,53 @@ def test_counter_activation_where_a_network_constraint_needs_it():
     assert res.awarded_mw("down_1") == pytest.approx((15.0,))
     assert res.activation_cost_eur == pytest.approx(15.0 * 40.0 + 15.0 * 10.0)
     assert [b.element for b in res.binding] == ["line_1_2"]
+
+
+@pytest.mark.parametrize("with_feeder", [False, True])
+def test_presolve_off_gives_the_same_clearing(with_feeder):
+    # presolve (and the dual simplex that goes with it off) changes the path, not the optimum:
+    # objective and every award within 1e-6 (random continuous prices: a unique optimum)
+    rng = np.random.default_rng(11)
+    model = feeder("dso_1", 1, load_bus2_mw=2.0)
+    bids = [
+        bid(
+            f"b{i}",
+            "dso_1" if with_feeder and i % 3 == 0 else "tso",
+            2 if with_feeder and i % 3 == 0 else int(rng.integers(0, 3)),
+            "up" if i % 2 else "down",
+            list(rng.uniform(0.5, 6.0, 4)),
+            list(rng.uniform(5, 80, 4)),
+        )
+        for i in range(60)
+    ]
+    kw = {"transmission": triangle(8.0), "distribution": (model,) if with_feeder else ()}
+    results = {}
+    for presolve in ("on", "off"):
+        inp = ClearingInput(
+            bids=tuple(bids),
+            requirements=(BalancingRequirement("system", (20.0, 10.0, -5.0, 30.0)),),
+            n_periods=4,
+            period_s=900.0,
+            presolve=presolve,
+            **kw,
+        )
+        problem = build_clearing(inp)
+        assert lp_presolve(problem) == presolve
+        results[presolve] = extract_result(problem, solve_clearing(problem))
+    on, off = results["on"], results["off"]
+    assert off.objective_eur == pytest.approx(on.objective_eur, abs=1e-6)
+    assert {a.bid_id for a in on.awards} == {a.bid_id for a in off.awards}
+    assert len(on.awards) > 5
+    award_off = {a.bid_id: a for a in off.awards}
+    for a in on.awards:
+        assert award_off[a.bid_id].quantity_mw == pytest.approx(a.quantity_mw, abs=1e-6)
+
+
+def test_presolve_auto_by_size():
+    from market_core.clearing import PRESOLVE_MAX_COLUMNS
+
+    small = build_clearing(_inp([bid("a", "tso", 0, "up", [5.0], [10.0])], [1.0]))
+    assert small.matrix.shape[1] <= PRESOLVE_MAX_COLUMNS
+    assert lp_presolve(small) == "on"
+    with pytest.raises(ValueError, match="presolve"):
+        _inp([], [1.0], presolve="sometimes")

@@ -337,3 +337,55 @@ def test_local_market_refuses_what_is_not_its_own():
     assert [(b.bid_id, b.max_quantity_mw) for b in res.forwarded] == [("d1_up", (3.0,))]
     with pytest.raises(ValueError, match="only B and C"):
         clear_local_market(session, model, bids, "A")
+
+
+@pytest.mark.parametrize("scheme", ["A", "D", "E"])
+def test_warm_start_from_the_previous_session(scheme):
+    # the market federate passes each session's solution to the next clearing: with the same
+    # LP structure (same bids' owners, buses, directions; new prices and need) it starts from
+    # the old basis and reaches the same objective and awards; with another structure cold
+    from market_core.schemes import clear_scheme
+
+    rng = np.random.default_rng(5)
+    net = ["tso", "dso_1", "dso_2"]
+    bids = [
+        bid(
+            f"a{i}",
+            net[i % 3],
+            (0, 1, 2)[i % 3] if i % 3 == 0 else 2,
+            "up" if i % 2 else "down",
+            list(rng.uniform(0.2, 1.5, 3)),
+            list(rng.uniform(5, 80, 3)),
+        )
+        for i in range(30)
+    ]
+    dist = (feeder("dso_1", 1, 2.0), feeder("dso_2", 2, 6.0))
+
+    def session(bs, need):
+        return MarketSession(
+            bids=tuple(bs),
+            requirement_mw=need,
+            transmission=triangle(limit_12_mw=2.0),
+            distribution=dist,
+            period_s=900.0,
+            n_periods=3,
+        )
+
+    first = clear_scheme(session(bids, (3.0, 1.0, -2.0)), scheme)
+    assert first.solution is not None and not first.solution.warm_started
+    nxt = [
+        Bid(**{**b.__dict__, "price_eur_per_mwh": tuple(p * 1.07 for p in b.price_eur_per_mwh)})
+        for b in bids
+    ]
+    s2 = session(nxt, (4.0, -1.0, -2.5))
+    cold = clear_scheme(s2, scheme)
+    warm = clear_scheme(s2, scheme, warm_start=first.solution)
+    assert warm.solution.warm_started and not cold.solution.warm_started
+    assert warm.activation_cost_eur == pytest.approx(cold.activation_cost_eur, abs=1e-6)
+    assert warm.solution.objective_eur == pytest.approx(cold.solution.objective_eur, abs=1e-6)
+    cold_mw = {a.bid_id: a.quantity_mw for a in cold.awards}
+    assert {a.bid_id for a in warm.awards} == set(cold_mw)
+    for a in warm.awards:
+        assert a.quantity_mw == pytest.approx(cold_mw[a.bid_id], abs=1e-6)
+    other = clear_scheme(session(nxt[:-1], (4.0, -1.0, -2.5)), scheme, warm_start=first.solution)
+    assert not other.solution.warm_started
