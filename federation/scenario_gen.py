@@ -390,6 +390,45 @@ def tiny_doc() -> dict[str, Any]:
     }
 
 
+def tiny_congested_doc() -> dict[str, Any]:
+    """``tiny_congested``: ``tiny`` with distribution congestion flexibility can relieve.
+
+    Two hours around solar noon (11:00-13:00). ``dso_1`` (``bw33``) carries rooftop PV of
+    about 1.5x its midday load, placed on its load buses, so that its feeder ends rise above
+    1.05 pu; ``dso_2`` (``bw33_rural``, load x 1.2) sags below 0.95 pu at its far end. Both
+    feeders have storage, heat pumps, curtailable load and PV the operator can move, so
+    re-dispatch (and schemes B and D) can relieve them. Short, for the CI tests.
+    """
+    doc = tiny_doc()
+    doc["scenario"] = {
+        **doc["scenario"],
+        "name": "tiny_congested",
+        "description": (
+            "tiny with distribution congestion flexibility can relieve: PV overvoltage on "
+            "dso_1, undervoltage on the rural dso_2, 2 h from 11:00 solar time"
+        ),
+        "duration_h": 2,
+    }
+    doc["site"] = {**doc["site"], "start_hour": 11.0}
+    doc["profiles"] = {**doc["profiles"], "pv": {"model": "pv", "cloudiness": 0.1}}
+    doc["distribution"] = [
+        {**doc["distribution"][0], "load_scale": 0.7},
+        {**doc["distribution"][1], "load_scale": 1.2},
+    ]
+    doc["device_groups"] = [
+        *doc["device_groups"],
+        _group(
+            "curtailable_generation",
+            6,
+            "agg_6",
+            ["dso_1"],
+            {"kind": "pv", "p_rated_mw": [0.3, 0.5], "profile": "pv"},
+        ),
+        _group("storage", 4, "agg_5", ["dso_1", "dso_2"], _storage((0.2, 0.4), (0.1, 0.2))),
+    ]
+    return doc
+
+
 # --------------------------------------------------------------------------------------
 # default-size scenarios
 
@@ -605,9 +644,15 @@ def default_size_doc(name: str) -> dict[str, Any]:
     }
 
 
+#: the small embedded scenarios (CI), by name
+EMBEDDED_SMALL = {"tiny": tiny_doc, "tiny_congested": tiny_congested_doc}
+
+
 def scenario_doc(name: str) -> dict[str, Any]:
     """Document of an embedded scenario by name."""
-    return tiny_doc() if name == "tiny" else default_size_doc(name)
+    if name in EMBEDDED_SMALL:
+        return EMBEDDED_SMALL[name]()
+    return default_size_doc(name)
 
 
 def render(name: str) -> str:
@@ -724,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=SCENARIO_DIR)
     parser.add_argument("--measure", action="store_true", help="print congestion figures")
     args = parser.parse_args(argv)
-    names = args.names or ["tiny", *ARCHETYPES]
+    names = args.names or [*EMBEDDED_SMALL, *ARCHETYPES]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         path = args.out / f"{name}.toml"
