@@ -42,6 +42,7 @@ EMBEDDED_SCENARIOS: tuple[str, ...] = (
     "congested",
     "intermediate",
     "uncongested",
+    "tiny_congested",
 )
 
 

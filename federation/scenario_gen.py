@@ -393,11 +393,12 @@ def tiny_doc() -> dict[str, Any]:
 def tiny_congested_doc() -> dict[str, Any]:
     """``tiny_congested``: ``tiny`` with distribution congestion flexibility can relieve.
 
-    Two hours around solar noon (11:00-13:00). ``dso_1`` (``bw33``) carries rooftop PV of
-    about 1.5x its midday load, placed on its load buses, so that its feeder ends rise above
-    1.05 pu; ``dso_2`` (``bw33_rural``, load x 1.2) sags below 0.95 pu at its far end. Both
-    feeders have storage, heat pumps, curtailable load and PV the operator can move, so
-    re-dispatch (and schemes B and D) can relieve them. Short, for the CI tests.
+    Two hours around solar noon (11:00-13:00). ``dso_1`` (``bw33``, load x 0.6) carries ten
+    more rooftop PV units of 0.6-0.9 MW on its load buses, so that its feeder rises above
+    1.05 pu; ``dso_2`` (``bw33_rural``, load x 0.85) sags below 0.95 pu at its far end and
+    gets four more batteries. Both feeders have storage, heat pumps, curtailable load and
+    PV the operator can move, so re-dispatch (and schemes B and D) can relieve them. Short,
+    for the CI tests.
     """
     doc = tiny_doc()
     doc["scenario"] = {
@@ -412,19 +413,27 @@ def tiny_congested_doc() -> dict[str, Any]:
     doc["site"] = {**doc["site"], "start_hour": 11.0}
     doc["profiles"] = {**doc["profiles"], "pv": {"model": "pv", "cloudiness": 0.1}}
     doc["distribution"] = [
-        {**doc["distribution"][0], "load_scale": 0.7},
-        {**doc["distribution"][1], "load_scale": 1.2},
+        {**doc["distribution"][0], "load_scale": 0.6},
+        {**doc["distribution"][1], "load_scale": 0.85},
     ]
+    groups = []
+    for g in doc["device_groups"]:  # tiny's time windows, cut to the 2 h
+        params = dict(g["params"])
+        if g["category"] == "atomic_load":
+            params["latest_end_min"] = 120
+        if g["category"] == "ev":
+            params["departure_min"] = [100, 120]
+        groups.append({**g, "params": params})
     doc["device_groups"] = [
-        *doc["device_groups"],
+        *groups,
         _group(
             "curtailable_generation",
-            6,
+            10,
             "agg_6",
             ["dso_1"],
-            {"kind": "pv", "p_rated_mw": [0.3, 0.5], "profile": "pv"},
+            {"kind": "pv", "p_rated_mw": [0.6, 0.9], "profile": "pv"},
         ),
-        _group("storage", 4, "agg_5", ["dso_1", "dso_2"], _storage((0.2, 0.4), (0.1, 0.2))),
+        _group("storage", 4, "agg_5", ["dso_2"], _storage((0.2, 0.4), (0.1, 0.2))),
     ]
     return doc
 
