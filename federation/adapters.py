@@ -658,9 +658,7 @@ class NetworkPhysics:
                 rd, em = self._emergency(p_inj, q_inj, units, rd, kw)
                 fallback_mw += em.volume_up_mw + em.volume_down_mw
                 fallback_cost += em.cost_eur
-            res, dev_change = self._follow_redispatch(
-                rd, units, prev, dt_s, p_inj, q_inj, t_s
-            )
+            res, dev_change = self._follow_redispatch(rd, units, prev, dt_s, p_inj, q_inj, t_s)
             after = rd.residual_violations
             if res is not rd.result:  # re-solved with what the devices delivered
                 after = find_violations(res, max_loading_percent=self.max_loading_percent, **band)
@@ -931,6 +929,7 @@ class NetworkPhysics:
                 q[self.pos[u.bus]] += rd.delta_q_mvar[u.unit_id]
             res = self.solver.solve(p, q, step=t_s)
         return res, change
+
     def measurements(self, aggregator: str) -> list[dict[str, Any]]:
         """Per-category state records of ``aggregator``'s devices on this network."""
         out = []

@@ -157,7 +157,7 @@ def follow_injection(
         slope = p1 - p
         ok = off & (np.abs(slope) > 1e-12)
         sp2 = np.where(ok, sp + (order - p) / np.where(ok, slope, 1.0), sp)
-        p2, new2 = run(sp2)
+        p2, _ = run(sp2)
         better = off & (np.abs(p2 - order) < np.abs(p - order))
         sp = np.where(better, sp2, sp)
         p, new = run(sp)
