@@ -263,6 +263,10 @@ class CompiledNetwork:
     trafo_lv_bus: np.ndarray
     linear_model: Any
     linear_base_q_mvar: np.ndarray | None
+    #: range of each in-service generator [MW] (``net.gen`` min_p_mw / max_p_mw; None:
+    #: compiled before they were kept, the generators are then not re-dispatched)
+    gen_min_p_mw: np.ndarray | None = None
+    gen_max_p_mw: np.ndarray | None = None
 
 
 def compile_network(sc: Any, network: str) -> CompiledNetwork:
@@ -290,6 +294,12 @@ def compile_network(sc: Any, network: str) -> CompiledNetwork:
         if len(net.gen)
         else np.zeros(0)
     )
+    gen_lim = {}
+    for col in ("min_p_mw", "max_p_mw"):
+        if len(net.gen) and col in net.gen:
+            gen_lim[col] = net.gen[col].to_numpy(float)[gen_on]
+        else:
+            gen_lim[col] = gen_p.copy()  # no range given: the generator is not re-dispatched
     base_q = None
     if network == "tso":
         model = ptdf_model(net, "tso")
@@ -317,7 +327,20 @@ def compile_network(sc: Any, network: str) -> CompiledNetwork:
         trafo_lv_bus=net.trafo.lv_bus.to_numpy(np.int64),
         linear_model=model,
         linear_base_q_mvar=base_q,
+        gen_min_p_mw=np.nan_to_num(np.minimum(gen_lim["min_p_mw"], gen_p), nan=0.0),
+        gen_max_p_mw=np.nan_to_num(np.maximum(gen_lim["max_p_mw"], gen_p), nan=0.0),
     )
+
+
+#: unit id prefix of a bus's network load in the re-dispatch (last-resort load shedding)
+_LOAD_UNIT_PREFIX = "load_bus_"
+
+
+def _vm_excess_pu(violations: Sequence[Any]) -> float:
+    """Summed voltage excess beyond the band of a set of violations [pu]."""
+    from grid_core.violations import total_excess
+
+    return total_excess(tuple(violations))[0]
 
 
 @dataclass(frozen=True)
@@ -631,6 +654,8 @@ class NetworkPhysics:
         band = self.afrr_band(t_s)[0 if direction > 0 else 1]
         factor = min(abs(afrr_setpoint_mw) / band, 1.0) if band > 1e-12 else 0.0
         arrays = self._product_arrays(t_s)
+        #: per category, the state at the start of the step and its disturbances (re-dispatch)
+        prev: dict[str, tuple[Any, Any]] = {}
         for cat, fleet in self.fleets.items():
             plan = arrays[cat]
             extra = direction * factor * (plan["up"] if direction > 0 else plan["down"])
@@ -643,6 +668,7 @@ class NetworkPhysics:
             mfrr += float(plan["deviation"][has_sp].sum())
             afrr_alloc += float(extra.sum())
             dist = fleet.disturbances(self.sc.profiles, t_s)
+            prev[cat] = (self.states[cat], dist)
             p, self.states[cat] = fleet.step(self.states[cat], dt_s, sp, dist)
             p = np.asarray(p, dtype=float)
             self.p_last[cat] = p
@@ -677,9 +703,11 @@ class NetworkPhysics:
             res, shed_mw = self._solve_or_shed(t_s, p_inj, q_inj, failures)
             fallback_mw += shed_mw
         before = find_violations(res, max_loading_percent=self.max_loading_percent, **band)
-        volume = cost = 0.0
+        volume = cost = up_mw = curtail_mw = curtail_cost = 0.0
         after = before
-        units = self._redispatch_units() if before else []
+        unresolved: tuple[Any, ...] = ()
+        loads_change = 0.0  # last-resort load shedding [MW]
+        units = self._redispatch_units(prev, dt_s, scale, product) if before else []
         if units:
             kw = {
                 "duration_s": dt_s,
@@ -704,13 +732,27 @@ class NetworkPhysics:
                 rd, em = self._emergency(p_inj, q_inj, units, rd, kw)
                 fallback_mw += em.volume_up_mw + em.volume_down_mw
                 fallback_cost += em.cost_eur
-            res = rd.result
+            res, dev_change = self._follow_redispatch(rd, units, prev, dt_s, p_inj, q_inj, t_s)
             after = rd.residual_violations
+            if res is not rd.result:  # re-solved with what the devices delivered
+                after = find_violations(res, max_loading_percent=self.max_loading_percent, **band)
+            unresolved = rd.unresolved
             volume = rd.volume_up_mw + rd.volume_down_mw
+            up_mw = rd.volume_up_mw
             cost = rd.cost_eur
-            net_change = sum(rd.delta_p_mw.values())
-            deviation += net_change
-            dev_total += net_change
+            curtail_mw = rd.curtailment_mw
+            curtail_cost = rd.curtailment_cost_eur
+            # network loads (last resort) and generators (transmission, last resort)
+            other = {k: v for k, v in rd.delta_p_mw.items() if k not in self._device_pos}
+            loads_change = sum(v for k, v in other.items() if k.startswith(_LOAD_UNIT_PREFIX))
+            deviation += dev_change + sum(other.values())
+            dev_total += dev_change
+            gen_total += sum(other.values()) - loads_change
+        elif before:
+            from grid_core.redispatch import attribute_residuals
+
+            unresolved = attribute_residuals(self.solver, [], np.zeros(0), before)
+        reasons = [u.reason.value for u in unresolved]
         loading = np.concatenate(
             [np.asarray(res.line_loading_percent), np.asarray(res.trafo_loading_percent)]
         )
@@ -722,10 +764,18 @@ class NetworkPhysics:
             "lines/overload_mw": overload_mw(res, self.max_loading_percent),
             "violations/before_count": float(len(before)),
             "violations/after_count": float(len(after)),
+            "violations/vm_excess_pu": _vm_excess_pu(after),
+            "violations/no_unit_count": float(reasons.count("no_unit")),
+            "violations/at_limit_count": float(reasons.count("at_limit")),
+            "violations/model_count": float(reasons.count("model")),
+            "violations/failure_count": float(reasons.count("failure")),
             "unwanted/volume_mw": volume,
+            "unwanted/up_mw": up_mw,
             "unwanted/cost_eur": cost,
+            "unwanted/curtailment_mw": curtail_mw,
+            "unwanted/curtailment_cost_eur": curtail_cost,
             "devices/p_mw": dev_total,
-            "loads/p_mw": float((self.load_p * scale).sum()),
+            "loads/p_mw": float((self.load_p * scale).sum()) + loads_change,
             "generators/p_mw": gen_total,
             "devices/deviation_mw": deviation,
             "devices/mfrr_mw": mfrr,
@@ -851,27 +901,108 @@ class NetworkPhysics:
             units.append(ReactiveCapability(dev, bus, p, sn_mva, q, lo, hi))
         return units
 
-    def _redispatch_units(self) -> list[Any]:
-        """Every device that injects or draws power, as a unit the operator may curtail.
+    def _redispatch_units(
+        self, prev: Mapping[str, tuple[Any, Any]], dt_s: float, scale: float, product: int
+    ) -> list[Any]:
+        """The units the operator may re-dispatch this step (docs/grid_core.md).
 
-        Re-dispatch moves a device's injection towards zero (curtail generation or shed
-        load) at the scenario's unwanted-measure cost, both directions.
+        - every device that can move (all categories but the atomic loads), up or down
+          within what its model can deliver over the step from its state at the start of the
+          step (:func:`grid_core.devices.dispatch.reachable_injection_mw`: SOC, comfort
+          band, ramps, availability), at the scenario's unwanted-measure cost both ways;
+        - transmission only: the case's generators within their ``[min_p_mw, max_p_mw]``,
+          at the same cost (balanced counter-trading: the LP is balanced for the TSO);
+        - as the last resort, each bus's network load (shed towards zero) and network
+          generation (curtailed towards zero) at the scenario's curtailment price.
         """
+        from grid_core.devices.dispatch import reachable_injection_mw
         from grid_core.redispatch import FlexibleUnit
 
         cost = float(self.sc.costs.unwanted_measure_cost_eur_per_mwh)
+        last = self.fallback_price_eur_per_mwh
         units = []
         for cat, fleet in self.fleets.items():
+            state, dist = prev[cat]
             p = self.p_last[cat]
-            for i, dev in enumerate(fleet.ids):
-                if abs(p[i]) > 1e-6:
-                    bus = int(self.bus_index[self.device_bus[cat][i]])
-                    units.append(
-                        FlexibleUnit(
-                            dev, bus, float(p[i]), min(p[i], 0.0), max(p[i], 0.0), cost, cost
-                        )
+            lo, hi = reachable_injection_mw(fleet, state, dt_s, dist, p)
+            for i in np.flatnonzero(hi - lo > 1e-6):
+                bus = int(self.bus_index[self.device_bus[cat][i]])
+                units.append(
+                    FlexibleUnit(
+                        fleet.ids[i], bus, float(p[i]), float(lo[i]), float(hi[i]), cost, cost
                     )
+                )
+        gen_lo, gen_hi = self.compiled.gen_min_p_mw, self.compiled.gen_max_p_mw
+        if len(self.tso_gen_rows) and gen_lo is not None and gen_hi is not None:
+            p_gen = self.tso_gen_p_mw[product]
+            for k, row in enumerate(self.tso_gen_rows):
+                lo_k, hi_k = min(gen_lo[k], p_gen[k]), max(gen_hi[k], p_gen[k])
+                if hi_k - lo_k > 1e-6:
+                    bus = int(self.bus_index[row])
+                    units.append(
+                        FlexibleUnit(f"gen_{k}", bus, float(p_gen[k]), lo_k, hi_k, cost, cost)
+                    )
+        for row in np.flatnonzero(np.abs(self.load_p) > 1e-9):
+            p_load = float(self.load_p[row] * scale)
+            lo_l, hi_l = min(p_load, 0.0), max(p_load, 0.0)
+            bus = int(self.bus_index[row])
+            units.append(
+                FlexibleUnit(
+                    f"{_LOAD_UNIT_PREFIX}{bus}", bus, p_load, lo_l, hi_l, last, last,
+                    last_resort=True,
+                )
+            )  # fmt: skip
+        for row in np.flatnonzero(self.gen_p > 1e-9):
+            bus = int(self.bus_index[row])
+            g = float(self.gen_p[row])
+            units.append(
+                FlexibleUnit(f"netgen_bus_{bus}", bus, g, 0.0, g, last, last, last_resort=True)
+            )
         return units
+
+    def _follow_redispatch(
+        self,
+        rd: Any,
+        units: Sequence[Any],
+        prev: Mapping[str, tuple[Any, Any]],
+        dt_s: float,
+        p_inj: np.ndarray,
+        q_inj: np.ndarray,
+        t_s: float,
+    ) -> tuple[Any, float]:
+        """Device states follow the re-dispatch: every moved device is re-stepped from its
+        state at the start of the step with the set-point that delivers its ordered
+        injection (:func:`grid_core.devices.dispatch.follow_injection`), so its state of
+        charge, temperature or heat store is that of what it delivered. Returns the final AC
+        result (re-solved only if a device could not deliver its order exactly) and the
+        devices' total injection change [MW]."""
+        from grid_core.devices.dispatch import follow_injection
+
+        res = rd.result
+        change = 0.0
+        gap = np.zeros_like(p_inj)
+        for cat, fleet in self.fleets.items():
+            dp = np.array([rd.delta_p_mw.get(d, 0.0) for d in fleet.ids])
+            moved = dp != 0.0
+            if not moved.any():
+                continue
+            state, dist = prev[cat]
+            order = self.p_last[cat] + dp
+            fol = follow_injection(fleet, state, dt_s, dist, self.states[cat], order, moved)
+            self.states[cat] = fol.state
+            delivered = np.asarray(fol.p_mw)
+            np.add.at(gap, self.device_bus[cat], delivered - order)
+            change += float(np.sum(delivered - self.p_last[cat]))
+            self.p_last[cat] = delivered
+        if np.max(np.abs(gap), initial=0.0) > 1e-6:
+            # a device delivered less than ordered: the network carries what it delivered
+            p = p_inj + gap
+            q = q_inj.copy()
+            for u in units:
+                p[self.pos[u.bus]] += rd.delta_p_mw[u.unit_id]
+                q[self.pos[u.bus]] += rd.delta_q_mvar[u.unit_id]
+            res = self.solver.solve(p, q, step=t_s)
+        return res, change
 
     def measurements(self, aggregator: str) -> list[dict[str, Any]]:
         """Per-category state records of ``aggregator``'s devices on this network."""

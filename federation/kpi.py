@@ -28,6 +28,17 @@ def run_costs(params: Any, scheme: str) -> dict[str, float]:
         "ict_cost_eur_per_day": float(params.ict_cost_eur_per_day.get(str(scheme), 0.0)),
         # the markets' price of unmet requirement (their balancing slack), not a KPI price
         "scarcity_price_eur_per_mwh": float(params.scarcity_price_eur_per_mwh),
+        **_unresolved_prices(params),
+    }
+
+
+def _unresolved_prices(params: Any) -> dict[str, float]:
+    """Prices of the violations left after unwanted measures (``CostParams``)."""
+    return {
+        "unresolved_overload_cost_eur_per_mwh": float(params.unresolved_overload_cost_eur_per_mwh),
+        "unresolved_voltage_cost_eur_per_pu_min": float(
+            params.unresolved_voltage_cost_eur_per_pu_min
+        ),
     }
 
 
@@ -94,9 +105,11 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
             "max_vm_pu": float(np.max(steps[f"{n}/voltage/max_vm_pu"])),
             "max_loading_percent": float(np.max(steps[f"{n}/lines/max_loading_percent"])),
             **_failures(steps, n, dt_h),
+            **_unresolved(steps, n, dt_h),
         }
         for n in networks
     }
+    unresolved_cost = _price_unresolved(per_network, costs)
     # per market federate (B, C: each local market and the central one); a bid awarded in two
     # markets has a row in each, so the volumes add up to mfrr_mwh
     per_market = {}
@@ -134,7 +147,23 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "residual_imbalance_mwh": residual_mwh,
         "residual_imbalance_cost_eur": residual_cost,
         "ict_cost_eur": ict,
-        "total_cost_eur": mfrr_cost + afrr_cost + um_cost + residual_cost + ict,
+        "total_cost_eur": mfrr_cost + afrr_cost + um_cost + residual_cost + ict + unresolved_cost,
+        # what stays unresolved after unwanted measures, priced (docs/results.md)
+        "unresolved_violation_cost_eur": unresolved_cost,
+        "unwanted_up_mwh": sum(v["unwanted_up_mwh"] for v in per_network.values()),
+        "unwanted_down_mwh": sum(v["unwanted_down_mwh"] for v in per_network.values()),
+        "curtailment_mwh": sum(v["curtailment_mwh"] for v in per_network.values()),
+        "curtailment_cost_eur": sum(v["curtailment_cost_eur"] for v in per_network.values()),
+        "vm_violation_pu_min": {
+            level: sum(
+                v["vm_violation_pu_min"] for n, v in per_network.items() if (n == "tso") == tx
+            )
+            for level, tx in (("distribution", False), ("transmission", True))
+        },
+        "unresolved_steps_by_reason": {
+            reason: sum(v["unresolved_steps_by_reason"][reason] for v in per_network.values())
+            for reason in UNRESOLVED_REASONS
+        },
         "imbalance_abs_mean_mw": float(np.mean(np.abs(imbalance))) if imbalance.size else 0.0,
         "violation_steps_before": sum(v["violation_steps_before"] for v in per_network.values()),
         "violation_steps_after": sum(v["violation_steps_after"] for v in per_network.values()),
@@ -302,6 +331,53 @@ def _failures(steps: Mapping[str, np.ndarray], network: str, dt_h: float) -> dic
     }
 
 
+#: what a violation left after unwanted measures is attributed to
+#: (grid_core.redispatch.UnresolvedReason; per step value ``violations/<reason>_count``)
+UNRESOLVED_REASONS = ("no_unit", "at_limit", "model", "failure")
+
+
+def _unresolved(steps: Mapping[str, np.ndarray], network: str, dt_h: float) -> dict[str, Any]:
+    """Unwanted measures by direction and last-resort curtailment, and what they left: voltage
+    excess in pu-minutes and the steps per missing resource (files written before these
+    values: zeros)."""
+    zero = np.zeros(1)
+    volume = steps.get(f"{network}/unwanted/volume_mw", zero)
+    up = steps.get(f"{network}/unwanted/up_mw", zero)
+    return {
+        "unwanted_up_mwh": float(np.sum(up)) * dt_h,
+        "unwanted_down_mwh": float(np.sum(volume) - np.sum(up)) * dt_h
+        if f"{network}/unwanted/up_mw" in steps
+        else 0.0,
+        "curtailment_mwh": float(np.sum(steps.get(f"{network}/unwanted/curtailment_mw", zero)))
+        * dt_h,
+        "curtailment_cost_eur": float(
+            np.sum(steps.get(f"{network}/unwanted/curtailment_cost_eur", zero))
+        ),
+        "vm_violation_pu_min": float(np.sum(steps.get(f"{network}/violations/vm_excess_pu", zero)))
+        * dt_h
+        * 60.0,
+        "unresolved_steps_by_reason": {
+            r: int(np.sum(steps.get(f"{network}/violations/{r}_count", zero) > 0))
+            for r in UNRESOLVED_REASONS
+        },
+    }
+
+
+def _price_unresolved(per_network: Mapping[str, Mapping[str, Any]], costs: Mapping) -> float:
+    """Cost of what unwanted measures left [EUR]: overload energy at
+    ``unresolved_overload_cost_eur_per_mwh`` plus voltage excess at
+    ``unresolved_voltage_cost_eur_per_pu_min`` (scenario prices; defaults of ``CostParams``
+    where ``costs`` has none)."""
+    from federation.scenario import CostParams
+
+    prices = {**_unresolved_prices(CostParams()), **costs}
+    return sum(
+        v["overload_mwh"] * float(prices["unresolved_overload_cost_eur_per_mwh"])
+        + v["vm_violation_pu_min"] * float(prices["unresolved_voltage_cost_eur_per_pu_min"])
+        for v in per_network.values()
+    )
+
+
 def _sell_rows(awards: np.ndarray) -> np.ndarray:
     """Award rows of sellers (files written before the ``side`` column: all)."""
     if awards.dtype.names is None or "side" not in awards.dtype.names:
@@ -327,6 +403,8 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         ),
         ("ICT", float("nan"), kpis["ict_cost_eur"]),
     ]
+    if "unresolved_violation_cost_eur" in kpis:
+        rows.append(("unresolved violations", float("nan"), kpis["unresolved_violation_cost_eur"]))
     lines = [
         f"KPI summary: scenario {kpis['scenario']}, scheme {kpis['scheme']}, "
         f"seed {kpis['seed']}, {kpis['n_steps']} steps, {kpis['n_sessions']} sessions",
@@ -374,6 +452,18 @@ def format_summary(kpis: Mapping[str, Any]) -> str:
         f"violation steps before/after unwanted measures: "
         f"{kpis['violation_steps_before']} / {kpis['violation_steps_after']}"
     )
+    if "unresolved_steps_by_reason" in kpis:
+        lines.append(
+            f"unwanted measures up/down: {kpis['unwanted_up_mwh']:.3f} / "
+            f"{kpis['unwanted_down_mwh']:.3f} MWh, of which last-resort curtailment "
+            f"{kpis['curtailment_mwh']:.3f} MWh, {kpis['curtailment_cost_eur']:.2f} EUR"
+        )
+        reasons = ", ".join(f"{r} {n}" for r, n in kpis["unresolved_steps_by_reason"].items())
+        lines.append(
+            f"left after unwanted measures: {kpis['vm_violation_pu_min']['distribution']:.4f} / "
+            f"{kpis['vm_violation_pu_min']['transmission']:.4f} pu-min voltage excess "
+            f"(distribution / transmission); steps by missing resource: {reasons}"
+        )
     lines.append(f"mean |imbalance| after aFRR: {kpis['imbalance_abs_mean_mw']:.4f} MW")
     late, lost = kpis.get("ict_late_messages", {}), kpis.get("ict_lost_messages", {})
     if any(late.values()) or any(lost.values()):

@@ -43,6 +43,7 @@ EMBEDDED_SCENARIOS: tuple[str, ...] = (
     "congested",
     "intermediate",
     "uncongested",
+    "tiny_congested",
 )
 
 
@@ -330,8 +331,10 @@ class CostParams:
     residual_imbalance_price_eur_per_mwh : price of the system imbalance left after aFRR
         [EUR/MWh] (docs/scenario.md)
     unwanted_measure_cost_eur_per_mwh : cost of re-dispatch outside the market [EUR/MWh]
-    emergency_curtailment_cost_eur_per_mwh : price of the operator's fallback curtailment when
-        its re-dispatch or power flow fails numerically [EUR/MWh]; default 4,000, the
+    emergency_curtailment_cost_eur_per_mwh : price of the operator's curtailment of load or
+        generation without a bid: the last resort of the re-dispatch (each bus's network
+        load and generation, after every flexible unit) and the fallback when its
+        re-dispatch or power flow fails numerically [EUR/MWh]; default 4,000, the
         harmonised maximum clearing price of the EU single day-ahead coupling (ACER Decision
         01/2023), as the price of energy taken out of the market without a bid
     ict_cost_eur_per_day : ICT cost of running each scheme [EUR/day]
@@ -339,6 +342,17 @@ class CostParams:
         penalty of the clearing's balancing slack (market_core.clearing), so it sets the
         price where a market is short, and the cost of the unmet requirement in the KPIs
         [EUR/MWh]
+    unresolved_overload_cost_eur_per_mwh : price of the energy carried above a thermal
+        limit after every unwanted measure (``overload_mwh``), priced as lost load: a
+        protection would disconnect it. Default 10,000 EUR/MWh, an assumption of the order
+        of the European value-of-lost-load estimates (CEPA 2018, "Study on the estimation of
+        the value of lost load of electricity supply in Europe", for ACER) [EUR/MWh]
+    unresolved_voltage_cost_eur_per_pu_min : price of voltage left outside the band after
+        every unwanted measure, per pu of excess and minute (``vm_violation_pu_min``).
+        Default 1,000 EUR/(pu min), an ASSUMPTION (no published figure): 0.01 pu for an
+        hour costs 600 EUR, more than fixing it with unwanted measures (~0.3 MW on a
+        Baran-Wu feeder for an hour, 75 EUR at 250 EUR/MWh) and about what the last-resort
+        curtailment of that power costs (1,200 EUR at 4,000 EUR/MWh) [EUR/(pu min)]
     """
 
     afrr_energy_price_eur_per_mwh: float = 75.0
@@ -346,6 +360,8 @@ class CostParams:
     unwanted_measure_cost_eur_per_mwh: float = 250.0
     scarcity_price_eur_per_mwh: float = 10_000.0
     emergency_curtailment_cost_eur_per_mwh: float = 4000.0
+    unresolved_overload_cost_eur_per_mwh: float = 10_000.0
+    unresolved_voltage_cost_eur_per_pu_min: float = 1_000.0
     ict_cost_eur_per_day: Mapping[str, float] = field(
         default_factory=lambda: _frozen_map({s.value: 0.0 for s in Scheme})
     )
@@ -1195,6 +1211,22 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
             _non_negative,
         ),
         ict_cost_eur_per_day=_frozen_map(ict),
+        unresolved_overload_cost_eur_per_mwh=r.get(
+            t,
+            "costs",
+            "unresolved_overload_cost_eur_per_mwh",
+            float,
+            d.unresolved_overload_cost_eur_per_mwh,
+            _non_negative,
+        ),
+        unresolved_voltage_cost_eur_per_pu_min=r.get(
+            t,
+            "costs",
+            "unresolved_voltage_cost_eur_per_pu_min",
+            float,
+            d.unresolved_voltage_cost_eur_per_pu_min,
+            _non_negative,
+        ),
         scarcity_price_eur_per_mwh=r.get(
             t,
             "costs",

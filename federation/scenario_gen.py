@@ -391,6 +391,54 @@ def tiny_doc() -> dict[str, Any]:
     }
 
 
+def tiny_congested_doc() -> dict[str, Any]:
+    """``tiny_congested``: ``tiny`` with distribution congestion flexibility can relieve.
+
+    Two hours around solar noon (11:00-13:00). ``dso_1`` (``bw33``, load x 0.6) carries ten
+    more rooftop PV units of 0.6-0.9 MW on its load buses, so that its feeder rises above
+    1.05 pu; ``dso_2`` (``bw33_rural``, load x 0.85) sags below 0.95 pu at its far end and
+    gets four more batteries. Both feeders have storage, heat pumps, curtailable load and
+    PV the operator can move, so re-dispatch (and schemes B and D) can relieve them. Short,
+    for the CI tests.
+    """
+    doc = tiny_doc()
+    doc["scenario"] = {
+        **doc["scenario"],
+        "name": "tiny_congested",
+        "description": (
+            "tiny with distribution congestion flexibility can relieve: PV overvoltage on "
+            "dso_1, undervoltage on the rural dso_2, 2 h from 11:00 solar time"
+        ),
+        "duration_h": 2,
+    }
+    doc["site"] = {**doc["site"], "start_hour": 11.0}
+    doc["profiles"] = {**doc["profiles"], "pv": {"model": "pv", "cloudiness": 0.1}}
+    doc["distribution"] = [
+        {**doc["distribution"][0], "load_scale": 0.6},
+        {**doc["distribution"][1], "load_scale": 0.85},
+    ]
+    groups = []
+    for g in doc["device_groups"]:  # tiny's time windows, cut to the 2 h
+        params = dict(g["params"])
+        if g["category"] == "atomic_load":
+            params["latest_end_min"] = 120
+        if g["category"] == "ev":
+            params["departure_min"] = [100, 120]
+        groups.append({**g, "params": params})
+    doc["device_groups"] = [
+        *groups,
+        _group(
+            "curtailable_generation",
+            10,
+            "agg_6",
+            ["dso_1"],
+            {"kind": "pv", "p_rated_mw": [0.6, 0.9], "profile": "pv"},
+        ),
+        _group("storage", 4, "agg_5", ["dso_2"], _storage((0.2, 0.4), (0.1, 0.2))),
+    ]
+    return doc
+
+
 # --------------------------------------------------------------------------------------
 # default-size scenarios
 
@@ -624,12 +672,16 @@ def default_size_doc(name: str, n_dso: int = N_DSO) -> dict[str, Any]:
     }
 
 
+#: the small embedded scenarios (CI), by name
+EMBEDDED_SMALL = {"tiny": tiny_doc, "tiny_congested": tiny_congested_doc}
+
+
 def scenario_doc(name: str, n_dso: int | None = None) -> dict[str, Any]:
     """Document of an embedded scenario by name (``n_dso``: DSOs of a default-size one)."""
-    if name == "tiny":
+    if name in EMBEDDED_SMALL:
         if n_dso is not None:
-            raise ValueError("tiny has a fixed number of DSOs")
-        return tiny_doc()
+            raise ValueError(f"{name} has a fixed number of DSOs")
+        return EMBEDDED_SMALL[name]()
     return default_size_doc(name, N_DSO if n_dso is None else n_dso)
 
 
@@ -764,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=SCENARIO_DIR)
     parser.add_argument("--measure", action="store_true", help="print congestion figures")
     args = parser.parse_args(argv)
-    names = args.names or ["tiny", *ARCHETYPES]
+    names = args.names or [*EMBEDDED_SMALL, *ARCHETYPES]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         path = args.out / f"{name}.toml"

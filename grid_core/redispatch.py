@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,15 @@ from grid_core.violations import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FlexibleUnit", "RedispatchResult", "emergency_curtailment", "redispatch"]
+__all__ = [
+    "FlexibleUnit",
+    "RedispatchResult",
+    "Unresolved",
+    "UnresolvedReason",
+    "attribute_residuals",
+    "emergency_curtailment",
+    "redispatch",
+]
 
 #: Penalty of unresolved violations in the LP [EUR per % loading, or per % of 1 pu voltage];
 #: far above any realistic re-dispatch cost so that the LP only leaves violations it cannot
@@ -81,6 +90,10 @@ class FlexibleUnit:
         Admissible reactive range [Mvar]; equal to ``q_mvar`` (default) means no Q flexibility.
     cost_q_eur_per_mvarh : float
         Price of a reactive change [EUR/Mvarh].
+    last_resort : bool
+        A curtailment of load or generation the operator takes only as the last resort (at
+        the scenario's curtailment price); its volume and cost are reported apart
+        (:attr:`RedispatchResult.curtailment_mw`).
     """
 
     unit_id: str
@@ -94,6 +107,7 @@ class FlexibleUnit:
     min_q_mvar: float | None = None
     max_q_mvar: float | None = None
     cost_q_eur_per_mvarh: float = 0.0
+    last_resort: bool = False
 
     def __post_init__(self) -> None:
         if self.min_p_mw > self.max_p_mw:
@@ -106,6 +120,115 @@ class FlexibleUnit:
         lo = self.q_mvar if self.min_q_mvar is None else self.min_q_mvar
         hi = self.q_mvar if self.max_q_mvar is None else self.max_q_mvar
         return lo, hi
+
+
+class UnresolvedReason(StrEnum):
+    """The missing resource a violation left after unwanted measures is attributed to."""
+
+    #: no unit (flexible device, generator, curtailable load or generation) has an effect on
+    #: the violated element: nothing the operator could move is downstream / near it
+    NO_UNIT = "no_unit"
+    #: units that act on it exist but are at their limits in the direction that helps, or
+    #: their remaining range is too small for the excess
+    AT_LIMIT = "at_limit"
+    #: enough range was left: the linearised optimisation stopped short (sensitivities off at
+    #: the AC point, the iteration limit, no further progress)
+    MODEL = "model"
+    #: a numerical failure ended the optimisation (see ``RedispatchResult.failure``)
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A violation left after unwanted measures and why.
+
+    Attributes
+    ----------
+    violation : Violation
+    reason : UnresolvedReason
+    relief : float
+        What the units' remaining range could still remove, to first order [pu] or [%]
+        (``nan`` when no sensitivities were available).
+    """
+
+    violation: Violation
+    reason: UnresolvedReason
+    relief: float
+
+
+#: A unit acts on a violated element if 1 MW of it moves the voltage by more than this
+#: [pu/MW] (or the loading by more than ``_EFFECT_LOADING`` [%/MW]).
+_EFFECT_VM = 1e-4
+_EFFECT_LOADING = 0.1
+
+
+def attribute_residuals(
+    solver: ACPowerFlowSolver,
+    units: Sequence[FlexibleUnit],
+    p_now_mw: np.ndarray,
+    residual: Sequence[Violation],
+    failure: str | None = None,
+) -> tuple[Unresolved, ...]:
+    """Attribute each residual violation to the resource that is missing.
+
+    Uses the sensitivities at the solver's last operating point (the final point of the
+    re-dispatch). For a violation, a unit *acts* if its sensitivity exceeds
+    ``_EFFECT_VM`` / ``_EFFECT_LOADING``; its *relief* is that sensitivity times its
+    remaining range in the direction that reduces the excess. No acting unit:
+    :attr:`UnresolvedReason.NO_UNIT`; total relief below the excess:
+    :attr:`UnresolvedReason.AT_LIMIT`; otherwise :attr:`UnresolvedReason.MODEL`. With a
+    ``failure`` (or sensitivities that cannot be computed) every violation is
+    :attr:`UnresolvedReason.FAILURE`.
+
+    Parameters
+    ----------
+    solver : ACPowerFlowSolver
+        Solved at the final point.
+    units : sequence of FlexibleUnit
+    p_now_mw : ndarray [unit]
+        Present injection of each unit after the re-dispatch [MW].
+    residual : sequence of Violation
+    failure : str, optional
+
+    Returns
+    -------
+    tuple of Unresolved
+    """
+    if not residual:
+        return ()
+    if failure is not None:
+        return tuple(Unresolved(v, UnresolvedReason.FAILURE, float("nan")) for v in residual)
+    if not units:
+        return tuple(Unresolved(v, UnresolvedReason.NO_UNIT, 0.0) for v in residual)
+    try:
+        sens = ac_sensitivities(solver, [u.bus for u in units])
+    except (LinearisationError, PowerFlowNotConverged) as exc:
+        logger.info("network %s: no sensitivities for the attribution (%s)", solver.name, exc)
+        return tuple(Unresolved(v, UnresolvedReason.FAILURE, float("nan")) for v in residual)
+    p_now = np.asarray(p_now_mw, dtype=float)
+    room_up = np.maximum(np.array([u.max_p_mw for u in units]) - p_now, 0.0)
+    room_dn = np.maximum(p_now - np.array([u.min_p_mw for u in units]), 0.0)
+    bus_row = {int(b): i for i, b in enumerate(sens.bus_ids)}
+    branch_row = {b: i for i, b in enumerate(sens.branch_ids)}
+    out = []
+    for v in residual:
+        if v.kind in (ViolationKind.VM_LOW, ViolationKind.VM_HIGH):
+            a = sens.dvm_dp_pu_per_mw[bus_row[int(v.element.split("_")[1])]]
+            a = -a if v.kind is ViolationKind.VM_LOW else a  # > 0: upward worsens it
+            eps = _EFFECT_VM
+        else:
+            a = sens.dloading_dp_percent_per_mw[branch_row[v.element]]
+            eps = _EFFECT_LOADING
+        acts = np.abs(a) > eps
+        relief = float(np.sum(np.where(a > 0, a * room_dn, -a * room_up)[acts]))
+        if not acts.any():
+            reason = UnresolvedReason.NO_UNIT
+        elif relief < v.excess:
+            reason = UnresolvedReason.AT_LIMIT
+        else:
+            reason = UnresolvedReason.MODEL
+        out.append(Unresolved(v, reason, relief))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -140,6 +263,12 @@ class RedispatchResult:
         Only with ``strict=False``: why the optimisation stopped early (LP not optimal,
         linearisation refused, AC re-check not converging); the result is then the last
         feasible point found before it. ``None`` if nothing failed.
+    curtailment_mw, curtailment_cost_eur : float
+        Part of the volume (``|delta_p|`` summed) and of the cost that are last-resort
+        curtailment (:attr:`FlexibleUnit.last_resort`) [MW], [EUR].
+    unresolved : tuple of Unresolved
+        Each residual violation with the missing resource it is attributed to
+        (:func:`attribute_residuals`); empty if none is left.
     """
 
     network: str
@@ -157,6 +286,9 @@ class RedispatchResult:
     iterations: int
     duration_s: float
     failure: str | None = None
+    curtailment_mw: float = 0.0
+    curtailment_cost_eur: float = 0.0
+    unresolved: tuple[Unresolved, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -404,6 +536,12 @@ def _result(
         + np.sum(np.abs(dq_tot[dq_tot != 0]) * c_q[dq_tot != 0])
     )
     residual = find_violations(res, max_loading_percent=max_loading_percent, **limits)
+    last = np.array([u.last_resort for u in units], dtype=bool)
+    curtail_mw = float(np.sum(np.abs(dp_tot)[last]))
+    curtail_cost = float(
+        np.sum((up * c_up)[last & (up > 0)]) + np.sum((down * c_dn)[last & (down > 0)])
+    )
+    unresolved = attribute_residuals(solver, units, p_now, residual, failure) if residual else ()
     if residual:
         logger.info(
             "network %s step %r: %d violations left after re-dispatch",
@@ -428,6 +566,9 @@ def _result(
         iterations=iterations,
         duration_s=float(duration_s),
         failure=failure,
+        curtailment_mw=curtail_mw,
+        curtailment_cost_eur=curtail_cost,
+        unresolved=unresolved,
     )
 
 
