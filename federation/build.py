@@ -27,6 +27,7 @@ from typing import Any
 
 from federation.adapters import save_scenario_cache, topology_from_scenario
 from federation.contract import Contract, build_contract
+from federation.liveness import runner_env
 from federation.results import network_context, scenario_input_files, start_clock
 
 log = logging.getLogger(__name__)
@@ -325,18 +326,20 @@ def runner_document(
     contract: Contract, broker: BrokerSettings, processes: dict[str, str], name: str
 ) -> dict[str, Any]:
     """The ``helics run --path`` document: the broker, then every process
-    (:func:`process_commands`; one HELICS federate each)."""
+    (:func:`process_commands`; one HELICS federate each). Each process gets the environment
+    of :mod:`federation.liveness` (its lock file and its peers: a process that dies ends the
+    federation at once)."""
+    names = ["broker", *processes]
+    commands = {"broker": broker_command(len(processes), broker), **processes}
     feds = [
         {
-            "name": "broker",
+            "name": proc,
             "directory": ".",
             "host": "localhost",
-            "exec": broker_command(len(processes), broker),
+            "exec": commands[proc],
+            "env": runner_env(proc, names),
         }
-    ]
-    feds += [
-        {"name": proc, "directory": ".", "host": "localhost", "exec": cmd}
-        for proc, cmd in processes.items()
+        for proc in names
     ]
     return {"name": name, "broker": False, "federates": feds}
 
