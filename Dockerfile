@@ -5,9 +5,10 @@ ARG BASE=python:3.11-slim
 FROM ${BASE}
 WORKDIR /app
 # dependencies first, in their own layer: a change of the sources does not reinstall them
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip install --no-cache-dir -r /tmp/requirements.txt && rm /tmp/requirements.txt
+COPY README.md ./
 COPY federation ./federation
 COPY federates ./federates
 COPY market_core ./market_core
