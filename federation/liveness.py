@@ -34,6 +34,8 @@ ENV_SELF = "SMARTNET_PROCESS"
 ENV_PEERS = "SMARTNET_PEERS"
 #: lock folder of a build folder (next to runner.json)
 ALIVE_DIR = "alive"
+#: process name of the broker in a runner.json
+BROKER = "broker"
 
 
 class AlreadyRunningError(RuntimeError):
@@ -91,7 +93,10 @@ class PeerWatch:
         self.on_death = on_death
         self.directory = env.get(ENV_DIR, "")
         me = env.get(ENV_SELF, "")
-        self.peers = [p for p in env.get(ENV_PEERS, "").split(",") if p and p != me]
+        # not the broker: it never unlinks its file (it is the helics_broker binary) and it
+        # may leave as soon as every federate has reached the end, before a federate is done
+        # writing; a dead broker is noticed by HELICS itself (the cores' --timeout)
+        self.peers = [p for p in env.get(ENV_PEERS, "").split(",") if p and p not in (me, BROKER)]
         self._stopped = threading.Event()
         self._reported = threading.Lock()
         self.dead: str | None = None
