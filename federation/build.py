@@ -325,8 +325,8 @@ def runner_document(
     contract: Contract, broker: BrokerSettings, processes: dict[str, str], name: str
 ) -> dict[str, Any]:
     """The ``helics run --path`` document: the broker, then every process
-    (:func:`process_commands`; one HELICS federate each). :func:`federation.liveness.runner_env` would give each
-    the environment of :mod:`federation.liveness`; it is not set yet (docs/cluster.md)."""
+    (:func:`process_commands`; one HELICS federate each). ``federation.liveness.runner_env``
+    would give each the watch's environment; it is not set yet (docs/cluster.md)."""
     names = ["broker", *processes]
     commands = {"broker": broker_command(len(processes), broker), **processes}
     feds = [
