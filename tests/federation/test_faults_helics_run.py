@@ -9,7 +9,8 @@ with ``--no-kill-on-error`` every survivor ends on its own and the exit code is 
 
 It needs the watch's environment in runner.json, which ``runner_document`` does not set yet
 (docs/cluster.md). Opt-in (``SMARTNET_HELICS_FAULTS=1``), not yet part of ``make test``: its
-one complete run so far (dso case, ``--no-kill-on-error``, load average ~50 on the 2-core machine) ended after
+one complete run so far (dso case, ``--no-kill-on-error``, load average ~50 on the 2-core
+machine) ended after
 11.8 s, over the 10 s bound, with every survivor exiting 3 and ``helics run`` exiting 1
 (docs/cluster.md); it joins the suite once it is shown to hold on an unloaded machine.
 """
