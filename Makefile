@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCENARIO ?= default
 
-.PHONY: setup run test lint format bench clean image
+.PHONY: setup run test lint format bench clean image test-cluster
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -40,7 +40,15 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info results
 
-# the one image of every compose service (README, "Cluster"); IMAGE=NAME:TAG
+# the one image of every compose service (README, "Cluster"); IMAGE=NAME:TAG, BASE: an image
+# with Python 3.11 and pip, DOCKER_BUILD_FLAGS: e.g. --network=host
 IMAGE ?= smartnet-cosim:latest
+BASE ?= python:3.11-slim
+DOCKER_BUILD_FLAGS ?=
 image:
-	docker build -t $(IMAGE) .
+	docker build $(DOCKER_BUILD_FLAGS) --build-arg BASE=$(BASE) -t $(IMAGE) .
+
+# tiny on a real container engine: a private dockerd, a base image from Debian's mirror,
+# compose vs a local run, a killed DSO container (docs/cluster.md; needs root)
+test-cluster: $(STAMP)
+	$(BIN)/python scripts/test_cluster.py

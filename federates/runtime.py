@@ -24,6 +24,7 @@ from typing import Any
 
 import helics as h
 
+from federation import liveness
 from federation.contract import SCHEMAS, Stage, Timing, make_message, validate_message
 
 log = logging.getLogger("federates")
@@ -67,6 +68,8 @@ class HelicsFederate:
         #: HELICS time requests made (bench/bench_federation.py: per physical step)
         self.n_time_requests = 0
         self.entered_at = math.nan  # wall-clock time executing mode was entered [s]
+        #: called once executing mode is entered (the peer watch starts then)
+        self.on_enter: list[Callable[[], None]] = []
 
     def enter(self) -> None:
         """Enter executing mode; raise :class:`StartupTimeoutError` naming who never came."""
@@ -83,6 +86,8 @@ class HelicsFederate:
             time.sleep(0.01)
         self.fed.enter_executing_mode_complete()
         self.entered_at = time.time()
+        for callback in self.on_enter:
+            callback()
 
     def _missing_federates(self) -> list[str]:
         """Expected federates the broker does not know: neither a HELICS federate of that name
@@ -422,6 +427,12 @@ def run_federates(
     federate = None
     handlers: list[tuple[FederateRuntime, Any]] = []
     watch = None
+    peers = None
+    try:
+        alive = liveness.hold()  # a runner.json run: this process's lock (federation.liveness)
+    except liveness.AlreadyRunningError as exc:
+        log.error("%s: %s", label, exc)
+        return 1
     try:
         members = load()
         if host:
@@ -429,6 +440,7 @@ def run_federates(
         else:
             federate = HelicsFederate(members[0][0])
         watch = TerminationWatch.install(federate)
+        peers = _watch_peers(federate)
         runtimes = [FederateRuntime(config, federate) for config, _ in members]
         handlers = [(rt, factory(rt)) for rt, (_, factory) in zip(runtimes, members, strict=True)]
         serve(federate, handlers)
@@ -441,6 +453,7 @@ def run_federates(
             sum(rt.n_rejected for rt in runtimes),
         )
         _write_timing(federate)
+        liveness.finished(alive)
         return 0
     except StartupTimeoutError as exc:
         # HELICS cannot leave a pending enter-executing-mode cleanly (disconnect blocks), and
@@ -470,11 +483,35 @@ def run_federates(
                 federate.fed.local_error(1, f"{name} failed")
         return 1
     finally:
+        if peers is not None:
+            peers.stop()
         _abort(handlers)
         if watch is not None:
             watch.uninstall()
         if federate is not None:
             federate.close()
+
+
+def _watch_peers(federate: HelicsFederate) -> liveness.PeerWatch | None:
+    """In a runner.json run, a peer process that dies ends this federate's federation at
+    once (a local error: the pending time request fails, this federate aborts and exits
+    :data:`EXIT_ABORTED`, and the broker ends the federation for everyone)."""
+
+    def on_death(peer: str) -> None:
+        log.error(
+            "%s: process %s of this run died (ended without finishing its run); "
+            "ending the federation",
+            federate.name,
+            peer,
+        )
+        with contextlib.suppress(h.HelicsException):
+            federate.fed.local_error(EXIT_ABORTED, f"process {peer} died")
+
+    peers = liveness.PeerWatch(on_death)
+    if not peers.enabled:
+        return None
+    federate.on_enter.append(peers.start)
+    return peers
 
 
 def _abort(handlers: list[tuple[FederateRuntime, Any]]) -> None:

@@ -4,7 +4,8 @@ The ``helics_broker`` on PATH is a Python wrapper that starts the real broker as
 launcher that kills the wrapper (``helics run`` on an error, a container engine) leaves that
 child holding the run's fixed broker port for up to a minute, so the next run from the same
 folder cannot start. This module replaces itself (``exec``) with the binary shipped in the
-helics wheel, so the process the launcher started is the broker.
+helics wheel, so the process the launcher started is the broker; in a runner.json run it
+holds its lock file across the exec (:mod:`federation.liveness`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ def broker_binary() -> str:
 
 
 def main(argv: list[str]) -> None:
+    from federation import liveness
+
     binary = broker_binary()
+    try:
+        # a runner.json run: the broker's lock outlives the exec (federation.liveness)
+        liveness.hold(inheritable=True)
+    except liveness.AlreadyRunningError as exc:
+        raise SystemExit(f"broker: {exc}") from None
     os.execv(binary, [binary, *argv])
 
 

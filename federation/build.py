@@ -484,18 +484,21 @@ def runner_document(
     broker_interface: str | None = None,
 ) -> dict[str, Any]:
     """The ``helics run --path`` document: the broker, then every process
-    (:func:`process_commands`; one HELICS federate each)."""
+    (:func:`process_commands`; one HELICS federate each). ``federation.liveness.runner_env``
+    would give each the watch's environment; it is not set yet (docs/cluster.md)."""
+    names = ["broker", *processes]
+    broker_exec = broker_command(len(processes), broker, local_interface=broker_interface)
+    commands = {"broker": broker_exec, **processes}
     feds = [
         {
-            "name": "broker",
+            "name": proc,
             "directory": ".",
             "host": "localhost",
-            "exec": broker_command(len(processes), broker, local_interface=broker_interface),
+            "exec": commands[proc],
+            # the lock-file watch (federation.liveness) is off until a normal helics run of
+            # tiny passes with it (it exited 1 twice; docs/cluster.md): no runner_env here
         }
-    ]
-    feds += [
-        {"name": proc, "directory": ".", "host": "localhost", "exec": cmd}
-        for proc, cmd in processes.items()
+        for proc in names
     ]
     return {"name": name, "broker": False, "federates": feds}
 

@@ -1,0 +1,95 @@
+"""federation.liveness on real processes: a SIGKILLed peer is seen at once, a peer that
+finished its run is not reported, a second holder of a lock is refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from federation import liveness
+
+#: a process that takes its lock (runner environment), says so, and waits; on "finish" on
+#: stdin it ends its run the way a federate does (unlink, then exit 0)
+CHILD = (
+    "import sys\n"
+    "from federation import liveness\n"
+    "fd = liveness.hold()\n"
+    "print('held', flush=True)\n"
+    "if sys.stdin.readline().strip() == 'finish':\n"
+    "    liveness.finished(fd)\n"
+)
+
+
+def _spawn(tmp_path, name: str, peers: list[str]) -> subprocess.Popen:
+    env = {**os.environ, **liveness.runner_env(name, peers)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_killed_peer_is_reported_at_once_and_a_finished_one_never(tmp_path, monkeypatch):
+    names = ["me", "broker", "dso_host_1", "aggregator_host_1"]
+    peers = {n: _spawn(tmp_path, n, names) for n in names[1:]}
+    monkeypatch.chdir(tmp_path)
+    env = liveness.runner_env("me", names)
+    deaths: list[tuple[str, float]] = []
+    reported = threading.Event()
+
+    def on_death(peer: str) -> None:
+        deaths.append((peer, time.monotonic()))
+        reported.set()
+
+    watch = liveness.PeerWatch(on_death, env)
+    assert watch.enabled and sorted(watch.peers) == ["aggregator_host_1", "dso_host_1"]
+    watch.start()
+    # the aggregator host ends its run normally: not a death
+    peers["aggregator_host_1"].communicate("finish\n", timeout=10)
+    assert peers["aggregator_host_1"].returncode == 0
+    assert not (tmp_path / "alive" / "aggregator_host_1.lock").exists()
+    assert not reported.wait(0.5)
+    killed_at = time.monotonic()
+    peers["dso_host_1"].send_signal(signal.SIGKILL)
+    assert reported.wait(5.0)
+    assert deaths[0][0] == "dso_host_1"
+    assert deaths[0][1] - killed_at < 0.5  # the kernel releases the lock as the process ends
+    # only the first death is reported, and the broker is not watched
+    peers["broker"].kill()
+    peers["broker"].communicate()
+    time.sleep(0.3)
+    assert [d[0] for d in deaths] == ["dso_host_1"]
+    watch.stop()
+    for p in peers.values():
+        if p.poll() is None:
+            p.kill()
+        p.communicate()  # closes its pipes
+
+
+def test_a_held_lock_refuses_a_second_run_from_the_same_folder(tmp_path, monkeypatch):
+    names = ["broker", "tso"]
+    first = _spawn(tmp_path, "tso", names)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(liveness.AlreadyRunningError, match=r"tso\.lock is held"):
+        liveness.hold(liveness.runner_env("tso", names))
+    first.kill()
+    first.communicate()
+    fd = liveness.hold(liveness.runner_env("tso", names))  # the dead run's file is taken over
+    assert fd is not None
+    os.close(fd)
+
+
+def test_no_runner_environment_no_lock_and_no_watch():
+    assert liveness.hold({}) is None
+    assert not liveness.PeerWatch(lambda peer: None, {}).enabled
