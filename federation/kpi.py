@@ -11,6 +11,17 @@ import numpy as np
 
 from federation.results import read_results
 
+#: the components of ``total_cost_eur``, in the order a report stacks them (one home: the
+#: study's cost-benefit analysis and its stacked bars read this)
+TOTAL_COST_COMPONENTS = (
+    "mfrr_cost_eur",
+    "afrr_cost_eur",
+    "unwanted_cost_eur",
+    "residual_imbalance_cost_eur",
+    "ict_cost_eur",
+    "unresolved_violation_cost_eur",
+)
+
 #: cost parameters of a run (``Topology.costs``, from the scenario's ``[costs]``)
 COST_KEYS = (
     "afrr_energy_price_eur_per_mwh",

@@ -34,18 +34,13 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from federation.kpi import TOTAL_COST_COMPONENTS
 from market_core.scheme_spec import Scheme
 
 log = logging.getLogger(__name__)
 
 #: cost components of a run (federation.kpi.compute_kpis), in the order the CBA lists them
-COST_COMPONENTS = (
-    "mfrr_cost_eur",
-    "afrr_cost_eur",
-    "unwanted_cost_eur",
-    "residual_imbalance_cost_eur",
-    "ict_cost_eur",
-)
+COST_COMPONENTS = TOTAL_COST_COMPONENTS
 TOTAL = "total_cost_eur"
 
 

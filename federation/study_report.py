@@ -47,6 +47,7 @@ COMPONENT_LABEL = {
     "unwanted_cost_eur": "unwanted measures",
     "residual_imbalance_cost_eur": "residual imbalance",
     "ict_cost_eur": "ICT",
+    "unresolved_violation_cost_eur": "unresolved violations",
 }
 COMPONENT_COLOUR = {
     "mfrr_cost_eur": "tab:blue",
@@ -54,6 +55,7 @@ COMPONENT_COLOUR = {
     "unwanted_cost_eur": "tab:red",
     "residual_imbalance_cost_eur": "tab:purple",
     "ict_cost_eur": "tab:gray",
+    "unresolved_violation_cost_eur": "tab:brown",
 }
 #: accepted mFRR split: (network level, direction) in the order of the bars
 SPLIT = (

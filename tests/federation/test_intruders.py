@@ -71,7 +71,7 @@ class _Market:
         self.rt, self.bids, self.refused = rt, [], 0
 
     def on_stage(self, stage, t_s):
-        self.bids, self.refused = self.market._bids("market_central/bids", ["agg_1", "agg_2"])
+        self.bids, self.refused = self.market._bids("market_central/bids", ["agg_1", "agg_2"], 0)
 
     def finish(self):
         pass
