@@ -254,7 +254,7 @@ def test_realtime_run_tracks_the_wall_clock(tmp_path):
             str(tmp_path / "run"),
             "--no-progress",
             "--wall-timeout",
-            "200",
+            "110",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
