@@ -463,6 +463,14 @@ def cost_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in COST_COMPONENTS if c in table.columns] + per_element + [TOTAL]
 
 
+def verdict_text(distinguishable: Any) -> str:
+    """The CBA's word on a pair of schemes: ``distinguishable`` (True, False, or NaN with one
+    run per scheme)."""
+    if isinstance(distinguishable, float) and math.isnan(distinguishable):
+        return "n/a (one run)"
+    return "distinguishable" if distinguishable else "NOT distinguishable"
+
+
 def cost_benefit(table: pd.DataFrame, reference: str = "A") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per scenario and scheme: mean, std (sample, ddof=1; 0 with one run), min and max of
     every cost column over the seeds/days, the rank by mean total, and the mean difference of
@@ -570,14 +578,7 @@ def format_cba(summary: pd.DataFrame, pairs: pd.DataFrame, reference: str) -> st
         if not p.empty:
             lines += ["", "Pairs (difference of mean totals against the larger std):", ""]
             for _, r in p.iterrows():
-                d = r["distinguishable"]
-                verdict = (
-                    "n/a (one run)"
-                    if isinstance(d, float) and math.isnan(d)
-                    else "distinguishable"
-                    if d
-                    else "NOT distinguishable"
-                )
+                verdict = verdict_text(r["distinguishable"])
                 lines.append(
                     f"- {r['cheaper']} < {r['dearer']} by {r['diff_total_eur']:.2f} EUR "
                     f"(spread {r['spread_eur']:.2f} EUR): {verdict}"

@@ -36,6 +36,7 @@ from federation.study import (
     analyse,
     kpi_file,
     run_dir,
+    verdict_text,
 )
 
 log = logging.getLogger(__name__)
@@ -670,14 +671,9 @@ def ranking_html(summary: pd.DataFrame, pairs: pd.DataFrame, reference: str) -> 
         p = pairs[pairs["scenario"] == scenario] if not pairs.empty else pairs
         verdicts = []
         for _, r in p.iterrows():
-            d = r["distinguishable"]
-            v = (
-                "n/a (one run)"
-                if isinstance(d, float) and math.isnan(d)
-                else "distinguishable"
-                if d
-                else "<span class='warn'>NOT distinguishable</span>"
-            )
+            v = verdict_text(r["distinguishable"])
+            if v == "NOT distinguishable":
+                v = f"<span class='warn'>{v}</span>"
             verdicts.append(
                 f"<li>scheme {html.escape(str(r['cheaper']))} is cheaper than scheme "
                 f"{html.escape(str(r['dearer']))} by {_fmt(r['diff_total_eur'])} EUR "
