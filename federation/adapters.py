@@ -687,7 +687,14 @@ class NetworkPhysics:
         taps = self.solver.tap_pos
         try:
             vc = control_voltage(
-                self.solver, p_inj, q_inj, oltcs=self.oltcs, units=units, step=t_s, **band
+                self.solver,
+                p_inj,
+                q_inj,
+                oltcs=self.oltcs,
+                units=units,
+                max_loading_percent=self.max_loading_percent,
+                step=t_s,
+                **band,
             )
         except NUMERICAL_FAILURES as exc:
             # fallback: the last feasible set-points (taps and held DG Q of the last step)

@@ -41,8 +41,8 @@ from grid_core.violations import (
     ViolationKind,
     find_violations,
     solve_with_unit_changes,
-    total_excess,
     unit_bus_rows,
+    violation_score,
     voltage_band,
 )
 
@@ -296,11 +296,6 @@ class RedispatchResult:
         return not self.residual_violations
 
 
-def _score(v: tuple[Violation, ...]) -> float:
-    vm, load = total_excess(v)
-    return 100.0 * vm + load  # 0.01 pu weighted like 1 % loading
-
-
 def redispatch(
     solver: ACPowerFlowSolver,
     p_inj_mw: np.ndarray,
@@ -408,7 +403,7 @@ def redispatch(
             break
         dp, dq, p_try, q_try, res_try = step_result
         viol_try = find_violations(res_try, max_loading_percent=max_loading_percent, **limits)
-        if _score(viol_try) >= _score(viol) - 1e-9:
+        if violation_score(viol_try) >= violation_score(viol) - 1e-9:
             logger.info(
                 "network %s step %r: re-dispatch makes no further progress", solver.name, step
             )
@@ -639,7 +634,7 @@ def emergency_curtailment(
         groups.append(p_unit < 0)  # shed load
     if ViolationKind.VM_HIGH in kinds or kinds - {ViolationKind.VM_LOW}:
         groups.append(p_unit > 0)  # curtail generation
-    best = (_score(viol), np.zeros(len(units)), res)
+    best = (violation_score(viol), np.zeros(len(units)), res)
     tried = 0
     for group in groups:
         if not viol or not group.any():
@@ -653,7 +648,9 @@ def emergency_curtailment(
                 )
             except PowerFlowNotConverged:
                 continue
-            score = _score(find_violations(r, max_loading_percent=max_loading_percent, **limits))
+            score = violation_score(
+                find_violations(r, max_loading_percent=max_loading_percent, **limits)
+            )
             if score < best[0] - 1e-9:
                 best = (score, dp, r)
             if score <= 1e-12:

@@ -20,6 +20,7 @@ __all__ = [
     "solve_with_unit_changes",
     "total_excess",
     "unit_bus_rows",
+    "violation_score",
     "voltage_band",
 ]
 
@@ -152,6 +153,14 @@ def total_excess(violations: tuple[Violation, ...]) -> tuple[float, float]:
         x.excess for x in violations if x.kind not in (ViolationKind.VM_LOW, ViolationKind.VM_HIGH)
     )
     return float(v), float(ld)
+
+
+def violation_score(violations: tuple[Violation, ...]) -> float:
+    """One figure of how far a network is outside its limits: ``100 * voltage excess [pu] +
+    loading excess [%]`` (0.01 pu weighted like 1 % of loading). The operator's controls
+    (OLTC, DG reactive power, re-dispatch) keep a move only if it lowers this score."""
+    vm, load = total_excess(violations)
+    return 100.0 * vm + load
 
 
 def unit_bus_rows(solver: ACPowerFlowSolver, units: Sequence[Any]) -> np.ndarray:

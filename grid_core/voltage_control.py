@@ -19,6 +19,12 @@ inside the band.
    sensitivities ``dV/dQ`` (:mod:`grid_core.sensitivity`); re-checked with the AC power flow
    and repeated. What cannot be fixed is returned as residual violations.
 
+Neither stage may trade a voltage violation for a thermal one: given the network's thermal
+limit, a tap move or reactive step is kept only if it lowers the combined
+:func:`~grid_core.violations.violation_score`, the reactive LP keeps the branches near their
+limit below it (``dloading/dQ``), and the reactive stage also runs when only a branch is
+overloaded, so that a held absorption that loads a line is given back.
+
 References: SmartNet D2.x / the CIRED simulator paper (``/work/shared/papers``, physical layer
 "voltage regulation by non-market resources"); Natale et al. 2022, Sec. 2 (DG reactive support
 within the capability curve).
@@ -44,6 +50,7 @@ from grid_core.violations import (
     find_violations,
     solve_with_unit_changes,
     unit_bus_rows,
+    violation_score,
     voltage_band,
 )
 
@@ -239,6 +246,9 @@ def control_voltage(
     min_vm_pu: float | np.ndarray = 0.95,
     max_vm_pu: float | np.ndarray = 1.05,
     margin_pu: float = 0.002,
+    max_loading_percent: float = math.inf,
+    loading_margin_percent: float = 0.5,
+    watch_band_percent: float = 10.0,
     step: Any = None,
     max_rounds: int = 5,
 ) -> VoltageControlResult:
@@ -257,6 +267,14 @@ def control_voltage(
         Voltage band [pu].
     margin_pu : float
         The reactive LP aims this far inside the band, to absorb linearisation error [pu].
+    max_loading_percent : float
+        Thermal limit of lines and transformers [%]. No tap move or reactive step is kept
+        that raises the network's :func:`~grid_core.violations.violation_score` (voltage and
+        loading together), and the reactive LP keeps the branches near the limit below it:
+        voltage support never overloads a line. ``inf``: voltages only.
+    loading_margin_percent, watch_band_percent : float
+        The reactive LP aims this far below the thermal limit; branches loaded within
+        ``watch_band_percent`` of it get a constraint [%].
     step : object
         Step label for results and errors.
     max_rounds : int
@@ -279,8 +297,13 @@ def control_voltage(
     rounds = 1
 
     # ---- stage 1: OLTC (set-point rule, then off the set-point as far as the band needs)
+    limits = {"min_vm_pu": min_vm_pu, "max_vm_pu": max_vm_pu}
+
+    def all_violations(r: PowerFlowResult) -> tuple[Violation, ...]:
+        return find_violations(r, max_loading_percent=max_loading_percent, **limits)
+
     def score(r: PowerFlowResult) -> float:
-        return sum(v.excess for v in _voltage_violations(r, min_vm_pu, max_vm_pu))
+        return violation_score(all_violations(r))
 
     def try_moves(moves: dict[int, int], why: str) -> bool:
         """Apply tap moves, keep them unless they worsen the band violation (no hunting)."""
@@ -295,7 +318,7 @@ def control_voltage(
         if score(new_res) > before_score + 1e-9:
             solver.set_tap_positions(old)
             res = solver.solve(p, q, step=step)  # warm state back at the kept taps
-            log.append(f"taps {moves} ({why}) rejected: more band violation")
+            log.append(f"taps {moves} ({why}) rejected: more violation")
             return False
         log.append(f"taps {moves} ({why})")
         res = new_res
@@ -316,7 +339,7 @@ def control_voltage(
     q_set = {u.unit_id: float(u.q_mvar) for u in units}
     unit_rows = unit_bus_rows(solver, units)
     ranges = [u.q_range_mvar() for u in units]
-    viol = _voltage_violations(res, min_vm_pu, max_vm_pu)
+    viol = all_violations(res)
     n_bus = res.vm_pu.size
     lo_band, hi_band = voltage_band(min_vm_pu, max_vm_pu, n_bus)
     for _ in range(max_rounds):
@@ -329,30 +352,53 @@ def control_voltage(
         S = sens.dvm_dq_pu_per_mvar[rows]  # [row x unit]
         vm = res.vm_pu[rows]
         n_r = rows.size
-        # columns: dq_up[u], dq_down[u], s_low[r], s_high[r]
-        cost = np.r_[np.ones(2 * n_u), np.full(2 * n_r, _VOLTAGE_PENALTY)]
-        col_lo = np.zeros(2 * n_u + 2 * n_r)
+        load = np.r_[res.line_loading_percent, res.trafo_loading_percent]
+        with np.errstate(invalid="ignore"):
+            br = np.flatnonzero(load >= max_loading_percent - watch_band_percent)
+        L = sens.dloading_dq_percent_per_mvar[br]  # [branch x unit]
+        n_b = br.size
+        # columns: dq_up[u], dq_down[u], s_low[r], s_high[r], s_branch[b]
+        cost = np.r_[
+            np.ones(2 * n_u),
+            np.full(2 * n_r, _VOLTAGE_PENALTY),
+            np.full(n_b, _VOLTAGE_PENALTY / 100.0),  # 1 % of loading like 0.01 pu
+        ]
+        col_lo = np.zeros(2 * n_u + 2 * n_r + n_b)
         q_now = np.array([q_set[u.unit_id] for u in units])
         q_min = np.array([r[0] for r in ranges])
         q_max = np.array([r[1] for r in ranges])
         col_hi = np.r_[
             np.maximum(q_max - q_now, 0.0),
             np.maximum(q_now - q_min, 0.0),
-            np.full(2 * n_r, np.inf),
+            np.full(2 * n_r + n_b, np.inf),
         ]
         eye = sp.identity(n_r, format="csr")
         zero = sp.csr_matrix((n_r, n_r))
+        zero_b = sp.csr_matrix((n_r, n_b))
         A = sp.vstack(
             [
-                sp.hstack([sp.csr_matrix(S), sp.csr_matrix(-S), eye, zero]),  # >= low
-                sp.hstack([sp.csr_matrix(S), sp.csr_matrix(-S), zero, -eye]),  # <= high
-            ]
+                sp.hstack([sp.csr_matrix(S), sp.csr_matrix(-S), eye, zero, zero_b]),  # >= low
+                sp.hstack([sp.csr_matrix(S), sp.csr_matrix(-S), zero, -eye, zero_b]),  # <= high
+                sp.hstack(  # branch loading <= limit - margin
+                    [
+                        sp.csr_matrix(L),
+                        sp.csr_matrix(-L),
+                        sp.csr_matrix((n_b, 2 * n_r)),
+                        -sp.identity(n_b, format="csr"),
+                    ]
+                ),
+            ],
+            format="csr",
         )
         target_lo = np.minimum(lo_band[rows] + margin_pu, hi_band[rows]) - vm
         target_hi = np.maximum(hi_band[rows] - margin_pu, lo_band[rows]) - vm
         # rows already outside and unaffected keep their residual through the slack
-        row_lo = np.r_[target_lo, np.full(n_r, -np.inf)]
-        row_hi = np.r_[np.full(n_r, np.inf), target_hi]
+        row_lo = np.r_[target_lo, np.full(n_r + n_b, -np.inf)]
+        row_hi = np.r_[
+            np.full(n_r, np.inf),
+            target_hi,
+            max_loading_percent - loading_margin_percent - load[br],
+        ]
         sol = solve_lp(cost, A, row_lo, row_hi, col_lo, col_hi, f"reactive LP of {solver.name}")
         dq = sol.x[:n_u] - sol.x[n_u : 2 * n_u]
         if np.max(np.abs(dq), initial=0.0) < 1e-9:
@@ -361,8 +407,8 @@ def control_voltage(
             solver, p, q, unit_rows, np.zeros(n_u), dq, step
         )
         rounds += 1
-        new_viol = _voltage_violations(res_try, min_vm_pu, max_vm_pu)
-        if new_viol and sum(v.excess for v in new_viol) >= sum(v.excess for v in viol) - 1e-9:
+        new_viol = all_violations(res_try)
+        if new_viol and violation_score(new_viol) >= violation_score(viol) - 1e-9:
             # no progress (linearisation failed): keep the better previous point
             log.append("reactive step rejected: no progress")
             res = solver.solve(p, q, step=step)

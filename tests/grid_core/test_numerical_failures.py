@@ -32,8 +32,8 @@ from grid_core import (
     redispatch,
 )
 from grid_core._lp import solve_lp
-from grid_core.redispatch import CURTAILMENT_SHARES, _score, emergency_curtailment
-from grid_core.violations import total_excess
+from grid_core.redispatch import CURTAILMENT_SHARES, emergency_curtailment
+from grid_core.violations import total_excess, violation_score
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -189,7 +189,7 @@ def test_forced_lp_failure_falls_back_to_curtailment(crash_point, monkeypatch):
         result=rd.result, failure=rd.failure, **limits,
     )  # fmt: skip
     assert em.failure == rd.failure
-    assert _score(em.residual_violations) < _score(rd.residual_violations)
+    assert violation_score(em.residual_violations) < violation_score(rd.residual_violations)
     # one group curtailed by one share of CURTAILMENT_SHARES: consumption (up) or generation
     shed, cut = em.volume_up_mw, em.volume_down_mw
     assert (shed > 0.0) != (cut > 0.0)
