@@ -1100,20 +1100,32 @@ class NetworkPhysics:
         """Linear model of this network for the market (PTDF or LinDistFlow), JSON-ready.
 
         Linearised around the forecast of the session (:meth:`forecast_injections`) with the
-        network as operated now: its present OLTC taps, the slack voltage the TSO last
-        published and the generators' reactive set-points. The base voltages and flows are
-        the AC power flow of that forecast, one per product
+        network as operated now: its present OLTC taps (each product's base state at the taps
+        the OLTC rule reaches for that product's forecast, :func:`forecast_taps`), the slack
+        voltage the TSO last published and the generators' reactive set-points. The base
+        voltages and flows are the AC power flow of that forecast, one per product
         (:func:`~grid_core.linear.lindistflow_at_operating_point`,
         :func:`~grid_core.linear.ptdf_at_operating_point`); the physics' own solver state is
         not changed.
         """
         from grid_core.linear import lindistflow_at_operating_point, ptdf_at_operating_point
+        from grid_core.voltage_control import forecast_taps
 
         p, q = self.forecast_injections(session_t_s, periods)
         model = self.compiled.linear_model
         if self.network == "tso":
             return ptdf_at_operating_point(model, self.solver, p, q).as_market_dict()
-        return lindistflow_at_operating_point(model, self.solver, p, q).as_market_dict()
+        # each product's base at the taps the OLTC rule will have reached for its forecast
+        taps = forecast_taps(
+            self.solver,
+            p,
+            q,
+            self.oltcs,
+            max_loading_percent=self.max_loading_percent,
+            step=f"forecast of session {session_t_s:g}",
+            **self.voltage_band(),
+        )
+        return lindistflow_at_operating_point(model, self.solver, p, q, taps).as_market_dict()
 
 
 # ----------------------------------------------------------------------------- DSO check

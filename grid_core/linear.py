@@ -688,20 +688,28 @@ def _per_period(x: np.ndarray, n_bus: int, what: str) -> np.ndarray:
 
 
 def _forecast_results(
-    solver: ACPowerFlowSolver, p_inj_mw: np.ndarray, q_inj_mvar: np.ndarray
+    solver: ACPowerFlowSolver,
+    p_inj_mw: np.ndarray,
+    q_inj_mvar: np.ndarray,
+    tap_pos: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[PowerFlowResult], bool]:
     """AC solutions of each column (period) of the forecast injections, the solver's state
-    untouched (:meth:`~grid_core.powerflow.ACPowerFlowSolver.solve_detached`); and whether
-    the input was one state (1-D)."""
+    untouched (:meth:`~grid_core.powerflow.ACPowerFlowSolver.what_if`), each at its
+    ``tap_pos`` if given (else the present taps); and whether the input was one state
+    (1-D)."""
     n = solver.bus_index.size
     one = np.ndim(p_inj_mw) == 1 and np.ndim(q_inj_mvar) == 1
     p = _per_period(p_inj_mw, n, "p_inj_mw")
     q = _per_period(q_inj_mvar, n, "q_inj_mvar")
     p, q = _broadcast_pq(p, q)
-    results = [
-        solver.solve_detached(p[:, k], q[:, k], step=f"forecast period {k}")
-        for k in range(p.shape[1])
-    ]
+    if tap_pos is not None and len(tap_pos) != p.shape[1]:
+        raise ValueError(f"{len(tap_pos)} tap positions for {p.shape[1]} forecast periods")
+    results = []
+    with solver.what_if():
+        for k in range(p.shape[1]):
+            if tap_pos is not None and not np.array_equal(tap_pos[k], solver.tap_pos):
+                solver.set_tap_positions(tap_pos[k])
+            results.append(solver.solve(p[:, k], q[:, k], step=f"forecast period {k}"))
     return results, one
 
 
@@ -715,6 +723,7 @@ def lindistflow_at_operating_point(
     solver: ACPowerFlowSolver,
     p_inj_mw: np.ndarray,
     q_inj_mvar: np.ndarray,
+    tap_pos: Sequence[np.ndarray] | None = None,
 ) -> LinDistFlowNetworkModel:
     """``model`` linearised around a forecast state of its network as operated now.
 
@@ -734,6 +743,10 @@ def lindistflow_at_operating_point(
         Forecast bus net injections in the solver's ``bus_index`` (``net.bus``) order [MW],
         [Mvar] (reactive set-points of the generators included); a 1-D side is repeated over
         the periods of the other.
+    tap_pos : sequence of ndarray, optional
+        Per period, the tap positions (``net.trafo`` order) its base state is solved at: the
+        OLTCs' forecast response (:func:`grid_core.voltage_control.forecast_taps`). Default:
+        the present taps. The sensitivities stay those of the present taps.
 
     Returns
     -------
@@ -790,7 +803,7 @@ def lindistflow_at_operating_point(
         return out
 
     br_p = take_rows(Fp[:, cols])
-    results, one = _forecast_results(solver, p_inj_mw, q_inj_mvar)
+    results, one = _forecast_results(solver, p_inj_mw, q_inj_mvar, tap_pos)
     return dataclasses.replace(
         model,
         vm2_per_p=_ro(Mp[cols][:, cols]),

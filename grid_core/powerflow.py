@@ -56,6 +56,7 @@ conversion). B. Donnot, lightsim2grid (RTE, 2020-2025).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.machinery
 import importlib.util
@@ -64,7 +65,7 @@ import os
 import pathlib
 import pickle
 import sys
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -1019,6 +1020,21 @@ class ACPowerFlowSolver:
         try:
             return self.solve(p_inj_mw, q_inj_mvar, step=step)
         finally:
+            self._V = keep
+
+    @contextlib.contextmanager
+    def what_if(self) -> Iterator[ACPowerFlowSolver]:
+        """A block in which taps may be moved and states solved as trials: on leaving it the
+        tap positions and the warm start of the next :meth:`solve` are the ones before it
+        (e.g. the OLTC's response to a forecast, :func:`grid_core.voltage_control.forecast_taps`).
+        """
+        taps = self._tap_pos.copy()
+        keep = None if self._V is None else self._V.copy()
+        try:
+            yield self
+        finally:
+            if not np.array_equal(self._tap_pos, taps):
+                self.set_tap_positions(taps)
             self._V = keep
 
     # ------------------------------------------------------------------ internals for models

@@ -61,6 +61,7 @@ __all__ = [
     "ReactiveCapability",
     "VoltageControlResult",
     "control_voltage",
+    "forecast_taps",
 ]
 
 #: Penalty on unresolved voltage violation in the reactive LP [per pu], >> any Mvar total.
@@ -435,3 +436,61 @@ def control_voltage(
         rounds=rounds,
         log=tuple(log),
     )
+
+
+def forecast_taps(
+    solver: ACPowerFlowSolver,
+    p_inj_mw: np.ndarray,
+    q_inj_mvar: np.ndarray,
+    oltcs: Sequence[OltcSettings],
+    *,
+    min_vm_pu: float | np.ndarray = 0.95,
+    max_vm_pu: float | np.ndarray = 1.05,
+    max_loading_percent: float = math.inf,
+    step: Any = None,
+) -> list[np.ndarray]:
+    """The tap positions the OLTCs' own rule (stage 1 of :func:`control_voltage`) reaches on
+    each forecast state, one array per column (``net.trafo`` order), starting each from the
+    present taps. The solver's taps and warm start are left as they were
+    (:meth:`~grid_core.powerflow.ACPowerFlowSolver.what_if`).
+
+    This is the operator's forecast of its automatic controllers: a market model linearised
+    at the present taps would otherwise see, hours ahead, the voltages of a tap the OLTC will
+    have left by then (``congested``, dso_4 in the evening: a forecast 1.07 pu that the OLTC
+    brings back into the band).
+
+    Parameters
+    ----------
+    p_inj_mw, q_inj_mvar : ndarray [bus] or [bus x period]
+        Forecast bus net injections (``net.bus`` order) [MW], [Mvar].
+    oltcs : sequence of OltcSettings
+
+    Raises
+    ------
+    PowerFlowNotConverged
+        If an AC power flow of a forecast state does not converge.
+    """
+    p = np.asarray(p_inj_mw, dtype=float)
+    q = np.asarray(q_inj_mvar, dtype=float)
+    n_col = max(p.shape[1] if p.ndim == 2 else 1, q.shape[1] if q.ndim == 2 else 1)
+    p = np.broadcast_to(p.reshape(p.shape[0], -1), (p.shape[0], n_col))
+    q = np.broadcast_to(q.reshape(q.shape[0], -1), (q.shape[0], n_col))
+    start = solver.tap_pos
+    if not oltcs:
+        return [start.copy() for _ in range(n_col)]
+    out = []
+    with solver.what_if():
+        for k in range(n_col):
+            solver.set_tap_positions(start)
+            control_voltage(
+                solver,
+                p[:, k],
+                q[:, k],
+                oltcs=oltcs,
+                min_vm_pu=min_vm_pu,
+                max_vm_pu=max_vm_pu,
+                max_loading_percent=max_loading_percent,
+                step=step,
+            )
+            out.append(solver.tap_pos)
+    return out

@@ -145,3 +145,47 @@ def test_ptdf_base_flows_are_the_ac_forecast():
     # the DC flows of the same injections miss the losses and the reactive flows (case9:
     # ~5 MW of losses): the AC base differs
     assert np.max(np.abs(model.with_base_injections(p).base_flow_mw - out.base_flow_mw)) > 1.0
+
+
+def test_base_state_at_the_taps_the_oltc_will_reach():
+    """Each product's base is solved at the taps the OLTC rule reaches for its forecast
+    (grid_core.voltage_control.forecast_taps), and the solver is left as operated.
+
+    bw33 at its tap -3 and slack 0.985 pu: at 70 % load with 1.5 MW of PV the busbar sits in
+    the dead band of a 1.03 +- 0.008 pu set-point; at 100 % load it falls below it, and the
+    rule raises the busbar by taps (1.5 % each, HV side: down). The reference is pandapower's
+    runpp of the net at the forecast taps."""
+    from grid_core.voltage_control import OltcSettings, control_voltage, forecast_taps
+
+    net = build_feeder("bw33", vn_hv_kv=138.0, tap_pos=-2)
+    solver = ACPowerFlowSolver(net, "dso_x")
+    solver.set_tap_positions([-3])
+    solver.set_slack_voltage(0.985)
+    solver.solve()
+    v_before = solver.operating_state().V.copy()
+    p, q, _far = _forecast(net)
+    oltc = OltcSettings(trafo=0, controlled_bus=1, vm_set_pu=1.03, deadband_pu=0.008)
+    taps = forecast_taps(solver, p, q, [oltc], min_vm_pu=0.9, max_vm_pu=1.1)
+    # the solver is as it was: taps and warm start
+    assert solver.tap_pos.tolist() == [-3]
+    np.testing.assert_array_equal(solver.operating_state().V, v_before)
+    # the same rule applied to each forecast state from the present tap, by hand
+    for k in range(p.shape[1]):
+        trial = ACPowerFlowSolver(net, "dso_trial")
+        trial.set_tap_positions([-3])
+        trial.set_slack_voltage(0.985)
+        out = control_voltage(trial, p[:, k], q[:, k], oltcs=[oltc], min_vm_pu=0.9, max_vm_pu=1.1)
+        assert taps[k].tolist() == [out.tap_pos[0]]
+        assert abs(out.result.vm_at(1) - 1.03) <= 0.008
+    assert taps[0].tolist() != taps[1].tolist()  # the two products need different taps
+
+    model = lindistflow_at_operating_point(lindistflow_model(net, "dso_x"), solver, p, q, taps)
+    assert solver.tap_pos.tolist() == [-3]
+    pos = [int(np.flatnonzero(net.bus.index == b)[0]) for b in model.bus_ids]
+    for k in range(p.shape[1]):
+        at_tap = copy.deepcopy(net)
+        at_tap.trafo["tap_pos"] = int(taps[k][0])
+        ref = runpp_injections(at_tap, p[:, k], q[:, k], 0.985)
+        np.testing.assert_allclose(
+            model.base_vm_pu[:, k], ref.res_bus.vm_pu.to_numpy()[pos], rtol=0, atol=1e-7
+        )
