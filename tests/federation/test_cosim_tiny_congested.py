@@ -54,19 +54,9 @@ def _dso_steps(steps, when):
     return sum(int(np.sum(steps[f"{n}/violations/{when}_count"] > 0)) for n in DSOS)
 
 
-_B_AFTER = pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known (issue 11, item 4 not complete): under B dso_2's OLTC holds its MV busbar at "
-        "1.057-1.059 pu to lift the far end, an overvoltage no unit can relieve (attributed "
-        "at_limit): 29 DSO-minutes after unwanted measures against A's 24 (before: 44 vs 138)"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     ("scheme", "when"),
-    [("B", "before"), ("D", "before"), pytest.param("B", "after", marks=_B_AFTER), ("D", "after")],
+    [("B", "before"), ("D", "before"), ("B", "after"), ("D", "after")],
 )
 def test_distribution_aware_schemes_never_add_distribution_violation_minutes(runs, scheme, when):
     r_a, k_a, _ = runs["A"]
@@ -91,11 +81,14 @@ def test_the_variant_is_congested_and_unwanted_measures_resolve_it_up_and_down(r
     up = sum(s[f"{n}/unwanted/up_mw"] for n in DSOS)
     vol = sum(s[f"{n}/unwanted/volume_mw"] for n in DSOS)
     assert np.all(up <= vol + 1e-12)
-    # unwanted measures remove most violations: measured 138 DSO-minutes before, 24 after
-    # (all on dso_1, reverse-flow overloads the linearised LP falls short of: attributed
-    # "model"); not yet near zero (issue 11, item 4)
+    # unwanted measures remove most violations: measured 137 DSO-minutes before, 37 after,
+    # all on dso_1 (attributed "model": the linearised LP falls short of the reverse-flow
+    # overload and the overvoltage of the same feeder, whose far end sits at 0.95 pu). Since
+    # voltage control respects thermal limits, the PVs no longer absorb reactive power into
+    # that overload (24 after, before): more is left to re-dispatch. Not yet near zero
+    # (issue 11, item 4).
     before, after = _dso_steps(s, "before"), _dso_steps(s, "after")
-    assert after <= 0.25 * before, (before, after)
+    assert after <= 0.3 * before, (before, after)
     # dso_2's undervoltage is fully resolved by moving units up (storage discharging)
     assert int(np.sum(s["dso_2/violations/after_count"] > 0)) == 0
     # the last resort is never more than the whole re-dispatch, and costs what it says
