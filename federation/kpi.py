@@ -121,10 +121,12 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     um_cost = sum(float(np.sum(steps[f"{n}/unwanted/cost_eur"])) for n in networks)
     days = t.size * dt_h / 24.0
     ict = float(costs["ict_cost_eur_per_day"]) * days
-    # per component (costs written without a breakdown: one "unspecified" part)
-    per_day = costs.get("ict_breakdown_eur_per_day") or (
-        {"unspecified": float(costs["ict_cost_eur_per_day"])} if ict else {}
-    )
+    # per component; costs given without a breakdown, or with a total that is not its sum
+    # (a total replaced by hand): one "unspecified" part
+    per_day = dict(costs.get("ict_breakdown_eur_per_day") or {})
+    total_per_day = float(costs["ict_cost_eur_per_day"])
+    if not np.isclose(sum(per_day.values()), total_per_day, rtol=1e-9, atol=1e-9):
+        per_day = {"unspecified": total_per_day}
     ict_breakdown = {k: float(v) * days for k, v in per_day.items()}
     imbalance = steps.get("tso/system/imbalance_mw", np.zeros(0))
     residual_mwh = float(np.sum(np.abs(imbalance)) * dt_h)
