@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from federation.contract import Timing, Topology
+from federation.ict_cost import scenario_ict_counts
 from federation.kpi import run_costs
 from grid_core.errors import LinearisationError, PowerFlowNotConverged, RedispatchError
 
@@ -63,7 +64,9 @@ def topology_from_scenario(
         timing=timing_from_scenario(sc),
         interfaces={d.id: int(d.interface_bus) for d in sc.distribution},
         pricing=str(sc.pricing),
-        costs=run_costs(sc.costs, str(scheme or sc.scheme)),
+        costs=run_costs(
+            sc.costs, str(scheme or sc.scheme), scenario_ict_counts(sc, str(scheme or sc.scheme))
+        ),
         dso_check=bool(dso_check),
         record_buses=bool(record_buses),
         ict={

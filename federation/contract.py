@@ -124,8 +124,9 @@ class Topology:
     interfaces: dict[str, int] = field(default_factory=dict)
     pricing: str = "pay_as_clear"
     #: KPI cost parameters: afrr_energy_price_eur_per_mwh, residual_imbalance_price_eur_per_mwh
-    #: [EUR/MWh], ict_cost_eur_per_day [EUR/day] of the scheme (federation.kpi.compute_kpis)
-    costs: dict[str, float] = field(default_factory=dict)
+    #: [EUR/MWh], ict_cost_eur_per_day [EUR/day] of the scheme with its breakdown and counts
+    #: (federation.kpi.run_costs, compute_kpis)
+    costs: dict[str, Any] = field(default_factory=dict)
     #: DSO check at gate closure (scheme A's option, allowed under every scheme): each DSO
     #: classifies the bids located in its network (traffic light) and the market leaves out
     #: the red ones and adds the orange ones' extra cost to their price

@@ -30,13 +30,31 @@ COST_KEYS = (
 )
 
 
-def run_costs(params: Any, scheme: str) -> dict[str, float]:
+def run_costs(params: Any, scheme: str, counts: Any = None) -> dict[str, Any]:
     """The cost parameters (:data:`COST_KEYS`) of a run under ``scheme`` from a scenario's
-    :class:`federation.scenario.CostParams`."""
+    :class:`federation.scenario.CostParams`.
+
+    ICT: the scenario's explicit ``ict_cost_eur_per_day`` of ``scheme`` if it gives one
+    (an override, breakdown ``{"override": ...}``), else the ICT cost model ``params.ict``
+    over ``counts`` (:func:`federation.ict_cost.scenario_ict_counts`: the components the run
+    needs), else (no counts) 0. ``ict_breakdown_eur_per_day`` holds the daily cost of each
+    component, ``ict_counts`` the units counted.
+    """
+    from federation.ict_cost import ict_breakdown_eur_per_day
+
+    override = params.ict_cost_eur_per_day.get(str(scheme))
+    if override is not None:
+        breakdown, n = {"override": float(override)}, {}
+    elif counts is not None:
+        breakdown, n = ict_breakdown_eur_per_day(params.ict, counts), counts.as_dict()
+    else:
+        breakdown, n = {}, {}
     return {
         "afrr_energy_price_eur_per_mwh": float(params.afrr_energy_price_eur_per_mwh),
         "residual_imbalance_price_eur_per_mwh": float(params.residual_imbalance_price_eur_per_mwh),
-        "ict_cost_eur_per_day": float(params.ict_cost_eur_per_day.get(str(scheme), 0.0)),
+        "ict_cost_eur_per_day": float(sum(breakdown.values())),
+        "ict_breakdown_eur_per_day": breakdown,
+        "ict_counts": n,
         # the markets' price of unmet requirement (their balancing slack), not a KPI price
         "scarcity_price_eur_per_mwh": float(params.scarcity_price_eur_per_mwh),
         **_unresolved_prices(params),
@@ -103,6 +121,13 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
     um_cost = sum(float(np.sum(steps[f"{n}/unwanted/cost_eur"])) for n in networks)
     days = t.size * dt_h / 24.0
     ict = float(costs["ict_cost_eur_per_day"]) * days
+    # per component; costs given without a breakdown, or with a total that is not its sum
+    # (a total replaced by hand): one "unspecified" part
+    per_day = dict(costs.get("ict_breakdown_eur_per_day") or {})
+    total_per_day = float(costs["ict_cost_eur_per_day"])
+    if not np.isclose(sum(per_day.values()), total_per_day, rtol=1e-9, atol=1e-9):
+        per_day = {"unspecified": total_per_day}
+    ict_breakdown = {k: float(v) * days for k, v in per_day.items()}
     imbalance = steps.get("tso/system/imbalance_mw", np.zeros(0))
     residual_mwh = float(np.sum(np.abs(imbalance)) * dt_h)
     residual_cost = residual_mwh * float(costs["residual_imbalance_price_eur_per_mwh"])
@@ -158,6 +183,8 @@ def compute_kpis(path: str | pathlib.Path, costs: Mapping[str, Any]) -> dict[str
         "residual_imbalance_mwh": residual_mwh,
         "residual_imbalance_cost_eur": residual_cost,
         "ict_cost_eur": ict,
+        "ict_cost_breakdown_eur": ict_breakdown,
+        "ict_counts": dict(costs.get("ict_counts") or {}),
         "total_cost_eur": mfrr_cost + afrr_cost + um_cost + residual_cost + ict + unresolved_cost,
         # what stays unresolved after unwanted measures, priced (docs/results.md)
         "unresolved_violation_cost_eur": unresolved_cost,

@@ -255,6 +255,7 @@ def network_context(sc: Any, scheme: str) -> dict[str, Any]:
     network's limits (``limits``) and each DSO's day-ahead interface schedule
     (``interface_schedule``: ``product_s`` and ``p_mw`` per DSO, transmission into
     distribution, one value per product; the writer stores it as ``/schedule``)."""
+    from federation.ict_cost import scenario_ict_counts
     from federation.kpi import run_costs  # federation.kpi reads results files
 
     limits = {
@@ -272,7 +273,7 @@ def network_context(sc: Any, scheme: str) -> dict[str, Any]:
         }
     da = sc.day_ahead
     return {
-        "costs": run_costs(sc.costs, str(scheme)),
+        "costs": run_costs(sc.costs, str(scheme), scenario_ict_counts(sc, str(scheme))),
         "limits": limits,
         "interface_schedule": {
             "product_s": int(da.product_s),

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from federation import profiles as prof
+from federation.ict_cost import COMPONENTS as ICT_COMPONENTS
+from federation.ict_cost import IctComponent, IctCostParams
 from grid_core import networks as nets
 from market_core.scheme_spec import Scheme  # the scheme table's letters (docs/schemes.md)
 
@@ -337,7 +339,11 @@ class CostParams:
         re-dispatch or power flow fails numerically [EUR/MWh]; default 4,000, the
         harmonised maximum clearing price of the EU single day-ahead coupling (ACER Decision
         01/2023), as the price of energy taken out of the market without a bid
-    ict_cost_eur_per_day : ICT cost of running each scheme [EUR/day]
+    ict_cost_eur_per_day : explicit ICT cost of a scheme [EUR/day], scheme -> value; a
+        scheme given here takes this value instead of the model ``ict`` (an override)
+    ict : ICT cost model (``[costs.ict]``, :class:`federation.ict_cost.IctCostParams`): the
+        ICT cost of a run from the components its scheme needs, counted in the scenario
+        (docs/scenario.md gives the source of every default)
     scarcity_price_eur_per_mwh : price of balancing requirement the bids cannot meet: the
         penalty of the clearing's balancing slack (market_core.clearing), so it sets the
         price where a market is short, and the cost of the unmet requirement in the KPIs
@@ -362,9 +368,8 @@ class CostParams:
     emergency_curtailment_cost_eur_per_mwh: float = 4000.0
     unresolved_overload_cost_eur_per_mwh: float = 10_000.0
     unresolved_voltage_cost_eur_per_pu_min: float = 1_000.0
-    ict_cost_eur_per_day: Mapping[str, float] = field(
-        default_factory=lambda: _frozen_map({s.value: 0.0 for s in Scheme})
-    )
+    ict_cost_eur_per_day: Mapping[str, float] = field(default_factory=lambda: _frozen_map({}))
+    ict: IctCostParams = field(default_factory=IctCostParams)
 
 
 @dataclass(frozen=True)
@@ -1168,15 +1173,16 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
     r.unknown_keys(t, "costs", [f.name for f in dataclasses.fields(CostParams)])
     d = CostParams()
     ict_t = t.get("ict_cost_eur_per_day", {})
-    ict = dict(d.ict_cost_eur_per_day)
+    ict: dict[str, float] = {}
     if not isinstance(ict_t, dict):
         r.bad("costs.ict_cost_eur_per_day", "expected a table scheme -> EUR/day")
     else:
         r.unknown_keys(ict_t, "costs.ict_cost_eur_per_day", [s.value for s in Scheme])
         for s in Scheme:
-            ict[s.value] = r.get(
-                ict_t, "costs.ict_cost_eur_per_day", s.value, float, ict[s.value], _non_negative
-            )
+            if s.value in ict_t:
+                ict[s.value] = r.get(
+                    ict_t, "costs.ict_cost_eur_per_day", s.value, float, 0.0, _non_negative
+                )
     return CostParams(
         afrr_energy_price_eur_per_mwh=r.get(
             t,
@@ -1211,6 +1217,7 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
             _non_negative,
         ),
         ict_cost_eur_per_day=_frozen_map(ict),
+        ict=_ict_costs(r, t.get("ict", {})),
         unresolved_overload_cost_eur_per_mwh=r.get(
             t,
             "costs",
@@ -1235,6 +1242,37 @@ def _costs(r: _Reader, t: Mapping[str, Any]) -> CostParams:
             d.scarcity_price_eur_per_mwh,
             _non_negative,
         ),
+    )
+
+
+def _ict_costs(r: _Reader, t: Any) -> IctCostParams:
+    """``[costs.ict]``: ``discount_rate`` and one inline table per component
+    (``central_market = { capex_eur = ..., lifetime_y = ..., opex_eur_per_y = ... }``);
+    what is not given keeps its default."""
+    d = IctCostParams()
+    if not isinstance(t, dict):
+        r.bad("costs.ict", "expected a table (discount_rate, one table per component)")
+        return d
+    r.unknown_keys(t, "costs.ict", ["discount_rate", *ICT_COMPONENTS])
+    components = dict(d.components)
+    for name in ICT_COMPONENTS:
+        c = t.get(name, {})
+        path = f"costs.ict.{name}"
+        if not isinstance(c, dict):
+            r.bad(path, "expected a table (capex_eur, lifetime_y, opex_eur_per_y)")
+            continue
+        r.unknown_keys(c, path, [f.name for f in dataclasses.fields(IctComponent)])
+        base = components[name]
+        components[name] = IctComponent(
+            capex_eur=r.get(c, path, "capex_eur", float, base.capex_eur, _non_negative),
+            lifetime_y=r.get(c, path, "lifetime_y", float, base.lifetime_y, _positive),
+            opex_eur_per_y=r.get(
+                c, path, "opex_eur_per_y", float, base.opex_eur_per_y, _non_negative
+            ),
+        )
+    return IctCostParams(
+        discount_rate=r.get(t, "costs.ict", "discount_rate", float, d.discount_rate, _non_negative),
+        components=_frozen_map(components),
     )
 
 

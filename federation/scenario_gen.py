@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from federation import ict_cost
 from federation import profiles as prof
 from federation.scenario import SCENARIO_DIR, Scenario, load_scenario, scenario_from_dict
 from grid_core import networks as nets
@@ -76,17 +77,31 @@ def _long_list(key: str, values: list[float]) -> str:
     return f"{key} = [\n" + "".join(f"    {ln.rstrip()}\n" for ln in lines) + "]\n"
 
 
+def _has_table(v: Mapping[str, Any]) -> bool:
+    return any(isinstance(x, dict) for x in v.values())
+
+
 def to_toml(doc: Mapping[str, Any], header: str = "") -> str:
     """Write a scenario document: top-level tables, arrays of tables, inline sub-tables."""
     out = [GENERATED, header]
+
+    def write_table(name: str, table: Mapping[str, Any]) -> None:
+        out.append(f"\n[{name}]\n")
+        # a value that is a table of tables is a sub-table ([costs.ict]), after the keys
+        subs = {k: v for k, v in table.items() if isinstance(v, dict) and _has_table(v)}
+        for k, v in table.items():
+            if k in subs:
+                continue
+            if isinstance(v, list) and len(v) > 12:
+                out.append(_long_list(k, v))
+            else:
+                out.append(f"{k} = {_scalar(v)}\n")
+        for k, v in subs.items():
+            write_table(f"{name}.{k}", v)
+
     for name, table in doc.items():
         if isinstance(table, dict):
-            out.append(f"\n[{name}]\n")
-            for k, v in table.items():
-                if isinstance(v, list) and len(v) > 12:
-                    out.append(_long_list(k, v))
-                else:
-                    out.append(f"{k} = {_scalar(v)}\n")
+            write_table(name, table)
         elif isinstance(table, list):
             for item in table:
                 out.append(f"\n[[{name}]]\n")
@@ -112,8 +127,12 @@ _COSTS = {
     "afrr_energy_price_eur_per_mwh": 75.0,
     "residual_imbalance_price_eur_per_mwh": 150.0,
     "unwanted_measure_cost_eur_per_mwh": 250.0,
-    # parametric ICT cost per scheme [EUR/day]: more market/DSO data exchange costs more
-    "ict_cost_eur_per_day": {"A": 200.0, "B": 600.0, "C": 600.0, "D": 900.0, "E": 1200.0},
+    # ICT cost model: components x counts of each scheme (federation.ict_cost); sources of
+    # every value, published figure or assumption: docs/scenario.md ("[costs.ict]")
+    "ict": {
+        "discount_rate": ict_cost.DEFAULT_DISCOUNT_RATE,
+        **{k: dataclasses.asdict(c) for k, c in ict_cost.DEFAULT_COMPONENTS.items()},
+    },
 }
 # Forecast errors calibrated so that the day-ahead (12 h, sigma x sqrt(12) = x3.46) error of
 # each quantity matches published day-ahead accuracy; sources and the resulting imbalance

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from federation.build import write_build
+from federation.ict_cost import scenario_ict_counts
 from federation.kpi import UNRESOLVED_REASONS, compute_kpis, run_costs
 from federation.results import read_results
 from federation.run import supervise
@@ -45,7 +46,7 @@ def runs(tmp_path_factory):
     results = {}
     for scheme, (built, outcome) in out.items():
         assert outcome.returncode == 0, (scheme, outcome.message, outcome.logs)
-        costs = run_costs(sc.costs, scheme)
+        costs = run_costs(sc.costs, scheme, scenario_ict_counts(sc, scheme))
         results[scheme] = (read_results(built.results), compute_kpis(built.results, costs), costs)
     return results
 

@@ -101,6 +101,14 @@ def test_results_file_is_readable_after_each_flush_and_kpis_add_up(tmp_path):
     # unwanted: 12 MW for one minute = 0.2 MWh, 50 EUR; ICT: 96 EUR/day * 4 min = 0.2667 EUR
     assert kpis["unwanted_mwh"] == pytest.approx(0.2)
     assert kpis["ict_cost_eur"] == pytest.approx(96.0 * 4 / 1440)
+    # no breakdown given: one unspecified part; a breakdown that sums to the total is kept
+    assert kpis["ict_cost_breakdown_eur"] == {"unspecified": pytest.approx(96.0 * 4 / 1440)}
+    split = {"central_market": 90.0, "bid_stream": 6.0}
+    k2 = compute_kpis(path, dict(costs, ict_breakdown_eur_per_day=split))
+    assert k2["ict_cost_breakdown_eur"] == {
+        "central_market": pytest.approx(90.0 * 4 / 1440),
+        "bid_stream": pytest.approx(6.0 * 4 / 1440),
+    }
     assert kpis["total_cost_eur"] == pytest.approx(120 + 20 + 30 + 50 + 96.0 * 4 / 1440)
     assert (kpis["violation_steps_before"], kpis["violation_steps_after"]) == (1, 1)
     assert kpis["complete"] is True

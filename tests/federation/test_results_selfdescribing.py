@@ -189,9 +189,10 @@ def test_report_of_a_run_has_every_section_and_readable_numbers(tiny_a, tmp_path
         assert (tmp_path / "rep" / f"{png}.png").stat().st_size > 5000, png
     for net in ("tso", "dso_1", "dso_2"):
         assert f"<td>{net}</td>" in page
-    # ICT of scheme A in tiny: 200 EUR/day for 3 h = 25.00 EUR (from the KPI file)
-    assert kpis["ict_cost_eur"] == pytest.approx(25.0)
-    assert "<td>ICT (per scheme and day)</td><td></td><td>25.00</td>" in page
+    # ICT of scheme A in tiny: its cost model's 906.448 EUR/day (by hand in
+    # tests/test_ict_cost.py) for 3 h = 113.31 EUR (from the KPI file)
+    assert kpis["ict_cost_eur"] == pytest.approx(906.448 / 8, rel=1e-5)
+    assert "<td>ICT (per scheme and day)</td><td></td><td>113.31</td>" in page
     assert f"<b>{kpis['total_cost_eur']:,.2f}</b>" in page
     # no raw float dumps
     assert not re.search(r"\d\.\d{7,}", page)
@@ -205,7 +206,7 @@ def test_report_of_a_run_has_every_section_and_readable_numbers(tiny_a, tmp_path
         page2 = write_report(tiny_a, tmp_path / "rep2").read_text()
     finally:
         (tmp_path / "kpi.json").rename(tiny_a.with_suffix(".kpi.json"))
-    assert "<td>ICT (per scheme and day)</td><td></td><td>25.00</td>" in page2
+    assert "<td>ICT (per scheme and day)</td><td></td><td>113.31</td>" in page2
     assert "computed from the results file" in page2
 
 
