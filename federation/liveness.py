@@ -13,6 +13,13 @@ stops: an earlier run from the same folder is still alive.
 The runner tells each process its file and its peers through the environment
 (:data:`ENV_DIR`, :data:`ENV_SELF`, :data:`ENV_PEERS`; :func:`runner_env`). Containers
 (compose) do not share a folder and get none of these: nothing is watched there.
+
+One more process of a runner.json, the watchdog (``python -m federation.liveness``, first in
+the file), watches every other one from outside HELICS and exits :data:`EXIT_ABORTED` naming
+the first that died: ``helics run`` 3.6 ignores a SIGKILLed process when it computes its own
+exit code, and it SIGKILLs every process listed after the first failed one at once, those
+before it a poll (1 s) later, so a small process listed first is the one that reliably ends
+non-zero (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ import fcntl
 import logging
 import os
 import pathlib
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 log = logging.getLogger("federates")
@@ -36,6 +45,10 @@ ENV_PEERS = "SMARTNET_PEERS"
 ALIVE_DIR = "alive"
 #: process name of the broker in a runner.json
 BROKER = "broker"
+#: process name of the watchdog in a runner.json (:func:`watchdog`)
+WATCHDOG = "watchdog"
+#: exit code of a process that stopped because another one died (``federates.runtime``)
+EXIT_ABORTED = 3
 
 
 class AlreadyRunningError(RuntimeError):
@@ -93,10 +106,10 @@ class PeerWatch:
         self.on_death = on_death
         self.directory = env.get(ENV_DIR, "")
         me = env.get(ENV_SELF, "")
-        # not the broker: it never unlinks its file (it is the helics_broker binary) and it
-        # may leave as soon as every federate has reached the end, before a federate is done
-        # writing; a dead broker is noticed by HELICS itself (the cores' --timeout)
-        self.peers = [p for p in env.get(ENV_PEERS, "").split(",") if p and p not in (me, BROKER)]
+        # the broker too: it never unlinks its file (it is the helics_broker binary), but it
+        # cannot end normally while this federate is connected, and the watch is stopped at
+        # this federate's last time grant (federates.runtime), before it writes and leaves
+        self.peers = [p for p in env.get(ENV_PEERS, "").split(",") if p and p != me]
         self._stopped = threading.Event()
         self._reported = threading.Lock()
         self.dead: str | None = None
@@ -130,3 +143,107 @@ class PeerWatch:
     def stop(self) -> None:
         """This process is done with the federation: ends no longer matter."""
         self._stopped.set()
+
+
+def _held_locks(proc_locks: str = "/proc/locks") -> set[tuple[int, int, int]]:
+    """``(major, minor, inode)`` of every file with a granted exclusive ``flock`` (Linux)."""
+    held = set()
+    with open(proc_locks) as fh:
+        for line in fh:
+            parts = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1054227 0 EOF"; waiters have "->"
+            if len(parts) < 6 or parts[1] != "FLOCK" or parts[3] != "WRITE":
+                continue
+            major, minor, inode = parts[5].split(":")
+            held.add((int(major, 16), int(minor, 16), int(inode)))
+    return held
+
+
+def _file_id(path: pathlib.Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return os.major(st.st_dev), os.minor(st.st_dev), st.st_ino
+
+
+def watchdog(
+    env: Mapping[str, str] = os.environ,
+    *,
+    startup_timeout_s: float = 300.0,
+    poll_s: float = 0.02,
+    out=None,
+) -> int:
+    """Watch every other process of a runner.json run from outside HELICS; the exit code.
+
+    A peer is seen starting when its file is locked (``/proc/locks``: the watchdog never
+    takes a lock on a peer's file, so it cannot make a starting peer's :func:`hold` fail,
+    and a stale file of an earlier run is only waited on). A peer whose lock is released
+    while its file is still linked died: :data:`EXIT_ABORTED`, naming it. The broker, which
+    never unlinks its file, died only if a federate process has not finished yet (at a
+    normal end every federate process unlinks its file before it disconnects, and the broker
+    leaves after the last disconnect). 0 once every peer has ended normally;
+    :data:`EXIT_ABORTED` too if a peer never started within ``startup_timeout_s``.
+    """
+    out = out or sys.stdout
+    me = env.get(ENV_SELF, WATCHDOG)
+
+    def say(text: str) -> None:
+        print(f"{me}: {text}", file=out, flush=True)
+
+    try:
+        own = hold(env)
+    except AlreadyRunningError as exc:
+        say(str(exc))
+        return 1
+    directory = pathlib.Path(env.get(ENV_DIR, ALIVE_DIR))
+    peers = [p for p in env.get(ENV_PEERS, "").split(",") if p and p != me]
+    files = {p: lock_path(directory, p) for p in peers}
+    started = set()
+    ended = set()
+    deadline = time.monotonic() + startup_timeout_s
+    say(f"watching {', '.join(peers)}")
+    while len(ended) < len(peers):
+        held = _held_locks()  # first the locks, then the files: a finished peer unlinked
+        ids = {p: _file_id(files[p]) for p in peers if p not in ended}  # before its release
+        dead = []
+        for peer, file_id in ids.items():
+            if file_id is not None and file_id in held:
+                started.add(peer)
+            elif peer in started and file_id is None:
+                ended.add(peer)  # it unlinked its file: it finished its run
+            elif peer in started:
+                dead.append(peer)
+        # several ends seen in one poll (a busy machine): a federate process before the
+        # broker, whose end is most likely the echo of the federate's
+        for peer in sorted(dead, key=lambda p: p == BROKER):
+            unfinished = [p for p in peers if p not in (BROKER, peer) and p not in ended]
+            if peer == BROKER and not unfinished:
+                ended.add(peer)  # the normal end of a run: every federate process left first
+                continue
+            say(f"process {peer} of this run died (ended without finishing its run)")
+            return EXIT_ABORTED
+        if time.monotonic() > deadline and len(started) < len(peers):
+            missing = sorted(set(peers) - started)
+            say(f"processes that never started within {startup_timeout_s:.0f} s: {missing}")
+            return EXIT_ABORTED
+        time.sleep(poll_s)
+    say("every process of this run finished")
+    finished(own, env)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m federation.liveness",
+        description="the watchdog of a runner.json run (its environment: runner_env)",
+    )
+    parser.add_argument("--startup-timeout", type=float, default=300.0, help="[s]")
+    args = parser.parse_args(argv)
+    return watchdog(startup_timeout_s=args.startup_timeout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -152,8 +152,9 @@ def test_helics_recorder_records_the_federations_values(tmp_path):
     federates publish a value when it changes; helics_recorder prints 6 decimals)."""
     built = write_build("tiny", "A", tmp_path, startup_timeout_s=120)
     doc = _runner(built)
-    n = len(doc["federates"]) - 1
-    broker = doc["federates"][0]
+    n = len(doc["federates"]) - 2  # HELICS federates: not the broker, not the watchdog
+    broker = next(f for f in doc["federates"] if f["name"] == "broker")
+    assert f" -f {n} " in broker["exec"]
     broker["exec"] = broker["exec"].replace(f" -f {n} ", f" -f {n + 1} ")
     # helics_recorder 3.6 kept only the last of two --tag options here, and crashed (SIGSEGV)
     # with a single one in 2 runs out of 2: the first tag is only a companion

@@ -1,5 +1,5 @@
 """federation.liveness on real processes: a SIGKILLed peer is seen at once, a peer that
-finished its run is not reported, a second holder of a lock is refused."""
+finished its run is not reported, a second holder of a lock is refused; the watchdog."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_a_killed_peer_is_reported_at_once_and_a_finished_one_never(tmp_path, mo
         reported.set()
 
     watch = liveness.PeerWatch(on_death, env)
-    assert watch.enabled and sorted(watch.peers) == ["aggregator_host_1", "dso_host_1"]
+    assert watch.enabled and sorted(watch.peers) == ["aggregator_host_1", "broker", "dso_host_1"]
     watch.start()
     # the aggregator host ends its run normally: not a death
     peers["aggregator_host_1"].communicate("finish\n", timeout=10)
@@ -65,7 +65,7 @@ def test_a_killed_peer_is_reported_at_once_and_a_finished_one_never(tmp_path, mo
     assert reported.wait(5.0)
     assert deaths[0][0] == "dso_host_1"
     assert deaths[0][1] - killed_at < 0.5  # the kernel releases the lock as the process ends
-    # only the first death is reported, and the broker is not watched
+    # only the first death is reported
     peers["broker"].kill()
     peers["broker"].communicate()
     time.sleep(0.3)
@@ -93,3 +93,74 @@ def test_a_held_lock_refuses_a_second_run_from_the_same_folder(tmp_path, monkeyp
 def test_no_runner_environment_no_lock_and_no_watch():
     assert liveness.hold({}) is None
     assert not liveness.PeerWatch(lambda peer: None, {}).enabled
+
+
+def _watchdog(tmp_path, names: list[str]) -> subprocess.Popen:
+    env = {**os.environ, **liveness.runner_env(liveness.WATCHDOG, names)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "federation.liveness", "--startup-timeout", "30"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_watching(dog: subprocess.Popen) -> None:
+    assert dog.stdout.readline().startswith("watchdog: watching ")
+    time.sleep(0.3)  # a few polls: it has seen every peer's lock
+
+
+NAMES = [liveness.WATCHDOG, "recorder", "broker", "dso_host_1"]
+
+
+def test_watchdog_names_a_killed_federate_process_at_once(tmp_path):
+    # a stale, unlocked file of an earlier run is waited on, not taken for a death
+    (tmp_path / "alive").mkdir()
+    (tmp_path / "alive" / "dso_host_1.lock").touch()
+    dog = _watchdog(tmp_path, NAMES)
+    assert dog.stdout.readline().startswith("watchdog: watching ")
+    time.sleep(0.5)
+    assert dog.poll() is None
+    peers = {n: _spawn(tmp_path, n, NAMES) for n in NAMES[1:]}
+    time.sleep(0.3)
+    assert dog.poll() is None
+    killed_at = time.monotonic()
+    peers["dso_host_1"].kill()
+    out, _ = dog.communicate(timeout=5)
+    assert time.monotonic() - killed_at < 0.5
+    assert dog.returncode == liveness.EXIT_ABORTED
+    assert "watchdog: process dso_host_1 of this run died" in out
+    for p in peers.values():
+        p.kill()
+        p.communicate()
+
+
+def test_watchdog_names_a_killed_broker_but_not_one_that_left_after_everyone(tmp_path):
+    peers = {n: _spawn(tmp_path, n, NAMES) for n in NAMES[1:]}
+    dog = _watchdog(tmp_path, NAMES)
+    _wait_watching(dog)
+    peers["broker"].kill()  # the federates have not finished: a death
+    out, _ = dog.communicate(timeout=5)
+    assert dog.returncode == liveness.EXIT_ABORTED
+    assert "process broker of this run died" in out
+    for p in peers.values():
+        p.kill()
+        p.communicate()
+    # a normal end: every federate process finishes (unlinks), then the broker leaves with
+    # its file still linked; the watchdog ends 0 and unlinks its own file
+    peers = {n: _spawn(tmp_path, n, NAMES) for n in NAMES[1:]}
+    dog = _watchdog(tmp_path, NAMES)
+    _wait_watching(dog)
+    for name in ("dso_host_1", "recorder"):
+        peers[name].communicate("finish\n", timeout=10)
+        assert peers[name].returncode == 0
+    time.sleep(0.2)
+    assert dog.poll() is None
+    peers["broker"].kill()
+    peers["broker"].communicate()
+    out, _ = dog.communicate(timeout=5)
+    assert dog.returncode == 0, out
+    assert "every process of this run finished" in out
+    assert not (tmp_path / "alive" / "watchdog.lock").exists()
