@@ -487,6 +487,7 @@ def run_federates(
         os._exit(1)
     except FederationAbortedError as exc:
         log.error("%s: stopped because the federation ended: %s", federate.name, exc)
+        liveness.aborted(alive, str(exc))
         return EXIT_ABORTED
     except Exception as exc:
         if (
@@ -497,6 +498,7 @@ def run_federates(
             # a HELICS call inside a stage fails once the federation has ended (another
             # federate failed); like a failed time request, that is not the root cause
             log.error("%s: stopped because the federation ended: %s", federate.name, exc)
+            liveness.aborted(alive, str(exc))
             return EXIT_ABORTED
         name = federate.name if federate else label
         log.exception("%s: federate failed", name)

@@ -80,6 +80,7 @@ def hold(env: Mapping[str, str] = os.environ, *, inheritable: bool = False) -> i
         raise AlreadyRunningError(
             f"{path} is held by another process: a run from this folder is still alive"
         ) from None
+    os.ftruncate(fd, 0)  # an earlier run's "aborted" (:func:`aborted`) is not this run's
     if inheritable:
         os.set_inheritable(fd, True)
     return fd
@@ -92,6 +93,27 @@ def finished(fd: int | None, env: Mapping[str, str] = os.environ) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(lock_path(env[ENV_DIR], env[ENV_SELF]))
+
+
+#: first bytes of the lock file of a process that stopped because its federation ended
+ABORTED = b"aborted"
+
+
+def aborted(fd: int | None, reason: str) -> None:
+    """This process stops because its federation ended (an echo of another's failure, not a
+    root cause): say so in its file, which stays linked; watchers then do not report it as
+    the process that died."""
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.pwrite(fd, ABORTED + b": " + reason.encode()[:200] + b"\n", 0)
+
+
+def _was_aborted(fd: int) -> bool:
+    try:
+        return os.pread(fd, len(ABORTED), 0) == ABORTED
+    except OSError:
+        return False
 
 
 class PeerWatch:
@@ -120,10 +142,18 @@ class PeerWatch:
 
     def start(self) -> None:
         for peer in self.peers:
+            path = lock_path(self.directory, peer)
             try:
-                fd = os.open(lock_path(self.directory, peer), os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
-                continue  # finished already (it unlinked its file)
+                continue  # finished already (it unlinked its file), or it takes no lock
+            if not _is_locked(fd):
+                # ended already, or a process that takes no lock (a stand-in swapped into
+                # runner.json) beside a stale file of an earlier run: nothing to watch. (In
+                # executing mode every process of the run holds its lock, so this probe
+                # cannot make a starting one's fail.)
+                os.close(fd)
+                continue
             threading.Thread(
                 target=self._wait, args=(peer, fd), name=f"peer-watch-{peer}", daemon=True
             ).start()
@@ -132,10 +162,13 @@ class PeerWatch:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # returns when the peer's process has ended
             linked = os.fstat(fd).st_nlink > 0
+            echo = linked and _was_aborted(fd)
         finally:
             os.close(fd)
-        if not linked or self._stopped.is_set():
-            return  # it finished its run, or this process has finished its own
+        if not linked or echo or self._stopped.is_set():
+            # it finished its run; or it stopped because the federation ended (HELICS tells
+            # this process too); or this process has finished its own
+            return
         if self._reported.acquire(blocking=False):
             self.dead = peer
             self.on_death(peer)
@@ -159,6 +192,40 @@ def _held_locks(proc_locks: str = "/proc/locks") -> set[tuple[int, int, int]]:
     return held
 
 
+def _is_locked(fd: int) -> bool:
+    """Whether a process holds the exclusive lock of the open file ``fd`` (a shared lock is
+    tried without waiting and, if granted, released at once)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _peer_state(path: pathlib.Path) -> tuple[str, str]:
+    """``("running" | "finished" | "aborted" | "dead", reason)`` of a started peer.
+
+    Its file is opened, then its lock probed: a peer that finished unlinked its file before
+    its end released the lock, so a released lock on a file with no link left is a finished
+    run, never a death."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "finished", ""
+    try:
+        if _is_locked(fd):
+            return "running", ""
+        if os.fstat(fd).st_nlink == 0:
+            return "finished", ""
+        text = os.pread(fd, 256, 0)
+    finally:
+        os.close(fd)
+    if text.startswith(ABORTED):
+        return "aborted", text.decode(errors="replace").strip()
+    return "dead", ""
+
+
 def _file_id(path: pathlib.Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
@@ -180,10 +247,12 @@ def watchdog(
     takes a lock on a peer's file, so it cannot make a starting peer's :func:`hold` fail,
     and a stale file of an earlier run is only waited on). A peer whose lock is released
     while its file is still linked died: :data:`EXIT_ABORTED`, naming it. The broker, which
-    never unlinks its file, died only if a federate process has not finished yet (at a
-    normal end every federate process unlinks its file before it disconnects, and the broker
-    leaves after the last disconnect). 0 once every peer has ended normally;
-    :data:`EXIT_ABORTED` too if a peer never started within ``startup_timeout_s``.
+    never unlinks its file, died only if a started federate process has not finished yet (at
+    a normal end every federate process unlinks its file before it disconnects, and the
+    broker leaves after the last disconnect). 0 once the broker and every started peer have
+    ended normally. A process that never takes a lock (a stand-in or a HELICS app swapped
+    into runner.json) is not watched; :data:`EXIT_ABORTED` if the broker never started
+    within ``startup_timeout_s``.
     """
     out = out or sys.stdout
     me = env.get(ENV_SELF, WATCHDOG)
@@ -199,36 +268,55 @@ def watchdog(
     directory = pathlib.Path(env.get(ENV_DIR, ALIVE_DIR))
     peers = [p for p in env.get(ENV_PEERS, "").split(",") if p and p != me]
     files = {p: lock_path(directory, p) for p in peers}
-    started = set()
-    ended = set()
+    started: set[str] = set()
+    ended: set[str] = set()
+    echoes: dict[str, str] = {}
     deadline = time.monotonic() + startup_timeout_s
     say(f"watching {', '.join(peers)}")
-    while len(ended) < len(peers):
-        held = _held_locks()  # first the locks, then the files: a finished peer unlinked
-        ids = {p: _file_id(files[p]) for p in peers if p not in ended}  # before its release
+    while not (started and started <= ended and (BROKER in ended or BROKER not in peers)):
+        # a peer not seen yet: is its file locked (/proc/locks: no lock taken on it; the
+        # list, read while other processes lock and unlock, can miss an entry, which only
+        # delays this); a started one: has its lock been released (a probe: it holds its
+        # lock until it ends, so the probe cannot disturb it)
+        held = _held_locks() if len(started) < len(peers) else set()
         dead = []
-        for peer, file_id in ids.items():
-            if file_id is not None and file_id in held:
-                started.add(peer)
-            elif peer in started and file_id is None:
-                ended.add(peer)  # it unlinked its file: it finished its run
-            elif peer in started:
+        for peer in [p for p in peers if p not in ended]:
+            if peer not in started:
+                if _file_id(files[peer]) in held:
+                    started.add(peer)
+                continue
+            state, reason = _peer_state(files[peer])
+            if state == "finished":
+                ended.add(peer)
+            elif state == "aborted":  # it stopped because the federation ended: an echo
+                ended.add(peer)
+                echoes[peer] = reason
+            elif state == "dead":
                 dead.append(peer)
         # several ends seen in one poll (a busy machine): a federate process before the
         # broker, whose end is most likely the echo of the federate's
         for peer in sorted(dead, key=lambda p: p == BROKER):
-            unfinished = [p for p in peers if p not in (BROKER, peer) and p not in ended]
+            unfinished = started - ended - {BROKER, peer}
             if peer == BROKER and not unfinished:
                 ended.add(peer)  # the normal end of a run: every federate process left first
                 continue
             say(f"process {peer} of this run died (ended without finishing its run)")
             return EXIT_ABORTED
-        if time.monotonic() > deadline and len(started) < len(peers):
-            missing = sorted(set(peers) - started)
-            say(f"processes that never started within {startup_timeout_s:.0f} s: {missing}")
+        if time.monotonic() > deadline and BROKER in peers and BROKER not in started:
+            say(f"the broker did not start within {startup_timeout_s:.0f} s")
             return EXIT_ABORTED
         time.sleep(poll_s)
-    say("every process of this run finished")
+    if echoes:
+        say(
+            "the federation ended early: "
+            + "; ".join(f"{p} {reason}" for p, reason in sorted(echoes.items()))
+        )
+        return EXIT_ABORTED
+    never = [p for p in peers if p not in started]
+    say(
+        "every process of this run finished"
+        + (f" (not watched, never took a lock: {', '.join(never)})" if never else "")
+    )
     finished(own, env)
     return 0
 

@@ -182,6 +182,54 @@ def test_helics_recorder_records_the_federations_values(tmp_path):
             assert ours[k] == pytest.approx(v, abs=1e-6), (tag, t)
 
 
+def test_helics_player_replays_the_afrr_stream_in_place_of_the_afrr_federate(baseline, tmp_path):
+    """HELICS' own player app takes the place of the aFRR controller: it replays the aFRR
+    set-point streams the baseline run recorded, each value at the time the controller
+    published it (step + the AFRR offset of the contract). The TSO, the DSOs and the
+    recorder see the same values, so the whole run is the baseline's to the bit."""
+    from federation.contract import Stage
+
+    built = write_build("tiny", "A", tmp_path, startup_timeout_s=120)
+    afrr = json.loads((built.out_dir / "configs" / "afrr.json").read_text())
+    keys = [p["key"] for p in afrr["publications"]]
+    assert "afrr/tso/setpoint_mw" in keys and "afrr/activation/p_mw" in keys
+    base = read_results(baseline.results)
+    t_steps = np.asarray(base["steps"]["t_s"])
+    lines = ["# aFRR set-points captured from the recorder's HDF5 of a tiny run"]
+    for k, t in enumerate(t_steps):
+        for key in keys:
+            v = float(base["steps"][key][k])
+            lines.append(f"{float(t) + Stage.AFRR.value!r} {key} {v!r}")
+    stream = built.out_dir / "afrr_stream.txt"
+    stream.write_text("\n".join(lines) + "\n")
+    assert np.any(np.asarray(base["steps"]["afrr/activation/p_mw"]) != 0)  # a real stream
+    from federation.run import HELICS_BROKER_BINARY
+
+    player = [
+        str(HELICS_BROKER_BINARY.parent / "helics_player"),
+        "--name=afrr",
+        "--coretype=zmq",
+        f"--broker=tcp://127.0.0.1:{built.broker.port}",
+        f"--brokerkey={built.broker.key}",
+        "--time_units=s",
+        "--datatype=double",
+        stream.name,
+    ]
+    _replace(built, "afrr", shlex.join(player))
+    outcome = supervise(built.runner, wall_timeout_s=400.0)
+    assert outcome.returncode == 0, (outcome.message, outcome.logs)
+    ours = read_results(built.results)
+    for key in keys:  # what the player sent is what the recorder (and the TSO) received
+        np.testing.assert_array_equal(ours["steps"][key], base["steps"][key], err_msg=key)
+    assert ours["steps"].keys() == base["steps"].keys()
+    for key in base["steps"]:  # the grid physics and the aFRR allocation it drove
+        np.testing.assert_array_equal(ours["steps"][key], base["steps"][key], err_msg=key)
+    for key in base["sessions"]:
+        np.testing.assert_array_equal(ours["sessions"][key], base["sessions"][key], err_msg=key)
+    np.testing.assert_array_equal(ours["awards"], base["awards"])
+    assert _kpis(built) == _kpis(baseline)
+
+
 def _recorder_command(built, tags: list[str]) -> str:
     from federation.run import HELICS_BROKER_BINARY
 
