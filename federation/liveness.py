@@ -239,6 +239,7 @@ def watchdog(
     *,
     startup_timeout_s: float = 300.0,
     poll_s: float = 0.02,
+    grace_s: float = 0.8,
     out=None,
 ) -> int:
     """Watch every other process of a runner.json run from outside HELICS; the exit code.
@@ -253,6 +254,11 @@ def watchdog(
     ended normally. A process that never takes a lock (a stand-in or a HELICS app swapped
     into runner.json) is not watched; :data:`EXIT_ABORTED` if the broker never started
     within ``startup_timeout_s``.
+
+    After a death it exits once the other processes have ended, ``grace_s`` at most: under
+    ``helics run`` its exit is the first failure helics-cli may find, and helics-cli then
+    SIGKILLs every process listed after it at once, the recorder included, which needs that
+    time to write what it holds (docs/cluster.md).
     """
     out = out or sys.stdout
     me = env.get(ENV_SELF, WATCHDOG)
@@ -301,6 +307,7 @@ def watchdog(
                 ended.add(peer)  # the normal end of a run: every federate process left first
                 continue
             say(f"process {peer} of this run died (ended without finishing its run)")
+            _let_the_others_end(files, started - {peer}, grace_s)
             return EXIT_ABORTED
         if time.monotonic() > deadline and BROKER in peers and BROKER not in started:
             say(f"the broker did not start within {startup_timeout_s:.0f} s")
@@ -319,6 +326,15 @@ def watchdog(
     )
     finished(own, env)
     return 0
+
+
+def _let_the_others_end(files: dict[str, pathlib.Path], peers: set[str], grace_s: float) -> None:
+    """Wait until none of ``peers`` runs any more, ``grace_s`` at most."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if all(_peer_state(files[p])[0] != "running" for p in peers):
+            return
+        time.sleep(0.02)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,11 +46,13 @@ def _pids_in(run_dir: pathlib.Path) -> dict[int, str]:
 
 def _n_steps(path: pathlib.Path, wait_s: float = 2.0) -> tuple[int, int]:
     """(steps, sessions) in the results file; (-1, -1) if it cannot be read within
-    ``wait_s`` (it is locked while the recorder flushes into it)."""
+    ``wait_s`` (the recorder is writing it). Read without HDF5's file lock: a reader's lock
+    makes the recorder's next flush fail ("unable to lock file"), which ended a re-run of
+    tests/federation/test_faults_helics_run.py at its first step."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            with h5py.File(path, "r") as f:
+            with h5py.File(path, "r", locking=False) as f:
                 return int(f["steps/t_s"].shape[0]), int(f["sessions/t_s"].shape[0])
         except (OSError, KeyError):
             if time.monotonic() > deadline:

@@ -65,7 +65,7 @@ def _start(folder: pathlib.Path, *flags: str) -> subprocess.Popen:
 def _last_step_s(path: pathlib.Path) -> float:
     """Time of the last step in the results file (-1 before the first or while locked)."""
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r", locking=False) as f:  # test_faults._n_steps
             t = f["steps/t_s"]
             return float(t[-1]) if t.shape[0] else -1.0
     except (OSError, KeyError):
@@ -148,26 +148,35 @@ def test_killed_process_ends_a_helics_run_within_10_s(tmp_path, victim, marker, 
     # every process but the victim exited 3 (ended on its own) or was SIGKILLed by helics-cli
     # (not reported); with --no-kill-on-error every one ended on its own
     processes = {f.stem for f in (folder / ALIVE_DIR).glob("*.lock")} | {victim}
+    assert "recorder" in processes and len(processes) == 8  # watchdog, broker, 6 federates
     survivors = processes - {victim, WATCHDOG, "broker"}
     assert victim not in codes
     assert all(code == 3 for code in codes.values()), output
     if flags:
         assert {n: codes.get(n) for n in survivors} == dict.fromkeys(survivors, 3), output
-    # the recorder (listed before every HELICS process) wrote what it held, and the file
-    # keeps every step and session it had flushed before the kill
-    assert codes.get("recorder") == 3, output
+    # the recorder wrote what it held (with --no-kill-on-error always; by default unless
+    # helics-cli's kill came first: it is listed second and the watchdog waits for it, 0.8 s
+    # at most), and the file keeps every step and session flushed before the kill
     recorder_log = (folder / "recorder.log").read_text()
-    assert "federation ended early; results so far in" in recorder_log
+    wrote = "federation ended early; results so far in" in recorder_log
+    print(f"recorder exit {codes.get('recorder', -9)}, wrote what it held: {wrote}")
     steps_after, sessions_after = _n_steps(built.results)
     assert sessions_after >= sessions_before >= 1
-    assert steps_after > steps_before  # the steps it held were written on abort
+    if flags or codes.get("recorder") == 3:
+        assert codes.get("recorder") == 3, output
+        assert wrote, recorder_log
+        assert steps_after > steps_before  # the steps it held were written on abort
+    else:
+        assert steps_after >= steps_before
     with h5py.File(built.results, "r") as f:
         assert not f.attrs["complete"]
         assert f["steps/t_s"][0] == 0.0 and f["steps/t_s"].shape == (steps_after,)
-    # the federates that ended on their own name the dead process (each the first death it
-    # saw); a federate's watch sees the broker too
+    # the federates that ended on their own name the dead process: seen by their own watch
+    # ("process <victim> of this run died"), or in the error HELICS passed on from another's
+    # ("[-101] process <victim> died")
     logs = {n: (folder / f"{n}.log").read_text() for n in survivors if codes.get(n) == 3}
-    assert logs and all(death in text for text in logs.values()), logs
+    named = re.compile(rf"process {victim} (of this run )?died")
+    assert logs and all(named.search(text) for text in logs.values()), logs
     # the same folder (same fixed broker port, the dead run's lock files) runs again at once
     built.results.unlink()
     again = _start(folder)
