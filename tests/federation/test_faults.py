@@ -126,7 +126,8 @@ def test_killed_process_ends_the_run_within_10_s(tmp_path, victim, marker):
     # every survivor exited non-zero: aborted (3), or ended by the supervisor's SIGTERM
     # before its own abort (-15); none needed the SIGKILL after the grace time
     survivors = {n: rc for n, rc in outcome.exit_codes.items() if n != victim}
-    assert len(survivors) == 6, outcome.exit_codes  # broker + 5 processes, less the victim
+    # the watchdog (federation.liveness), the broker and 5 federate processes, less the victim
+    assert len(survivors) == 7, outcome.exit_codes
     federates = {n: rc for n, rc in survivors.items() if n != "broker"}
     assert all(rc in (EXIT_ABORTED, -signal.SIGTERM) for rc in federates.values()), survivors
     assert survivors.get("broker") != -signal.SIGKILL, survivors
