@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCENARIO ?= default
 
-.PHONY: setup run test lint format bench clean image test-cluster
+.PHONY: setup run test lint format bench clean image test-cluster test-faults
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -52,3 +52,9 @@ image:
 # compose vs a local run, a killed DSO container (docs/cluster.md; needs root)
 test-cluster: $(STAMP)
 	$(BIN)/python scripts/test_cluster.py
+
+# faults under `helics run --path runner.json` (a SIGKILLed federate host or broker of tiny;
+# docs/cluster.md): minutes, so not in `make test`; run it in a network namespace of its own
+# (HELICS ports), e.g. `ip netns exec NS make test-faults`
+test-faults: $(STAMP)
+	SMARTNET_HELICS_FAULTS=1 $(BIN)/python -m pytest tests/federation/test_faults_helics_run.py -v

@@ -38,6 +38,7 @@ from federates.runtime import (
     add_inline_arguments,
     config_from_args,
     configure_logging,
+    end_process,
     run_federates,
 )
 
@@ -96,7 +97,7 @@ def host(argv: Sequence[str]) -> int:
     configure_logging()
     names = member_names(args)
     federate = args.federate or f"host_{names[0]}"
-    return run_federates(lambda: load_members(args), federate, host=federate)
+    return end_process(run_federates(lambda: load_members(args), federate, host=federate))
 
 
 if __name__ == "__main__":

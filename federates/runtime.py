@@ -70,6 +70,8 @@ class HelicsFederate:
         self.entered_at = math.nan  # wall-clock time executing mode was entered [s]
         #: called once executing mode is entered (the peer watch starts then)
         self.on_enter: list[Callable[[], None]] = []
+        #: called once the last scheduled time is granted (the peer watch stops then)
+        self.on_last_grant: list[Callable[[], None]] = []
 
     def enter(self) -> None:
         """Enter executing mode; raise :class:`StartupTimeoutError` naming who never came."""
@@ -374,6 +376,8 @@ def serve(federate: HelicsFederate, members: list[tuple[FederateRuntime, Any]]) 
                 raise
             by_member[name] = by_member.get(name, 0.0) + time.perf_counter() - t0
         federate.time_in_core_s += time.perf_counter() - started
+    for callback in federate.on_last_grant:
+        callback()
     for _, handler in members:
         handler.finish()
 
@@ -385,7 +389,25 @@ def main(factory: Any, argv: Iterable[str] | None = None) -> int:
     add_inline_arguments(parser)
     args = parser.parse_args(list(argv) if argv is not None else None)
     configure_logging()
-    return run_federates(lambda: [(config_from_args(args), factory)], args.config or args.name)
+    return end_process(
+        run_federates(lambda: [(config_from_args(args), factory)], args.config or args.name)
+    )
+
+
+def end_process(rc: int) -> int:
+    """The exit code of a federate process; one that did not finish its run leaves at once.
+
+    After it left the federation (``close``: every file written and closed), the interpreter's
+    exit still waited for the HELICS library to shut down: 1.7-10.8 s after a SIGKILLed peer
+    on a loaded machine (tiny under ``helics run --no-kill-on-error``, docs/cluster.md),
+    beyond the 10 s a dead federation may take to end. A process at its normal end (0) exits
+    normally."""
+    if rc == 0:
+        return rc
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def add_inline_arguments(parser: argparse.ArgumentParser) -> None:
@@ -465,6 +487,7 @@ def run_federates(
         os._exit(1)
     except FederationAbortedError as exc:
         log.error("%s: stopped because the federation ended: %s", federate.name, exc)
+        liveness.aborted(alive, str(exc))
         return EXIT_ABORTED
     except Exception as exc:
         if (
@@ -475,6 +498,7 @@ def run_federates(
             # a HELICS call inside a stage fails once the federation has ended (another
             # federate failed); like a failed time request, that is not the root cause
             log.error("%s: stopped because the federation ended: %s", federate.name, exc)
+            liveness.aborted(alive, str(exc))
             return EXIT_ABORTED
         name = federate.name if federate else label
         log.exception("%s: federate failed", name)
@@ -490,6 +514,7 @@ def run_federates(
             watch.uninstall()
         if federate is not None:
             federate.close()
+            log.info("%s: left the federation", federate.name)
 
 
 def _watch_peers(federate: HelicsFederate) -> liveness.PeerWatch | None:
@@ -511,6 +536,9 @@ def _watch_peers(federate: HelicsFederate) -> liveness.PeerWatch | None:
     if not peers.enabled:
         return None
     federate.on_enter.append(peers.start)
+    # after its last grant this federate needs no one (it writes and leaves), and the broker
+    # may then end normally (liveness.PeerWatch)
+    federate.on_last_grant.append(peers.stop)
     return peers
 
 

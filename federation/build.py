@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from federation import liveness
 from federation.adapters import save_scenario_cache, topology_from_scenario
 from federation.contract import ICT_LINKS, Contract, build_contract
 from federation.results import network_context, scenario_input_files, start_clock
@@ -482,21 +483,34 @@ def runner_document(
     processes: dict[str, str],
     name: str,
     broker_interface: str | None = None,
+    startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
 ) -> dict[str, Any]:
-    """The ``helics run --path`` document: the broker, then every process
-    (:func:`process_commands`; one HELICS federate each). ``federation.liveness.runner_env``
-    would give each the watch's environment; it is not set yet (docs/cluster.md)."""
-    names = ["broker", *processes]
+    """The ``helics run --path`` document: the watchdog, the recorder, the broker, then
+    every other process (:func:`process_commands`; one HELICS federate each). Each gets the
+    environment of :mod:`federation.liveness` (its lock file and its peers: a process that
+    dies ends the federation at once).
+
+    The order is for ``helics run`` 3.6, which SIGKILLs at once every process listed after
+    the first one it finds failed and those before it one poll (1 s) later: the watchdog
+    (not a HELICS federate) first, so its exit code (3, naming the dead process) reaches
+    helics-cli, and the recorder before the broker and the federates, so it has that second
+    to write what it holds (docs/cluster.md)."""
+    recorder = [p for p in processes if p == "recorder"]
+    ordered = [*recorder, "broker", *(p for p in processes if p != "recorder")]
+    names = [liveness.WATCHDOG, *ordered]
     broker_exec = broker_command(len(processes), broker, local_interface=broker_interface)
-    commands = {"broker": broker_exec, **processes}
+    commands = {
+        liveness.WATCHDOG: f"python -m federation.liveness --startup-timeout {startup_timeout_s:g}",
+        "broker": broker_exec,
+        **processes,
+    }
     feds = [
         {
             "name": proc,
             "directory": ".",
             "host": "localhost",
             "exec": commands[proc],
-            # the lock-file watch (federation.liveness) is off until a normal helics run of
-            # tiny passes with it (it exited 1 twice; docs/cluster.md): no runner_env here
+            "env": liveness.runner_env(proc, names),
         }
         for proc in names
     ]
@@ -734,6 +748,7 @@ def write_build(
                 processes,
                 f"smartnet-{sc.name}-{scheme}",
                 broker_interface=(interfaces or {}).get("broker"),
+                startup_timeout_s=startup_timeout_s,
             ),
             indent=2,
         )

@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from federation.build import write_build
+from federation.build import DEFAULT_STARTUP_TIMEOUT_S, write_build
 from federation.run import RunOutcome, supervise
 
 
@@ -40,7 +40,10 @@ def run_tiny(
         "tiny",
         scheme,
         tmp,
-        startup_timeout_s=120.0,
+        # the product's default: with 120 s, a federate that registered early gave up while
+        # the tso of the same run was still importing pandapower (two test sessions at once,
+        # 6 federations starting on 2 cores, load ~30; docs/cluster.md)
+        startup_timeout_s=DEFAULT_STARTUP_TIMEOUT_S,
         dso_check=dso_check,
         hosted={"dso": 1, "aggregator": 1} if hosted else {},
     )

@@ -251,11 +251,12 @@ def test_root_runner_hosts_the_dso_and_aggregator_federates():
         assert sorted(hosted) == sorted(f"{prefix}{k}" for k in range(1, n + 1))
         assert not any(p.startswith(prefix) and "_host_" not in p for p in procs)
     assert sorted(procs) == sorted(
-        ["broker", "tso", "afrr", "recorder", "market_central"]
+        ["watchdog", "broker", "tso", "afrr", "recorder", "market_central"]
         + [f"dso_host_{g}" for g in range(1, HOSTED_PROCESSES["dso"] + 1)]
         + [f"aggregator_host_{g}" for g in range(1, HOSTED_PROCESSES["aggregator"] + 1)]
     )
-    assert f"federation.broker -f {len(procs) - 1} " in procs["broker"]
+    # every process but the watchdog (federation.liveness) is one HELICS federate
+    assert f"federation.broker -f {len(procs) - 2} " in procs["broker"]
     compose = root_files()["docker-compose.yml"]
     assert all(f"  dso-{k}:" in compose for k in range(1, 21))
     assert "federation.broker -f 33 " in compose  # tso, 20 DSOs, 9 aggregators, market, aFRR, rec.

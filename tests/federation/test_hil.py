@@ -152,8 +152,9 @@ def test_helics_recorder_records_the_federations_values(tmp_path):
     federates publish a value when it changes; helics_recorder prints 6 decimals)."""
     built = write_build("tiny", "A", tmp_path, startup_timeout_s=120)
     doc = _runner(built)
-    n = len(doc["federates"]) - 1
-    broker = doc["federates"][0]
+    n = len(doc["federates"]) - 2  # HELICS federates: not the broker, not the watchdog
+    broker = next(f for f in doc["federates"] if f["name"] == "broker")
+    assert f" -f {n} " in broker["exec"]
     broker["exec"] = broker["exec"].replace(f" -f {n} ", f" -f {n + 1} ")
     # helics_recorder 3.6 kept only the last of two --tag options here, and crashed (SIGSEGV)
     # with a single one in 2 runs out of 2: the first tag is only a companion
@@ -179,6 +180,83 @@ def test_helics_recorder_records_the_federations_values(tmp_path):
         for t, v in zip(times, values, strict=True):
             k = int(np.searchsorted(t_steps, t - 0.01))  # published at step time + offset
             assert ours[k] == pytest.approx(v, abs=1e-6), (tag, t)
+
+
+def test_helics_player_replays_the_afrr_stream_in_place_of_the_afrr_federate(baseline, tmp_path):
+    """HELICS' own player app takes the place of the aFRR controller: it replays the aFRR
+    set-point streams the baseline run recorded, each value at the time the controller
+    published it (step + the AFRR offset of the contract). The TSO, the DSOs and the
+    recorder see the same values, so the whole run is the baseline's."""
+    from federation.contract import Stage
+
+    built = write_build("tiny", "A", tmp_path, startup_timeout_s=120)
+    afrr = json.loads((built.out_dir / "configs" / "afrr.json").read_text())
+    keys = [p["key"] for p in afrr["publications"]]
+    assert "afrr/tso/setpoint_mw" in keys and "afrr/activation/p_mw" in keys
+    base = read_results(baseline.results)
+    t_steps = np.asarray(base["steps"]["t_s"])
+    lines = ["# aFRR set-points captured from the recorder's HDF5 of a tiny run"]
+    for k, t in enumerate(t_steps):
+        for key in keys:
+            v = float(base["steps"][key][k])
+            lines.append(f"{float(t) + Stage.AFRR.value!r} {key} {v!r}")
+    stream = built.out_dir / "afrr_stream.txt"
+    stream.write_text("\n".join(lines) + "\n")
+    assert np.any(np.asarray(base["steps"]["afrr/activation/p_mw"]) != 0)  # a real stream
+    from federation.run import HELICS_BROKER_BINARY
+
+    player = [
+        str(HELICS_BROKER_BINARY.parent / "helics_player"),
+        "--name=afrr",
+        "--coretype=zmq",
+        f"--broker=tcp://127.0.0.1:{built.broker.port}",
+        f"--brokerkey={built.broker.key}",
+        "--time_units=s",
+        "--datatype=double",
+        stream.name,
+    ]
+    _replace(built, "afrr", shlex.join(player))
+    outcome = supervise(built.runner, wall_timeout_s=400.0)
+    assert outcome.returncode == 0, (outcome.message, outcome.logs)
+    ours = read_results(built.results)
+    # what the player sent is what the recorder (and the TSO) received: to the last bit but
+    # one (helics_player 3.6 parses the text's shortest round-trip decimals of 11 of the 180
+    # aFRR set-points 1 ulp off, measured)
+    for key in keys:
+        np.testing.assert_allclose(
+            ours["steps"][key], base["steps"][key], rtol=4e-16, atol=1e-300, err_msg=key
+        )
+    # so the run is the baseline's: the grid physics and the aFRR allocation it drove, the
+    # market and the KPIs (1e-9: those 1-ulp differences through the power flows gave at most
+    # 2e-11, measured)
+    for group in ("steps", "sessions"):
+        assert ours[group].keys() == base[group].keys()
+        for key in base[group]:
+            _assert_close(ours[group][key], base[group][key], key)
+    for field in base["awards"].dtype.names:
+        _assert_close(ours["awards"][field], base["awards"][field], field)
+    kpis, base_kpis = _flat(_kpis(built)), _flat(_kpis(baseline))
+    assert kpis.keys() == base_kpis.keys()
+    for k, v in base_kpis.items():
+        assert kpis[k] == (pytest.approx(v, rel=1e-9, abs=1e-9) if isinstance(v, float) else v), k
+
+
+def _assert_close(ours, base, name: str) -> None:
+    ours, base = np.asarray(ours), np.asarray(base)
+    if base.dtype.kind in "fiu":
+        np.testing.assert_allclose(ours, base, rtol=1e-9, atol=1e-9, err_msg=name)
+    else:
+        np.testing.assert_array_equal(ours, base, err_msg=name)
+
+
+def _flat(doc, prefix: str = "") -> dict:
+    """Nested KPI document -> ``{"a/b/c": value}``."""
+    if not isinstance(doc, dict):
+        return {prefix: doc}
+    out = {}
+    for k, v in doc.items():
+        out.update(_flat(v, f"{prefix}/{k}" if prefix else str(k)))
+    return out
 
 
 def _recorder_command(built, tags: list[str]) -> str:
