@@ -42,6 +42,7 @@ class RecorderFederate:
             value_docs=rt.params.get("value_docs"),
             vector_keys=self.vector_keys,
         )
+        self.values = rt.value_reader(self.keys)
         self.sessions = set(timing.session_times())
         #: sessions whose clearing arrived (a session of B or C has one per market)
         self.cleared_sessions: set[int] = set()
@@ -52,8 +53,8 @@ class RecorderFederate:
         rt = self.rt
         self.writer.add_step(
             t_s,
-            {k: rt.value(k) for k in self.keys},
-            {k: rt.vector(k) for k in self.vector_keys},
+            self.values.read(),
+            {k: rt.vector(k) for k in self.vector_keys} if self.vector_keys else None,
         )
         for doc in rt.receive("recorder/metering", rt.params.get("networks")):
             self.writer.add_metering(doc)
