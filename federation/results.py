@@ -41,7 +41,8 @@ Layout::
     /verdicts              compound table (DSO check): session, network, bid_id, status,
                            extra_cost_eur, q_support_mvarh
     /inputs/<market>/<session>  gzip-compressed JSON bytes: the market document the market
-                           cleared (docs/market-json.md), see :func:`read_market_input`
+                           cleared (docs/market-json.md), as the market compressed it (its
+                           clearing message's input_gzip), see :func:`read_market_input`
 
 Every dataset carries ``units`` (a unit, or for a compound table a JSON object of the units of
 its fields) and ``description`` attributes. Counts are integers, strings are UTF-8 text.
@@ -50,6 +51,7 @@ its fields) and ``description`` attributes. Counts are integers, strings are UTF
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import hashlib
@@ -739,15 +741,20 @@ class ResultsWriter:
         if verdicts:
             _append(f, "verdicts", np.array(verdicts, dtype=VERDICT_DTYPE))
         for d in docs:
-            if d.get("input"):
-                text = json.dumps(d["input"], sort_keys=True).encode()
-                group = f["inputs"].require_group(str(d.get("market", self.markets[0])))
-                ds = group.create_dataset(
-                    str(int(d["session"])),
-                    data=np.frombuffer(text, dtype=np.uint8),
-                    compression="gzip",
-                )
-                _describe(ds, "-", "UTF-8 JSON market document cleared (docs/market-json.md)")
+            # the market compressed its document once; stored as it came
+            if d.get("input_gzip"):
+                packed = base64.b64decode(d["input_gzip"])
+            elif d.get("input"):  # a document built in this process with the input as a dict
+                packed = base64.b64decode(pack_market_input(d["input"]))
+            else:
+                continue
+            group = f["inputs"].require_group(str(d.get("market", self.markets[0])))
+            ds = group.create_dataset(
+                str(int(d["session"])), data=np.frombuffer(packed, dtype=np.uint8)
+            )
+            _describe(
+                ds, "-", "gzip-compressed UTF-8 JSON market document cleared (docs/market-json.md)"
+            )
 
 
 def _text(ds: h5py.Dataset) -> np.ndarray:
@@ -1014,4 +1021,21 @@ def read_market_input(path: str | pathlib.Path, market: str, session: int) -> di
         key = f"inputs/{market}/{int(session)}"
         if key not in f:
             raise KeyError(f"{path}: no input of {market} in session {session}")
-        return json.loads(f[key][()].tobytes().decode())
+        data = f[key][()].tobytes()
+    if data[:2] == _GZIP_MAGIC:
+        data = gzip.decompress(data)
+    # a file written before the markets compressed their documents: plain JSON bytes
+    return json.loads(data.decode())
+
+
+#: first bytes of a gzip stream (RFC 1952); a JSON document starts with ``{``
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def pack_market_input(doc: Mapping[str, Any]) -> str:
+    """A market document as the ``input_gzip`` field of a ``clearing`` message: UTF-8 JSON
+    (sorted keys), gzip-compressed, in base64. The recorder stores the compressed bytes as
+    ``/inputs/<market>/<session>`` without decoding the document (:func:`read_market_input`
+    reads it back)."""
+    text = json.dumps(doc, sort_keys=True).encode()
+    return base64.b64encode(gzip.compress(text, compresslevel=6, mtime=0)).decode("ascii")
