@@ -438,14 +438,14 @@ def read_step_docs(path: str | pathlib.Path) -> dict[str, tuple[str, str]]:
     with h5py.File(path, "r") as f:
         g = f["steps"]
         if "value_keys" not in g and "count_keys" not in g:  # one dataset per key
-            _old: dict[str, tuple[str, str]] = {}
+            old: dict[str, tuple[str, str]] = {}
 
             def visit(name: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Dataset) and name != "t_s":
-                    _old[name] = (_attr(obj.attrs["units"]), _attr(obj.attrs["description"]))
+                    old[name] = (_attr(obj.attrs["units"]), _attr(obj.attrs["description"]))
 
             g.visititems(visit)
-            return _old
+            return old
         for name in ("value", "count"):
             if f"{name}_keys" in g:
                 columns = [g[f"{name}_{x}"].asstr()[()] for x in ("keys", "units", "descriptions")]
