@@ -1036,6 +1036,7 @@ def pack_market_input(doc: Mapping[str, Any]) -> str:
     """A market document as the ``input_gzip`` field of a ``clearing`` message: UTF-8 JSON
     (sorted keys), gzip-compressed, in base64. The recorder stores the compressed bytes as
     ``/inputs/<market>/<session>`` without decoding the document (:func:`read_market_input`
-    reads it back)."""
+    reads it back). Level 1: the market compresses on its critical path, and a default
+    session's 1.6 MB document takes 9 ms to 290 kB at level 1 against 39 ms to 250 kB at 6."""
     text = json.dumps(doc, sort_keys=True).encode()
-    return base64.b64encode(gzip.compress(text, compresslevel=6, mtime=0)).decode("ascii")
+    return base64.b64encode(gzip.compress(text, compresslevel=1, mtime=0)).decode("ascii")
