@@ -29,6 +29,7 @@ from typing import Any
 from federates.runtime import FederateRuntime, main
 from federation.adapters import apply_dso_verdicts
 from federation.contract import Stage, local_market
+from federation.results import pack_market_input
 from market_core.bids import Bid, BidFormatError, bid_from_dict, bid_to_dict
 from market_core.clearing import (
     DEFAULT_SLACK_PENALTY_EUR_PER_MWH,
@@ -308,7 +309,9 @@ class MarketFederate:
             items=all_items,
             ict_late=self.ict_late,
             ict_missing=self.ict_missing,
-            input=session_to_json(market, self.scheme) if status == "optimal" else {},
+            input_gzip=pack_market_input(session_to_json(market, self.scheme))
+            if status == "optimal"
+            else "",
         )
 
     def finish(self) -> None:

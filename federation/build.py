@@ -937,7 +937,7 @@ def schemes_markdown(text: str) -> str:
 
 def interface_markdown() -> str:
     """``docs/interface.md``: the HELICS interface, generated from the contract."""
-    from federation.contract import SCHEMA_VERSION, SCHEMAS, SCHEMES, Stage, Timing, Topology
+    from federation.contract import SCHEMAS, SCHEMES, Stage, Timing, Topology
 
     contracts = {
         scheme: build_contract(
@@ -1054,7 +1054,8 @@ def interface_markdown() -> str:
         "",
         "Each federate sends from its endpoint `<federate>/out` to the receiving endpoints "
         "below. Every document carries `schema_version` "
-        f"(currently {SCHEMA_VERSION}), `kind` (the schema name), `t_s` and `sender`. A "
+        "(its schema's, in the heading of each schema below), `kind` (the schema name), `t_s` "
+        "and `sender`. A "
         "document that fails validation is rejected with a logged reason and never crashes the "
         "receiver.",
         "",
@@ -1081,7 +1082,11 @@ def interface_markdown() -> str:
             "| field | type | unit | meaning |",
             "|---|---|---|---|",
         ]
-        out += [f"| `{f.name}` | {f.type} | {f.unit} | {f.description} |" for f in schema.fields]
+        out += [
+            f"| `{f.name}` | {f.type} | {f.unit} | "
+            f"{f'always {schema.version}' if f.name == 'schema_version' else f.description} |"
+            for f in schema.fields
+        ]
         if schema.item_fields:
             out += [
                 "",

@@ -471,13 +471,16 @@ SCHEMAS: dict[str, MessageSchema] = {
                     "closure (late or lost)",
                 ),
                 _f(
-                    "input",
-                    "object",
+                    "input_gzip",
+                    "string",
                     "-",
                     "what this market cleared, as a market document (docs/market-json.md, "
-                    "smartnet clear reads it); {} when it did not clear",
+                    "smartnet clear reads it), UTF-8 JSON gzip-compressed in base64 "
+                    "(federation.results.pack_market_input: the recorder stores it as it "
+                    "comes); '' when it did not clear",
                 ),
             ),
+            version=2,
         ),
     )
 }

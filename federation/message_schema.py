@@ -126,6 +126,7 @@ def json_schema(name: str) -> dict[str, Any]:
         **_object(schema.fields, schema.description),
     }
     out["properties"]["schema_version"]["const"] = schema.version
+    out["properties"]["schema_version"]["description"] = f"always {schema.version}"
     out["properties"]["kind"]["const"] = name
     if schema.item_fields:
         measured = name == "measurements"

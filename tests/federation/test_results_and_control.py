@@ -210,3 +210,57 @@ def test_failures_overload_and_violation_minutes_in_the_kpis(tmp_path):
     assert kpis["violation_minutes_before"]["distribution"] == pytest.approx(3.0)
     assert kpis["violation_minutes_after"]["distribution"] == pytest.approx(1.0)
     assert "numerical failures (operator fallback): 3" in format_summary(kpis)
+
+
+def test_steps_are_two_matrices_and_files_of_the_per_key_layout_still_read(tmp_path):
+    import base64
+    import gzip
+    import json
+
+    from federation.results import pack_market_input, read_market_input, read_step_docs
+
+    path = tmp_path / "r.h5"
+    w = ResultsWriter(path, {"scenario": "x"}, KEYS, n_periods=2)
+    # 100 steps between two flushes: more than the writer's first buffer holds
+    for k in range(100):
+        w.add_step(60.0 * k, [float(k + j) for j in range(len(KEYS))])
+    w.add_session(dict(_session(0, 1.0, []), input={"scheme": "A", "bids": [1, 2]}))
+    w.flush(complete=True)
+    counts = [k for k in KEYS if k.endswith("_count")]
+    with h5py.File(path, "r") as f:
+        assert f["steps/values"].shape == (100, len(KEYS) - len(counts))
+        assert f["steps/counts"].dtype.kind == "i"
+        assert f["steps/count_keys"].asstr()[()].tolist() == counts
+        # the market document is stored as the gzip stream the market would have sent
+        assert f["inputs/market_central/0"][:2].tobytes() == b"\x1f\x8b"
+    steps = read_results(path)["steps"]
+    assert list(steps) == ["t_s", *(k for k in KEYS if k not in counts), *counts]
+    for j, key in enumerate(KEYS):  # column j held k + j at step k
+        np.testing.assert_array_equal(steps[key], np.arange(100.0) + j)
+    assert steps["tso/violations/after_count"].dtype.kind == "i"
+    assert read_step_docs(path)["tso/voltage/min_vm_pu"][0] == "p.u."
+    assert read_market_input(path, "market_central", 0) == {"bids": [1, 2], "scheme": "A"}
+
+    # the layout before: one dataset per key under /steps, inputs as JSON under a gzip filter
+    old = tmp_path / "old.h5"
+    with h5py.File(path, "r") as src, h5py.File(old, "w") as f:
+        for name in ("sessions", "awards"):
+            src.copy(src[name], f, name)
+        f.attrs.update(src.attrs)
+        for key, values in steps.items():
+            ds = f.create_dataset(f"steps/{key}", data=values)
+            ds.attrs["units"], ds.attrs["description"] = "-", "old"
+        text = json.dumps({"scheme": "A", "bids": [1, 2]}, sort_keys=True).encode()
+        f.create_dataset(
+            "inputs/market_central/0", data=np.frombuffer(text, np.uint8), compression="gzip"
+        )
+    again = read_results(old)["steps"]
+    assert again.keys() == steps.keys()
+    for key in steps:
+        np.testing.assert_array_equal(again[key], steps[key])
+    assert read_step_docs(old)["tso/voltage/min_vm_pu"] == ("-", "old")
+    assert read_market_input(old, "market_central", 0) == {"bids": [1, 2], "scheme": "A"}
+    # what a market sends: its document as sorted JSON, gzip, base64
+    assert gzip.decompress(base64.b64decode(pack_market_input({"b": 1, "a": 2}))) == (
+        b'{"a": 2, "b": 1}'
+    )

@@ -21,6 +21,7 @@ from federation.results import (
     extract_inputs,
     read_frame,
     read_results,
+    read_step_docs,
 )
 from federation.scenario import SCENARIO_DIR
 
@@ -56,10 +57,15 @@ def test_every_dataset_has_units_and_a_description(tiny_a):
     assert len(attrs) > 60
     missing = [n for n, a in attrs.items() if not a.get("units") or not a.get("description")]
     assert missing == []
-    # the contract's units and texts, not a generic fallback
-    assert attrs["steps/dso_1/interface/p_mw"]["units"] == "MW"
-    assert attrs["steps/tso/voltage/min_vm_pu"]["units"] == "p.u."
-    assert "aFRR activation requested" in attrs["steps/afrr/dso_1/setpoint_mw"]["description"]
+    # every column of /steps/values and /steps/counts: the contract's units and texts, not a
+    # generic fallback
+    docs = read_step_docs(tiny_a)
+    assert docs.keys() == read_results(tiny_a)["steps"].keys() - {"t_s"}
+    assert all(units and text for units, text in docs.values())
+    assert docs["dso_1/interface/p_mw"][0] == "MW"
+    assert docs["tso/voltage/min_vm_pu"][0] == "p.u."
+    assert docs["dso_2/violations/before_count"][0] == "-"
+    assert "aFRR activation requested" in docs["afrr/dso_1/setpoint_mw"][1]
     assert json.loads(attrs["awards"]["units"])["price_eur_per_mwh"] == "EUR/MWh"
 
 
@@ -67,9 +73,12 @@ def test_counts_are_integers_and_strings_are_text(tiny_a):
     with h5py.File(tiny_a, "r") as f:
         for name in ("sessions/session", "sessions/n_bids", "markets/n_forwarded"):
             assert f[name].dtype.kind == "i", name
-        assert f["steps/dso_2/violations/before_count"].dtype.kind == "i"
-        assert f["steps/dso_2/voltage/min_vm_pu"].dtype.kind == "f"
+        assert f["steps/counts"].dtype.kind == "i" and f["steps/values"].dtype.kind == "f"
+        assert "dso_2/violations/before_count" in f["steps/count_keys"].asstr()[()].tolist()
+        assert "dso_2/voltage/min_vm_pu" in f["steps/value_keys"].asstr()[()].tolist()
     r = read_results(tiny_a)
+    assert r["steps"]["dso_2/violations/before_count"].dtype.kind == "i"
+    assert r["steps"]["dso_2/voltage/min_vm_pu"].dtype.kind == "f"
     assert all(type(s) is str for s in r["sessions"]["status"])
     assert all(type(s) is str for s in r["awards"]["bid_id"])
     assert type(r["meta"]["scenario"]) is str and r["meta"]["scenario"] == "tiny"
@@ -130,7 +139,9 @@ def test_read_frame_has_a_clock_time_index_for_every_group(tiny_a):
     assert len(steps) == 180 and steps.index[0] == t0
     assert steps.index[-1] == pd.Timestamp("2030-04-20 12:59")
     with h5py.File(tiny_a, "r") as f:
-        raw = f["steps/dso_1/interface/p_mw"][()]
+        column = f["steps/value_keys"].asstr()[()].tolist().index("dso_1/interface/p_mw")
+        raw = f["steps/values"][:, column]
+        assert f["steps/values"].shape == (180, len(f["steps/value_keys"]))
     np.testing.assert_array_equal(steps["dso_1/interface/p_mw"].to_numpy(), raw)
     dso = read_frame(tiny_a, "steps/dso_1")
     np.testing.assert_array_equal(dso["interface/p_mw"].to_numpy(), raw)
@@ -217,6 +228,7 @@ def test_record_buses_stores_every_bus_and_branch_consistent_with_the_extremes(t
     built = write_build("tiny", "A", tmp_path, record_buses=True)
     outcome = supervise(built.runner, wall_timeout_s=400.0)
     assert outcome.returncode == 0, outcome.message
+    steps = read_results(built.results)["steps"]
     with h5py.File(built.results, "r") as f:
         for net, n_bus in (("tso", 9), ("dso_1", 34), ("dso_2", 34)):
             vm = f[f"elements/{net}/buses/vm_pu"]
@@ -227,15 +239,11 @@ def test_record_buses_stores_every_bus_and_branch_consistent_with_the_extremes(t
             # are over the buses of its voltage band, every bus but its HV interface (slack,
             # bus 0 of the feeder), the TSO's over all its buses
             banded = vm if net == "tso" else vm[:, 1:]
-            np.testing.assert_array_equal(
-                banded.min(axis=1), f[f"steps/{net}/voltage/min_vm_pu"][()]
-            )
-            np.testing.assert_array_equal(
-                banded.max(axis=1), f[f"steps/{net}/voltage/max_vm_pu"][()]
-            )
+            np.testing.assert_array_equal(banded.min(axis=1), steps[f"{net}/voltage/min_vm_pu"])
+            np.testing.assert_array_equal(banded.max(axis=1), steps[f"{net}/voltage/max_vm_pu"])
             loading = f[f"elements/{net}/branches/loading_percent"][()]
             np.testing.assert_array_equal(
-                loading.max(axis=1), f[f"steps/{net}/lines/max_loading_percent"][()]
+                loading.max(axis=1), steps[f"{net}/lines/max_loading_percent"]
             )
     frame = read_frame(built.results, "elements/dso_2")
     assert frame.shape == (180, 34 + 33) and frame.index[0] == pd.Timestamp("2030-04-20 10:00")

@@ -128,6 +128,51 @@ def test_tso_sees_the_dso_values_of_the_same_step(broker):
         assert stage is Stage.TSO and value == 1000.0 + t_s / 60.0
 
 
+class _TwoValues:
+    """Publishes ``a`` every step (a new value each time) and ``b`` changing every second
+    step (``publish`` skips an unchanged value, so ``b`` is updated only then)."""
+
+    def __init__(self, rt):
+        self.rt = rt
+
+    def on_stage(self, stage, t_s):
+        self.rt.publish("dso_1/a_mw", 1000.0 + t_s / 60.0)
+        self.rt.publish("dso_1/b_mw", float(t_s // 120.0))
+
+    def finish(self):
+        pass
+
+
+class _BatchReader:
+    def __init__(self, rt):
+        self.rt, self.seen = rt, []
+        self.reader = rt.value_reader(["dso_1/b_mw", "dso_1/never_mw", "dso_1/a_mw"])
+
+    def on_stage(self, stage, t_s):
+        row = self.reader.read()
+        self.seen.append((t_s, row, self.rt.value("dso_1/a_mw", default=-1.0)))
+
+    def finish(self):
+        pass
+
+
+def test_value_reader_gives_every_latest_value_like_value(broker):
+    timing = Timing(duration_s=600.0)  # 10 steps of 60 s
+    keys = ["dso_1/a_mw", "dso_1/b_mw"]
+    dso = FederateRuntime(_config("dso_1", broker, (Stage.DSO,), timing, pubs=keys))
+    tso = FederateRuntime(
+        _config("tso", broker, (Stage.TSO,), timing, subs=[*keys, "dso_1/never_mw"])
+    )
+    handler = _BatchReader(tso)
+    _run_all([(dso, _TwoValues(dso)), (tso, handler)])
+    assert [t for t, _, _ in handler.seen] == [60.0 * k for k in range(10)]
+    for t_s, row, single in handler.seen:
+        # in the reader's key order: b (floor(t / 120 s), kept between its updates), the
+        # never-published input (default 0), a (1000 + t / 60 s, new every step)
+        assert row == [float(t_s // 120.0), 0.0, 1000.0 + t_s / 60.0]
+        assert single == row[2]  # value() of a key the reader read: the same number
+
+
 class _Sender:
     def __init__(self, rt):
         self.rt = rt
