@@ -329,6 +329,33 @@ class StepOutcome:
 
 
 @dataclass
+class _StepContext:
+    """A step between :meth:`NetworkPhysics.prepare_step` and ``operate_step``."""
+
+    t_s: float
+    interface_pq: Mapping[int, tuple[float, float]] | None
+    p_inj: np.ndarray  # bus injections of the step [MW]
+    q_inj: np.ndarray  # ... with every DG at its held Q set-point [Mvar]
+    units: list[Any]  # reactive capabilities of the DGs
+    scale: float
+    gen_total: float
+    dev_total: float
+    deviation: float
+    mfrr: float
+    afrr_alloc: float
+
+
+class _Unchanged:
+    """What :func:`~grid_core.voltage_control.control_voltage` returns where no rule acts:
+    the power flow at the entry point, no Q change."""
+
+    def __init__(self, result: Any, units: Sequence[Any]) -> None:
+        self.result = result
+        self.q_mvar = {u.unit_id: float(u.q_mvar) for u in units}
+        self.delta_q_mvar = dict.fromkeys(self.q_mvar, 0.0)
+
+
+@dataclass
 class _Plan:
     start_s: float
     end_s: float
@@ -532,10 +559,20 @@ class NetworkPhysics:
         exchange ``(p_mw, q_mvar)`` drawn there; ``slack_vm_pu`` (DSOs) is the transmission
         voltage at the interface bus, applied to the network's slack from this step on.
         """
-        from grid_core.redispatch import redispatch
-        from grid_core.violations import find_violations, overload_mw
-        from grid_core.voltage_control import control_voltage
+        return self.operate_step(
+            self.prepare_step(t_s, afrr_setpoint_mw, interface_pq, slack_vm_pu)
+        )
 
+    def prepare_step(
+        self,
+        t_s: float,
+        afrr_setpoint_mw: float,
+        interface_pq: Mapping[int, tuple[float, float]] | None = None,
+        slack_vm_pu: float | None = None,
+    ) -> _StepContext:
+        """First half of :meth:`step`: devices over ``[t_s, t_s + step)`` and the bus
+        injections of the step (every DG at its held reactive set-point); the network's
+        slack voltage is set. :meth:`operate_step` solves and operates the network."""
         dt_s = float(self.sc.physical_step_s)
         if slack_vm_pu is not None and slack_vm_pu > 0:
             self.solver.set_slack_voltage(slack_vm_pu)
@@ -581,13 +618,41 @@ class NetworkPhysics:
         units = self._reactive_units()
         for u in units:
             q_inj[self.pos[u.bus]] += u.q_mvar
+        return _StepContext(
+            t_s, interface_pq, p_inj, q_inj, units, scale, gen_total, dev_total, deviation, mfrr,
+            afrr_alloc,
+        )  # fmt: skip
+
+    def operate_step(self, ctx: _StepContext, solved: Any = None) -> StepOutcome:
+        """Second half of :meth:`step`: AC power flow, voltage control, re-dispatch, outcome.
+
+        ``solved`` is the AC power flow of ``ctx``'s injections already solved on this
+        network's solver (:func:`step_networks`, batched) for a network whose control path
+        has nothing to act on (:func:`grid_core.operation.needs_operation`): it is then the
+        step's result, as :func:`~grid_core.voltage_control.control_voltage` would return it.
+        """
+        from grid_core.redispatch import redispatch
+        from grid_core.violations import find_violations, overload_mw
+        from grid_core.voltage_control import control_voltage
+
+        t_s, interface_pq, p_inj, q_inj, units = (
+            ctx.t_s, ctx.interface_pq, ctx.p_inj, ctx.q_inj, ctx.units,
+        )  # fmt: skip
+        scale, gen_total, dev_total, deviation, mfrr, afrr_alloc = (
+            ctx.scale, ctx.gen_total, ctx.dev_total, ctx.deviation, ctx.mfrr, ctx.afrr_alloc,
+        )  # fmt: skip
+        dt_s = float(self.sc.physical_step_s)
         band = self.voltage_band()
         failures: list[str] = []
         fallback_mw = fallback_cost = 0.0
         taps = self.solver.tap_pos
         try:
-            vc = control_voltage(
-                self.solver, p_inj, q_inj, oltcs=self.oltcs, units=units, step=t_s, **band
+            vc = (
+                control_voltage(
+                    self.solver, p_inj, q_inj, oltcs=self.oltcs, units=units, step=t_s, **band
+                )
+                if solved is None
+                else _Unchanged(solved, units)
             )
         except NUMERICAL_FAILURES as exc:
             # fallback: the last feasible set-points (taps and held DG Q of the last step)
@@ -902,6 +967,84 @@ class NetworkPhysics:
         if self.network == "tso":
             return ptdf_at_operating_point(model, self.solver, p, q).as_market_dict()
         return lindistflow_at_operating_point(model, self.solver, p, q).as_market_dict()
+
+
+class NetworkGroup:
+    """Several networks served by one process, stepped together (:func:`step_networks`).
+
+    Every step solves the AC power flow of all of them in one batched Newton
+    (:class:`grid_core.operation.BatchedPowerFlow`), checks all of them at once
+    (:func:`grid_core.operation.needs_operation`) and sends only the networks where a rule of
+    the operator can act through their own control path (voltage control, re-dispatch:
+    :meth:`NetworkPhysics.operate_step`). The outcome equals stepping each network alone.
+    """
+
+    def __init__(self, physics: Sequence[NetworkPhysics]) -> None:
+        from grid_core.operation import BatchedPowerFlow
+
+        self.physics = list(physics)
+        self.batch = BatchedPowerFlow([ph.solver for ph in self.physics])
+        #: steps each network went through its control path, and steps in all
+        self.n_operated = dict.fromkeys((ph.network for ph in self.physics), 0)
+        self.n_steps = 0
+        #: OLTC set-point moves tried in the batch and rejected (no control path needed)
+        self.n_oltc_rejected = 0
+        self._limits = self.limits()
+
+    def limits(self) -> list[Any]:
+        from grid_core.operation import OperationLimits
+
+        out = []
+        for ph in self.physics:
+            band = ph.voltage_band()
+            out.append(
+                OperationLimits(
+                    band["min_vm_pu"], band["max_vm_pu"], ph.max_loading_percent, ph.oltcs
+                )
+            )
+        return out
+
+    def step(
+        self,
+        t_s: float,
+        afrr_setpoint_mw: Sequence[float],
+        interface_pq: Sequence[Mapping[int, tuple[float, float]] | None] | None = None,
+        slack_vm_pu: Sequence[float | None] | None = None,
+    ) -> list[StepOutcome]:
+        """:meth:`NetworkPhysics.step` of every network (inputs and outcomes in the group's
+        order)."""
+        from grid_core.operation import needs_operation, trial_oltc_moves
+
+        n = len(self.physics)
+        iface = interface_pq or [None] * n
+        slack = slack_vm_pu or [None] * n
+        ctxs = [
+            ph.prepare_step(t_s, a, i, v)
+            for ph, a, i, v in zip(self.physics, afrr_setpoint_mw, iface, slack, strict=True)
+        ]
+        solvers = self.batch.solvers
+        results = self.batch.solve([c.p_inj for c in ctxs], [c.q_inj for c in ctxs], step=t_s)
+        flags = needs_operation(solvers, results, self._limits)
+        operate = flags.violation.copy()
+        trial = np.flatnonzero(flags.oltc)
+        if trial.size:  # OLTC set-point moves, all tried in one power flow
+            kept = trial_oltc_moves(
+                [solvers[k] for k in trial],
+                [ctxs[k].p_inj for k in trial],
+                [ctxs[k].q_inj for k in trial],
+                [results[k] for k in trial],
+                [self._limits[k] for k in trial],
+                step=t_s,
+            )
+            operate[trial[kept]] = True
+            self.n_oltc_rejected += int((~kept).sum())
+        out = []
+        for ph, ctx, res, flag in zip(self.physics, ctxs, results, operate, strict=True):
+            if flag:
+                self.n_operated[ph.network] += 1
+            out.append(ph.operate_step(ctx, None if flag else res))
+        self.n_steps += 1
+        return out
 
 
 # ----------------------------------------------------------------------------- DSO check
