@@ -336,7 +336,7 @@ class _StepContext:
     interface_pq: Mapping[int, tuple[float, float]] | None
     p_inj: np.ndarray  # bus injections of the step [MW]
     q_inj: np.ndarray  # ... with every DG at its held Q set-point [Mvar]
-    units: list[Any]  # reactive capabilities of the DGs
+    units: list[Any] | None  # reactive capabilities of the DGs (None: not built)
     scale: float
     gen_total: float
     dev_total: float
@@ -563,17 +563,16 @@ class NetworkPhysics:
             self.prepare_step(t_s, afrr_setpoint_mw, interface_pq, slack_vm_pu)
         )
 
-    def prepare_step(
+    def _network_injections(
         self,
         t_s: float,
-        afrr_setpoint_mw: float,
-        interface_pq: Mapping[int, tuple[float, float]] | None = None,
-        slack_vm_pu: float | None = None,
-    ) -> _StepContext:
-        """First half of :meth:`step`: devices over ``[t_s, t_s + step)`` and the bus
-        injections of the step (every DG at its held reactive set-point); the network's
-        slack voltage is set. :meth:`operate_step` solves and operates the network."""
-        dt_s = float(self.sc.physical_step_s)
+        interface_pq: Mapping[int, tuple[float, float]] | None,
+        slack_vm_pu: float | None,
+    ) -> tuple[np.ndarray, np.ndarray, float, float, int]:
+        """Bus injections of the step without the devices (loads at their profile, the
+        tables' and the scheduled generators, the DSO exchanges at the TSO's interface
+        buses); sets the slack voltage. Returns ``(p_inj, q_inj, load scale, generation
+        [MW], product)``."""
         if slack_vm_pu is not None and slack_vm_pu > 0:
             self.solver.set_slack_voltage(slack_vm_pu)
         minute = min(int(t_s // 60), self.sc.n_minutes - 1)
@@ -590,10 +589,36 @@ class NetworkPhysics:
                 p_inj[self.pos[bus]] -= p
                 q_inj[self.pos[bus]] -= q
                 self.last_interface_q_mvar[bus] = float(q)
-        mfrr = afrr_alloc = dev_total = 0.0
+        return p_inj, q_inj, scale, gen_total, product
+
+    def _afrr_share(self, t_s: float, afrr_setpoint_mw: float) -> tuple[float, float]:
+        """Direction (+1 up, -1 down) and the share of the reserved band activated."""
         direction = 1.0 if afrr_setpoint_mw >= 0 else -1.0
         band = self.afrr_band(t_s)[0 if direction > 0 else 1]
         factor = min(abs(afrr_setpoint_mw) / band, 1.0) if band > 1e-12 else 0.0
+        return direction, factor
+
+    def _deviation(self, scale: float, dev_total: float, product: int) -> float:
+        """Deviation of loads plus devices from the product's schedule [MW]."""
+        own = float((self.load_p * scale).sum()) + dev_total
+        return own - float(self.scheduled_mw[product])
+
+    def prepare_step(
+        self,
+        t_s: float,
+        afrr_setpoint_mw: float,
+        interface_pq: Mapping[int, tuple[float, float]] | None = None,
+        slack_vm_pu: float | None = None,
+    ) -> _StepContext:
+        """First half of :meth:`step`: devices over ``[t_s, t_s + step)`` and the bus
+        injections of the step (every DG at its held reactive set-point); the network's
+        slack voltage is set. :meth:`operate_step` solves and operates the network."""
+        dt_s = float(self.sc.physical_step_s)
+        p_inj, q_inj, scale, gen_total, product = self._network_injections(
+            t_s, interface_pq, slack_vm_pu
+        )
+        mfrr = afrr_alloc = dev_total = 0.0
+        direction, factor = self._afrr_share(t_s, afrr_setpoint_mw)
         arrays = self._product_arrays(t_s)
         for cat, fleet in self.fleets.items():
             plan = arrays[cat]
@@ -612,9 +637,7 @@ class NetworkPhysics:
             self.p_last[cat] = p
             np.add.at(p_inj, self.device_bus[cat], p)
             dev_total += float(p.sum())
-        own = float((self.load_p * scale).sum()) + dev_total
-        deviation = own - float(self.scheduled_mw[product])
-
+        deviation = self._deviation(scale, dev_total, product)
         units = self._reactive_units()
         for u in units:
             q_inj[self.pos[u.bus]] += u.q_mvar
@@ -641,6 +664,9 @@ class NetworkPhysics:
         scale, gen_total, dev_total, deviation, mfrr, afrr_alloc = (
             ctx.scale, ctx.gen_total, ctx.dev_total, ctx.deviation, ctx.mfrr, ctx.afrr_alloc,
         )  # fmt: skip
+        if units is None and solved is None:  # batched prepare: capabilities when needed
+            units = self._reactive_units()
+        units = units or []
         dt_s = float(self.sc.physical_step_s)
         band = self.voltage_band()
         failures: list[str] = []
@@ -980,16 +1006,151 @@ class NetworkGroup:
     """
 
     def __init__(self, physics: Sequence[NetworkPhysics]) -> None:
-        from grid_core.operation import BatchedPowerFlow
+        from grid_core.flex.model import Technology
+        from grid_core.operation import BatchedPowerFlow, MergedFleets
 
         self.physics = list(physics)
+        if len({ph.sc.physical_step_s for ph in self.physics}) != 1:
+            raise ValueError("the networks of a group must share the physical step")
         self.batch = BatchedPowerFlow([ph.solver for ph in self.physics])
+        sizes = [ph.bus_index.size for ph in self.physics]
+        self._bus_offset = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        self.devices = MergedFleets(
+            [ph.fleets for ph in self.physics],
+            [ph.states for ph in self.physics],
+            [ph.device_bus for ph in self.physics],
+            self._bus_offset[:-1],
+        )
+        for k, ph in enumerate(self.physics):
+            ph.states = _GroupStates(self.devices, k, tuple(ph.fleets))
+        # DG reactive set-points of every network: (category, merged index), bus, rating
+        code = {Technology.PV: 0, Technology.WIND: 1, Technology.CHP: 2}
+        dg_cat, dg_row, dg_bus, dg_tech, dg_sn, dg_span = [], [], [], [], [], []
+        for k, ph in enumerate(self.physics):
+            a = len(dg_cat)
+            for cat, i, _dev, bus, tech, sn_mva in ph.dg:
+                dg_cat.append(cat)
+                dg_row.append(self.devices.span[cat][k][0] + i)
+                dg_bus.append(ph.pos[bus] + self._bus_offset[k])
+                dg_tech.append(code[tech])
+                dg_sn.append(sn_mva)
+            dg_span.append((a, len(dg_cat)))
+        self._dg_rows = {
+            cat: (
+                np.flatnonzero(np.array(dg_cat) == cat),
+                np.array(dg_row, dtype=np.int64)[np.array(dg_cat) == cat],
+            )
+            for cat in set(dg_cat)
+        }
+        self._dg_bus = np.array(dg_bus, dtype=np.int64)
+        self._dg_tech = np.array(dg_tech, dtype=np.int64)
+        self._dg_sn = np.array(dg_sn, dtype=float)
+        self._dg_span = dg_span
+        self._plans_of: tuple[int, ...] | None = None
+        self._plans: dict[str, dict[str, np.ndarray]] = {}
         #: steps each network went through its control path, and steps in all
         self.n_operated = dict.fromkeys((ph.network for ph in self.physics), 0)
         self.n_steps = 0
         #: OLTC set-point moves tried in the batch and rejected (no control path needed)
         self.n_oltc_rejected = 0
         self._limits = self.limits()
+
+    def _merged_plans(self, t_s: float) -> dict[str, dict[str, np.ndarray]]:
+        """The product plans of every network's devices (``_product_arrays``), merged."""
+        arrays = [ph._product_arrays(t_s) for ph in self.physics]
+        key = tuple(id(a) for a in arrays)
+        if key != self._plans_of:
+            dev = self.devices
+            self._plans = {
+                cat: {
+                    name: np.concatenate([arrays[k][cat][name] for k in dev.span[cat]])
+                    for name in ("setpoint", "deviation", "baseline", "up", "down")
+                }
+                for cat in dev.categories
+            }
+            self._plans_of = key
+        return self._plans
+
+    def _prepare(
+        self,
+        t_s: float,
+        afrr_setpoint_mw: Sequence[float],
+        interface_pq: Sequence[Mapping[int, tuple[float, float]] | None],
+        slack_vm_pu: Sequence[float | None],
+    ) -> list[_StepContext]:
+        """:meth:`NetworkPhysics.prepare_step` of every network, the devices of all in one
+        update per category and the DG reactive set-points of all at once."""
+        from grid_core.operation import reactive_limits_mvar_array
+
+        phys = self.physics
+        n = len(phys)
+        dt_s = float(phys[0].sc.physical_step_s)
+        net = [
+            ph._network_injections(t_s, i, v)
+            for ph, i, v in zip(phys, interface_pq, slack_vm_pu, strict=True)
+        ]
+        p_all = np.concatenate([x[0] for x in net])
+        q_all = np.concatenate([x[1] for x in net])
+        share = np.array(
+            [ph._afrr_share(t_s, a) for ph, a in zip(phys, afrr_setpoint_mw, strict=True)]
+        ).reshape(n, 2)
+        mfrr = np.zeros(n)
+        afrr_alloc = np.zeros(n)
+        dev_total = np.zeros(n)
+        dev = self.devices
+        plans = self._merged_plans(t_s)
+        p_cat: dict[str, np.ndarray] = {}
+        for cat in dev.categories:
+            plan, owner = plans[cat], dev.owner[cat]
+            direction = share[owner, 0]
+            extra = direction * share[owner, 1] * np.where(direction > 0, plan["up"], plan["down"])
+            has_sp = ~np.isnan(plan["setpoint"])
+            sp = np.where(
+                has_sp,
+                plan["setpoint"] + extra,
+                np.where(extra != 0.0, plan["baseline"] + extra, np.nan),
+            )
+            mfrr += np.bincount(owner[has_sp], plan["deviation"][has_sp], minlength=n)
+            afrr_alloc += np.bincount(owner, extra, minlength=n)
+            fleet = dev.fleet[cat]
+            dist = fleet.disturbances(phys[0].sc.profiles, t_s)
+            p, dev.state[cat] = fleet.step(dev.state[cat], dt_s, sp, dist)
+            p = np.asarray(p, dtype=float)
+            p_cat[cat] = p
+            np.add.at(p_all, dev.bus[cat], p)
+            dev_total += np.bincount(owner, p, minlength=n)
+            for k, (a, b) in dev.span[cat].items():
+                phys[k].p_last[cat] = p[a:b]
+        if self._dg_bus.size:  # held Q set-points, clipped into the range of the new output
+            p_dg = np.zeros(self._dg_bus.size)
+            for cat, (where, rows) in self._dg_rows.items():
+                p_dg[where] = p_cat[cat][rows]
+            lo, hi = reactive_limits_mvar_array(self._dg_tech, self._dg_sn, p_dg)
+            q_dg = np.concatenate([ph.dg_q_mvar for ph in phys])
+            q_dg = np.minimum(np.maximum(q_dg, lo), hi)
+            for ph, (a, b) in zip(phys, self._dg_span, strict=True):
+                ph.dg_q_mvar = q_dg[a:b].copy()
+            np.add.at(q_all, self._dg_bus, q_dg)
+        off = self._bus_offset
+        ctxs = []
+        for k, (ph, (_p, _q, scale, gen_total, product)) in enumerate(zip(phys, net, strict=True)):
+            total = float(dev_total[k])
+            ctxs.append(
+                _StepContext(
+                    t_s,
+                    interface_pq[k],
+                    p_all[off[k] : off[k + 1]],
+                    q_all[off[k] : off[k + 1]],
+                    None,
+                    scale,
+                    gen_total,
+                    total,
+                    ph._deviation(scale, total, product),
+                    float(mfrr[k]),
+                    float(afrr_alloc[k]),
+                )
+            )
+        return ctxs
 
     def limits(self) -> list[Any]:
         from grid_core.operation import OperationLimits
@@ -1018,10 +1179,7 @@ class NetworkGroup:
         n = len(self.physics)
         iface = interface_pq or [None] * n
         slack = slack_vm_pu or [None] * n
-        ctxs = [
-            ph.prepare_step(t_s, a, i, v)
-            for ph, a, i, v in zip(self.physics, afrr_setpoint_mw, iface, slack, strict=True)
-        ]
+        ctxs = self._prepare(t_s, afrr_setpoint_mw, iface, slack)
         solvers = self.batch.solvers
         results = self.batch.solve([c.p_inj for c in ctxs], [c.q_inj for c in ctxs], step=t_s)
         flags = needs_operation(solvers, results, self._limits)
@@ -1045,6 +1203,32 @@ class NetworkGroup:
             out.append(ph.operate_step(ctx, None if flag else res))
         self.n_steps += 1
         return out
+
+
+class _GroupStates(Mapping):
+    """A network's device states while its group owns them (:class:`NetworkGroup`): read
+    and written through the merged fleets."""
+
+    def __init__(self, devices: Any, k: int, categories: tuple[str, ...]) -> None:
+        self._devices = devices
+        self._k = k
+        self._categories = categories
+
+    def __getitem__(self, cat: str) -> Any:
+        if cat not in self._categories:
+            raise KeyError(cat)
+        return self._devices.state_of(cat, self._k)
+
+    def __setitem__(self, cat: str, state: Any) -> None:
+        if cat not in self._categories:
+            raise KeyError(cat)
+        self._devices.set_state_of(cat, self._k, state)
+
+    def __iter__(self) -> Any:
+        return iter(self._categories)
+
+    def __len__(self) -> int:
+        return len(self._categories)
 
 
 # ----------------------------------------------------------------------------- DSO check

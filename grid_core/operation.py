@@ -27,6 +27,7 @@ paths equal (1e-6 pu, 1e-6 MW) on the scenarios' pandapower feeders;
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +46,15 @@ from grid_core.voltage_control import OltcSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchedPowerFlow", "OperationFlags", "OperationLimits", "needs_operation"]
+__all__ = [
+    "BatchedPowerFlow",
+    "MergedFleets",
+    "OperationFlags",
+    "OperationLimits",
+    "needs_operation",
+    "reactive_limits_mvar_array",
+    "trial_oltc_moves",
+]
 
 #: the tolerance of :func:`grid_core.violations.find_violations` [pu or %]
 _VIOLATION_TOLERANCE = 1e-6
@@ -354,3 +363,130 @@ def trial_oltc_moves(
         solvers[k].set_tap_positions(old_taps[k])
         solvers[k]._V = old_V[k]
     return kept
+
+
+class MergedFleets:
+    """The device fleets of several networks as one fleet per category (one device update).
+
+    Devices are elementwise independent, so stepping the merged fleet equals stepping each
+    network's fleet. Per category the devices are the networks' in network order;
+    :attr:`owner` gives each device's network (position in ``fleets``) and :attr:`bus` its
+    bus position in the concatenated bus vector of the networks (``bus_offset``).
+
+    Parameters
+    ----------
+    fleets : sequence of mapping category -> Fleet
+        Each network's fleets.
+    states : sequence of mapping category -> FleetState
+        Each network's present states (merged here; :meth:`state_of` slices them back).
+    device_bus : sequence of mapping category -> ndarray[int]
+        Each network's device bus positions (``net.bus`` order of that network).
+    bus_offset : sequence of int
+        Position of each network's first bus in the concatenated bus vector.
+    """
+
+    def __init__(
+        self,
+        fleets: Sequence[Any],
+        states: Sequence[Any],
+        device_bus: Sequence[Any],
+        bus_offset: Sequence[int],
+    ) -> None:
+        self.categories: list[str] = []
+        for f in fleets:
+            self.categories += [c for c in f if c not in self.categories]
+        self.fleet: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
+        self.owner: dict[str, np.ndarray] = {}
+        self.bus: dict[str, np.ndarray] = {}
+        #: per category, network -> (start, stop) of its devices in the merged fleet
+        self.span: dict[str, dict[int, tuple[int, int]]] = {}
+        for cat in self.categories:
+            members = [k for k, f in enumerate(fleets) if cat in f]
+            ids, params, owner, bus, span, parts = [], [], [], [], {}, []
+            for k in members:
+                f = fleets[k][cat]
+                span[k] = (len(ids), len(ids) + len(f))
+                ids += f.ids
+                params += f.params
+                owner.append(np.full(len(f), k, dtype=np.int64))
+                bus.append(np.asarray(device_bus[k][cat], dtype=np.int64) + int(bus_offset[k]))
+                parts.append(states[k][cat])
+            first = fleets[members[0]][cat]
+            self.fleet[cat] = type(first)(ids, params)
+            self.owner[cat] = np.concatenate(owner)
+            self.bus[cat] = np.concatenate(bus)
+            self.span[cat] = span
+            self.state[cat] = _concat_states(parts)
+
+    def state_of(self, cat: str, k: int) -> Any:
+        """Network ``k``'s state of category ``cat`` (a new state object)."""
+        a, b = self.span[cat][k]
+        st = self.state[cat]
+        fields = {
+            f.name: getattr(st, f.name)[a:b].copy()
+            for f in dataclasses.fields(st)
+            if isinstance(getattr(st, f.name), np.ndarray)
+        }
+        return st.replace(**fields)
+
+    def set_state_of(self, cat: str, k: int, state: Any) -> None:
+        """Write network ``k``'s state of ``cat`` into the merged state."""
+        a, b = self.span[cat][k]
+        st = self.state[cat]
+        fields = {}
+        for f in dataclasses.fields(st):
+            v = getattr(st, f.name)
+            if isinstance(v, np.ndarray):
+                v = v.copy()
+                v[a:b] = getattr(state, f.name)
+                fields[f.name] = v
+        self.state[cat] = st.replace(**fields)
+
+
+def _concat_states(parts: Sequence[Any]) -> Any:
+    """One state of the devices of ``parts`` (same category), in that order."""
+    first = parts[0]
+    fields = {
+        f.name: np.concatenate([getattr(p, f.name) for p in parts])
+        for f in dataclasses.fields(first)
+        if isinstance(getattr(first, f.name), np.ndarray)
+    }
+    return first.replace(**fields)
+
+
+#: reactive capability rules of grid_core.flex.capability.reactive_limits_mvar, by code
+_TECH_PV, _TECH_WIND, _TECH_CHP = 0, 1, 2
+
+
+def reactive_limits_mvar_array(
+    tech: np.ndarray, sn_mva: np.ndarray, p_mw: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`grid_core.flex.capability.reactive_limits_mvar` (default fractions) of many
+    generators at once; ``tech`` codes 0 PV, 1 wind, 2 CHP. A generator producing at most
+    1e-9 MW offers no reactive power (as the grid federates use it) [Mvar]."""
+    from grid_core.flex.capability import (
+        SEMI_CIRCULAR_MIN_SN_MVA,
+        SMALL_STATIC_Q_FRACTION,
+        WIND_Q_FRACTION,
+    )
+
+    p = np.abs(p_mw)
+    circle = np.sqrt(np.maximum(sn_mva**2 - p**2, 0.0))
+    pv_q = np.where(
+        sn_mva >= SEMI_CIRCULAR_MIN_SN_MVA,
+        circle,
+        np.minimum(SMALL_STATIC_Q_FRACTION * sn_mva, circle),
+    )
+    hi = np.select(
+        [tech == _TECH_PV, tech == _TECH_WIND],
+        [pv_q, WIND_Q_FRACTION * sn_mva],
+        np.minimum(0.484 * sn_mva, circle),
+    )
+    lo = np.select(
+        [tech == _TECH_PV, tech == _TECH_WIND],
+        [-pv_q, -WIND_Q_FRACTION * sn_mva],
+        np.maximum(-0.329 * sn_mva, -circle),
+    )
+    on = p_mw > 1e-9
+    return np.where(on, lo, 0.0), np.where(on, hi, 0.0)
