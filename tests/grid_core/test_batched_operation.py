@@ -107,3 +107,22 @@ def test_block_diagonal_solve_equals_each_network_alone():
     # the system solved is the block-diagonal one of the networks' own matrices
     Y = batched._ybus()
     assert sp.issparse(Y) and Y.shape[0] == sum(s._n_int for s in batched.solvers)
+
+
+def test_reactive_limits_of_many_generators_equal_the_scalar_rule():
+    """The vectorised capability (all DGs of a host at once) is
+    :func:`grid_core.flex.capability.reactive_limits_mvar` per generator, with no reactive
+    power below 1e-9 MW of production (as ``NetworkPhysics._reactive_units``)."""
+    from grid_core.flex.capability import reactive_limits_mvar
+    from grid_core.flex.model import Technology
+    from grid_core.operation import reactive_limits_mvar_array
+
+    techs = [Technology.PV, Technology.WIND, Technology.CHP]
+    rng = np.random.default_rng(7)
+    tech = rng.integers(0, 3, 200)
+    sn = rng.choice([0.1, 0.39, 0.4, 1.2, 3.0], 200)
+    p = sn * rng.choice([0.0, 1e-10, 0.3, 0.9, 1.0, 1.1], 200)
+    lo, hi = reactive_limits_mvar_array(tech, sn, p)
+    for i in range(200):
+        ref = reactive_limits_mvar(techs[tech[i]], sn[i], p[i]) if p[i] > 1e-9 else (0.0, 0.0)
+        assert (lo[i], hi[i]) == pytest.approx(ref, abs=1e-12)
