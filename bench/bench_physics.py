@@ -15,9 +15,11 @@ both ways on identical inputs, in one process:
 Devices follow their baselines (no market set-points, no aFRR: the benchmark has no
 aggregators); the profiles, the forecast error of the devices, the OLTCs, the DG reactive
 control and the re-dispatch are the scenario's. The timed part is the feeders' steps only
-(the transmission step of pass 1 is outside the clock). Prints per-pass wall times, the
-ratio, how many feeder steps needed the control path, and the largest differences of every
-published value and of every bus voltage between the passes; last line one JSON object.
+(the transmission step of pass 1 is outside the clock), in CPU time of the process (the
+2-core machine is shared; wall time of the whole benchmark is printed too). Prints the
+per-pass times, the ratio, how many feeder steps needed the control path, and the largest
+differences of every published value and of every bus voltage between the passes; last
+line one JSON object.
 
 Run: ``.venv/bin/python bench/bench_physics.py [--scenario default] [--hours 24]``.
 Target (2-core machine): batched >= 5x the per-feeder loop over the day, results equal
@@ -36,6 +38,13 @@ import numpy as np
 from federation.adapters import NetworkGroup, NetworkPhysics, compile_network
 from federation.scenario import load_scenario
 
+
+def _clock() -> float:
+    """CPU time of this process [s]: the machine is shared, and the CPU time of a
+    single-threaded loop is what the federation pays for it (wall time is printed too)."""
+    return time.process_time()
+
+
 #: published quantities in pu (the rest are MW, Mvar, %, EUR or counts)
 PU_KEYS = ("voltage/min_vm_pu", "voltage/max_vm_pu")
 
@@ -45,13 +54,14 @@ def main() -> None:
     ap.add_argument("--scenario", default="default")
     ap.add_argument("--hours", type=float, default=24.0)
     args = ap.parse_args()
+    wall0 = time.perf_counter()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("grid_core").setLevel(logging.WARNING)
     sc = load_scenario(args.scenario)
     dsos = [d.id for d in sc.distribution]
-    t0 = time.perf_counter()
+    t0 = _clock()
     compiled = {n: compile_network(sc, n) for n in [*dsos, "tso"]}
-    compile_s = time.perf_counter() - t0
+    compile_s = _clock() - t0
     dt = float(sc.physical_step_s)
     n_steps = min(int(args.hours * 3600 / dt), int(sc.duration_s / dt))
     iface = {d.id: int(d.interface_bus) for d in sc.distribution}
@@ -64,9 +74,9 @@ def main() -> None:
     loop_s = 0.0
     for k in range(n_steps):
         t_s = k * dt
-        t0 = time.perf_counter()
+        t0 = _clock()
         outs = [ph.step(t_s, 0.0, None, slack[k, j] or None) for j, ph in enumerate(feeders)]
-        loop_s += time.perf_counter() - t0
+        loop_s += _clock() - t0
         loop_values.append([o.values for o in outs])
         loop_vm.append([o.bus_vm_pu for o in outs])
         pq = {
@@ -87,9 +97,9 @@ def main() -> None:
     for k in range(n_steps):
         t_s = k * dt
         vm_in = [v or None for v in slack[k]]
-        t0 = time.perf_counter()
+        t0 = _clock()
         outs = group.step(t_s, zeros, None, vm_in)
-        batch_s += time.perf_counter() - t0
+        batch_s += _clock() - t0
         for j, o in enumerate(outs):
             ref = loop_values[k][j]
             for key, v in o.values.items():
@@ -120,6 +130,8 @@ def main() -> None:
         "max_abs_diff_pu": max_pu,
         "max_abs_diff_other": max_mw,
         "max_abs_diff_other_at": "/".join(worst),
+        "clock": "process CPU time",
+        "bench_wall_s": round(time.perf_counter() - wall0, 1),
     }
     print(
         f"{len(dsos)} feeders x {n_steps} steps: per feeder {loop_s:.2f} s, batched "

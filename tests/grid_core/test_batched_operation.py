@@ -22,18 +22,18 @@ from grid_core.operation import BatchedPowerFlow
 TOL = 1e-6
 
 
-def _slack_sequence(n_steps: int, n_networks: int) -> np.ndarray:
-    """Slack voltages [pu] swinging 0.965-1.035 over 30 steps with a different phase per
-    network, so that taps move up and down, some moves are rejected and some buses leave
-    the band."""
+def _slack_sequence(n_steps: int, n_networks: int, swing_pu: float) -> np.ndarray:
+    """Slack voltages [pu] swinging ``1 +- swing_pu`` over 30 steps with a different phase
+    per network, so that taps move up and down, some moves are rejected and some buses
+    leave the band."""
     k = np.arange(n_steps)[:, None]
     j = np.arange(n_networks)[None, :]
-    return 1.0 + 0.035 * np.sin(2 * np.pi * (k / 30.0 + j / n_networks))
+    return 1.0 + swing_pu * np.sin(2 * np.pi * (k / 30.0 + j / n_networks))
 
 
-def _run_both(sc, networks, start_s: float, n_steps: int):
+def _run_both(sc, networks, start_s: float, n_steps: int, swing_pu: float = 0.035):
     compiled = {n: compile_network(sc, n) for n in networks}
-    slack = _slack_sequence(n_steps, len(networks))
+    slack = _slack_sequence(n_steps, len(networks), swing_pu)
     alone = [NetworkPhysics(sc, n, compiled=compiled[n]) for n in networks]
     group = NetworkGroup([NetworkPhysics(sc, n, compiled=compiled[n]) for n in networks])
     dt = float(sc.physical_step_s)
@@ -57,16 +57,19 @@ def _run_both(sc, networks, start_s: float, n_steps: int):
 
 
 @pytest.mark.parametrize(
-    ("scenario", "networks", "start_s"),
+    ("scenario", "networks", "start_s", "swing_pu"),
     [
-        ("tiny", None, 3600.0),  # every feeder of tiny (a 3 h day)
-        ("default", ("dso_1", "dso_2", "dso_8", "dso_16"), 17 * 3600.0),
+        ("tiny", None, 3600.0, 0.035),  # every feeder of tiny (a 3 h day)
+        ("default", ("dso_1", "dso_2", "dso_8", "dso_16"), 17 * 3600.0, 0.035),
+        # midday PV overloads dso_20 and raises dso_1's voltages beyond what OLTC and DG Q
+        # fix: re-dispatch runs (measured: 35 of 90 feeder steps with violations left)
+        ("congested", ("dso_20", "dso_1", "dso_5"), 12 * 3600.0, 0.0),
     ],
 )
-def test_batched_step_equals_per_network_step(scenario, networks, start_s):
+def test_batched_step_equals_per_network_step(scenario, networks, start_s, swing_pu):
     sc = load_scenario(scenario)
     networks = networks or tuple(d.id for d in sc.distribution)
-    diffs, group, before = _run_both(sc, networks, start_s, n_steps=30)
+    diffs, group, before = _run_both(sc, networks, start_s, n_steps=30, swing_pu=swing_pu)
     assert diffs["pu"] < TOL, diffs
     assert diffs["other"] < TOL, diffs
     # the comparison covers the slow path: steps with violations or kept OLTC moves went
@@ -74,7 +77,10 @@ def test_batched_step_equals_per_network_step(scenario, networks, start_s):
     # batch (measured: tiny 17 control-path and 11 rejected of 60 feeder steps)
     assert sum(group.n_operated.values()) >= before
     assert sum(group.n_operated.values()) > 0
-    assert group.n_oltc_rejected > 0
+    if scenario == "congested":
+        assert before > 0  # the re-dispatch of the control path is compared too
+    else:
+        assert group.n_oltc_rejected > 0
     # ... and the fast path: most feeder steps needed no control path at all
     assert sum(group.n_operated.values()) < group.n_steps * len(networks)
 
