@@ -693,7 +693,11 @@ class NetworkPhysics:
         else:
             res, shed_mw = self._solve_or_shed(t_s, p_inj, q_inj, failures)
             fallback_mw += shed_mw
-        before = find_violations(res, max_loading_percent=self.max_loading_percent, **band)
+        before = (
+            find_violations(res, max_loading_percent=self.max_loading_percent, **band)
+            if solved is None
+            else ()  # batched: needs_operation found none (same band, limit and tolerance)
+        )
         volume = cost = 0.0
         after = before
         units = self._redispatch_units() if before else []
