@@ -356,6 +356,17 @@ class StepOutcome:
     branch_loading_percent: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class _ResultStats:
+    """The extremes of one network's power flow that a step publishes."""
+
+    min_vm_pu: float  # of the banded buses [pu]
+    max_vm_pu: float
+    max_loading_percent: float  # of lines and transformers [%]
+    overload_mw: float  # :func:`grid_core.violations.overload_mw`
+    loading_percent: np.ndarray  # every line's then transformer's loading [%]
+
+
 @dataclass
 class _StepContext:
     """A step between :meth:`NetworkPhysics.prepare_step` and ``operate_step``."""
@@ -530,6 +541,8 @@ class NetworkPhysics:
         }
         #: (aggregator, product start) -> [requested, delivered, perimeter deviation] [MWh]
         self._metered: dict[tuple[str, float], np.ndarray] = {}
+        #: set by a :class:`NetworkGroup` stepping this network: hands over its metering
+        self._pending_metering: Any = None
 
     def _meter(
         self, cat: str, t_s: float, dt_s: float, plan: Mapping[str, np.ndarray], extra: Any, p: Any
@@ -558,6 +571,8 @@ class NetworkPhysics:
         """Metering items (schema ``metering``) of every product that ended by ``until_s``
         [s] (``final``: every product metered so far, the last one cut at ``until_s``), one
         per aggregator with devices here; those products are then forgotten."""
+        if self._pending_metering is not None:  # stepped in a group: its metering first
+            self._pending_metering(until_s, final)
         done = sorted(k for k in self._metered if final or k[1] + self.product_s <= until_s + 1e-9)
         items = []
         for key in done:
@@ -750,13 +765,16 @@ class NetworkPhysics:
             afrr_alloc, product, prev,
         )  # fmt: skip
 
-    def operate_step(self, ctx: _StepContext, solved: Any = None) -> StepOutcome:
+    def operate_step(
+        self, ctx: _StepContext, solved: Any = None, stats: _ResultStats | None = None
+    ) -> StepOutcome:
         """Second half of :meth:`step`: AC power flow, voltage control, re-dispatch, outcome.
 
         ``solved`` is the AC power flow of ``ctx``'s injections already solved on this
         network's solver (:meth:`NetworkGroup.step`, batched) for a network whose control path
         has nothing to act on (:func:`grid_core.operation.needs_operation`): it is then the
-        step's result, as :func:`~grid_core.voltage_control.control_voltage` would return it.
+        step's result, as :func:`~grid_core.voltage_control.control_voltage` would return it;
+        ``stats`` are then its extremes, computed with those of the other networks.
         """
         from grid_core.redispatch import redispatch
         from grid_core.violations import find_violations, overload_mw
@@ -853,15 +871,24 @@ class NetworkPhysics:
 
             unresolved = attribute_residuals(self.solver, [], np.zeros(0), before)
         reasons = [u.reason.value for u in unresolved]
-        loading = np.concatenate(
-            [np.asarray(res.line_loading_percent), np.asarray(res.trafo_loading_percent)]
-        )
-        vm_banded = np.asarray(res.vm_pu)[self.banded]
+        if stats is None or solved is None:
+            loading = np.concatenate(
+                [np.asarray(res.line_loading_percent), np.asarray(res.trafo_loading_percent)]
+            )
+            vm_banded = np.asarray(res.vm_pu)[self.banded]
+            stats = _ResultStats(
+                float(np.nanmin(vm_banded)),
+                float(np.nanmax(vm_banded)),
+                float(np.max(loading)) if loading.size else 0.0,
+                overload_mw(res, self.max_loading_percent),
+                loading,
+            )
+        loading = stats.loading_percent
         values = {
-            "voltage/min_vm_pu": float(np.nanmin(vm_banded)),
-            "voltage/max_vm_pu": float(np.nanmax(vm_banded)),
-            "lines/max_loading_percent": float(np.max(loading)) if loading.size else 0.0,
-            "lines/overload_mw": overload_mw(res, self.max_loading_percent),
+            "voltage/min_vm_pu": stats.min_vm_pu,
+            "voltage/max_vm_pu": stats.max_vm_pu,
+            "lines/max_loading_percent": stats.max_loading_percent,
+            "lines/overload_mw": stats.overload_mw,
             "violations/before_count": float(len(before)),
             "violations/after_count": float(len(after)),
             "violations/vm_excess_pu": _vm_excess_pu(after),
@@ -900,10 +927,16 @@ class NetworkPhysics:
     def voltage_band(self) -> dict[str, np.ndarray]:
         """Per-bus voltage band ``{"min_vm_pu", "max_vm_pu"}`` [pu]: the network's band on
         its banded buses (a DSO: every bus but the HV interface), unbounded elsewhere."""
-        return {
-            "min_vm_pu": np.where(self.banded, self.min_vm_pu, -np.inf),
-            "max_vm_pu": np.where(self.banded, self.max_vm_pu, np.inf),
-        }
+        key = (self.min_vm_pu, self.max_vm_pu, self.banded.tobytes())
+        if getattr(self, "_band_key", None) != key:
+            self._band_key = key
+            self._band_arrays = {
+                "min_vm_pu": np.where(self.banded, self.min_vm_pu, -np.inf),
+                "max_vm_pu": np.where(self.banded, self.max_vm_pu, np.inf),
+            }
+            for a in self._band_arrays.values():
+                a.setflags(write=False)
+        return dict(self._band_arrays)
 
     # -- numerical failures: the operator's fallback ------------------------------------
     def _failure(self, t_s: float, where: str, reason: Any, fallback: str) -> str:
@@ -1269,6 +1302,10 @@ class NetworkGroup:
         self.n_oltc_rejected = 0
         self._limits = self.limits()
         self._init_metering()
+        #: batched power flows of the OLTC trials, per set of networks tried (their block
+        #: matrices are then only updated, not rebuilt)
+        self._trial_batches: dict[tuple[int, ...], Any] = {}
+        self._oltc_table: Any = None
 
     def _merged_plans(self, t_s: float) -> dict[str, dict[str, np.ndarray]]:
         """The product plans of every network's devices (``_product_arrays``), merged."""
@@ -1387,6 +1424,14 @@ class NetworkGroup:
             first.append(len(pairs))
             pairs += [(k, a) for a in ph.metered_aggregators]
         self._meter_pair_list = pairs
+        #: product start [s] -> per pair, [requested, delivered, deviation] so far [MWh]
+        self._metered: dict[float, np.ndarray] = {}
+        products = {ph.product_s for ph in self.physics}
+        if len(products) != 1:
+            raise ValueError("the networks of a group must share the product length")
+        self._product_s = products.pop()
+        for ph in self.physics:
+            ph._pending_metering = self._flush_metering
         self._meter_pairs = np.arange(len(pairs))
         self._meter_pair = {
             cat: np.concatenate(
@@ -1426,13 +1471,28 @@ class NetworkGroup:
         metered[:, 2] += h * np.bincount(pair, p - schedule[:, minute], n_pairs)
 
     def _book_metering(self, t_s: float, metered: np.ndarray) -> None:
-        """Add the step's metering of every pair to its network's product accumulator."""
+        """Add the step's metering of every pair to the group's accumulator of its product
+        (handed to the networks by :meth:`_flush_metering` when one of them meters)."""
+        if not self._meter_pairs.size:
+            return
+        start = math.floor(t_s / self._product_s) * self._product_s
+        acc = self._metered.get(start)
+        if acc is None:
+            self._metered[start] = metered
+        else:
+            acc += metered
+
+    def _flush_metering(self, until_s: float, final: bool) -> None:
+        """Move the products that :meth:`NetworkPhysics.metering` would report at
+        ``until_s`` into every network's own accumulator (per aggregator and product)."""
         phys = self.physics
-        for (k, a), row in zip(self._meter_pair_list, metered, strict=True):
-            ph = phys[k]
-            start = math.floor(t_s / ph.product_s) * ph.product_s
-            acc = ph._metered.setdefault((a, start), np.zeros(3))
-            acc += row
+        for start in sorted(self._metered):
+            if not (final or start + self._product_s <= until_s + 1e-9):
+                continue
+            acc = self._metered.pop(start)
+            for (k, a), row in zip(self._meter_pair_list, acc, strict=True):
+                into = phys[k]._metered.setdefault((a, start), np.zeros(3))
+                into += row
 
     def limits(self) -> list[Any]:
         from grid_core.operation import OperationLimits
@@ -1456,7 +1516,12 @@ class NetworkGroup:
     ) -> list[StepOutcome]:
         """:meth:`NetworkPhysics.step` of every network (inputs and outcomes in the group's
         order)."""
-        from grid_core.operation import needs_operation, trial_oltc_moves
+        from grid_core.operation import (
+            BatchedPowerFlow,
+            OltcTable,
+            needs_operation,
+            trial_oltc_moves,
+        )
 
         n = len(self.physics)
         iface = interface_pq or [None] * n
@@ -1464,10 +1529,19 @@ class NetworkGroup:
         ctxs = self._prepare(t_s, afrr_setpoint_mw, iface, slack)
         solvers = self.batch.solvers
         results = self.batch.solve([c.p_inj for c in ctxs], [c.q_inj for c in ctxs], step=t_s)
-        flags = needs_operation(solvers, results, self._limits)
+        if self._oltc_table is None or not self._oltc_table.fits(solvers, self._limits):
+            self._oltc_table = OltcTable(solvers, self._limits)
+        flags = needs_operation(solvers, results, self._limits, self._oltc_table)
         operate = flags.violation.copy()
         trial = np.flatnonzero(flags.oltc)
         if trial.size:  # OLTC set-point moves, all tried in one power flow
+            key = tuple(trial.tolist())
+            batch = self._trial_batches.pop(key, None)
+            if batch is None:
+                batch = BatchedPowerFlow([solvers[k] for k in trial])
+            self._trial_batches[key] = batch  # most recent last
+            while len(self._trial_batches) > 32:
+                del self._trial_batches[next(iter(self._trial_batches))]
             kept = trial_oltc_moves(
                 [solvers[k] for k in trial],
                 [ctxs[k].p_inj for k in trial],
@@ -1475,16 +1549,59 @@ class NetworkGroup:
                 [results[k] for k in trial],
                 [self._limits[k] for k in trial],
                 step=t_s,
+                batch=batch,
             )
             operate[trial[kept]] = True
             self.n_oltc_rejected += int((~kept).sum())
+        fast = np.flatnonzero(~operate)
+        stats = dict(zip(fast.tolist(), self._stats([results[k] for k in fast], fast), strict=True))
         out = []
-        for ph, ctx, res, flag in zip(self.physics, ctxs, results, operate, strict=True):
+        for k, (ph, ctx, res, flag) in enumerate(
+            zip(self.physics, ctxs, results, operate, strict=True)
+        ):
             if flag:
                 self.n_operated[ph.network] += 1
-            out.append(ph.operate_step(ctx, None if flag else res))
+                out.append(ph.operate_step(ctx))
+            else:
+                out.append(ph.operate_step(ctx, res, stats[k]))
         self.n_steps += 1
         return out
+
+    def _stats(self, results: Sequence[Any], which: np.ndarray) -> list[_ResultStats]:
+        """:class:`_ResultStats` of the networks ``which`` (their ``results``), computed on
+        the concatenated arrays (as ``operate_step`` computes one network's)."""
+        if not len(results):
+            return []
+        phys = [self.physics[k] for k in which]
+        vm = np.concatenate(
+            [np.where(ph.banded, r.vm_pu, np.nan) for ph, r in zip(phys, results, strict=True)]
+        )
+        n_bus = np.array([r.vm_pu.size for r in results])
+        bus_start = np.r_[0, np.cumsum(n_bus)[:-1]]
+        with np.errstate(invalid="ignore"):
+            vmin = np.fmin.reduceat(vm, bus_start)
+            vmax = np.fmax.reduceat(vm, bus_start)
+        loading = [
+            np.concatenate([r.line_loading_percent, r.trafo_loading_percent]) for r in results
+        ]
+        n_br = np.array([x.size for x in loading])
+        load = np.concatenate(loading)
+        p_a = np.concatenate([x for r in results for x in (r.line_p_from_mw, r.trafo_p_hv_mw)])
+        p_b = np.concatenate([x for r in results for x in (r.line_p_to_mw, r.trafo_p_lv_mw)])
+        cap = np.repeat([ph.max_loading_percent for ph in phys], n_br)
+        owner = np.repeat(np.arange(len(results)), n_br)
+        over = np.isfinite(load) & (load > cap)
+        p = np.maximum(np.abs(p_a[over]), np.abs(p_b[over]))
+        ov = np.bincount(owner[over], p * (1.0 - cap[over] / load[over]), len(results))
+        br_start = np.r_[0, np.cumsum(n_br)[:-1]]
+        has = n_br > 0
+        lmax = np.zeros(len(results))
+        if has.any():
+            lmax[has] = np.maximum.reduceat(load, br_start[has])
+        return [
+            _ResultStats(float(vmin[j]), float(vmax[j]), float(lmax[j]), float(ov[j]), loading[j])
+            for j in range(len(results))
+        ]
 
 
 class _StartOfStep(Mapping):

@@ -37,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid_core.powerflow import (
+    _SQRT3,
     ACPowerFlowSolver,
     PowerFlowResult,
     _LsNewton,
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BatchedPowerFlow",
     "MergedFleets",
+    "OltcTable",
     "OperationFlags",
     "OperationLimits",
     "needs_operation",
@@ -102,11 +104,19 @@ class BatchedPowerFlow:
         #: batched solves and per-network fall-backs so far (for benchmarks and logs)
         self.n_batched = 0
         self.n_fallback = 0
+        self._blocks = {
+            "ybus_csc": _BlockDiagonal("csc"),
+            "ybus": _BlockDiagonal("csr"),
+            "yf": _BlockDiagonal("csr"),
+            "yt": _BlockDiagonal("csr"),
+        }
+        self._layout_key: tuple[int, ...] | None = None
+        self._layout: _ResultLayout | None = None
 
     def _ybus(self) -> sp.csc_matrix:
         key = tuple(id(s._Ybus_csc) for s in self.solvers)
         if key != self._key:
-            self._Y_csc = sp.block_diag([s._Ybus_csc for s in self.solvers], format="csc")
+            self._Y_csc = self._blocks["ybus_csc"].of([s._Ybus_csc for s in self.solvers])
             self._Y_csr = None
             self._key = key
         assert self._Y_csc is not None
@@ -148,12 +158,9 @@ class BatchedPowerFlow:
         V, ok, iters = self._newton(np.concatenate(sbus), np.concatenate(v0))
         if ok:
             self.n_batched += 1
-            out: list[PowerFlowResult | None] = []
             for k, s in enumerate(solvers):
-                Vk = V[self._offset[k] : self._offset[k + 1]].copy()
-                s._V = Vk
-                out.append(s._extract(Vk, s_int[k], step, iters))
-            return out
+                s._V = V[self._offset[k] : self._offset[k + 1]].copy()
+            return list(self._extract(V, np.concatenate(s_int), step, iters))
         self.n_fallback += 1
         log.debug("batched power flow at step %r did not converge; per network", step)
         results: list[PowerFlowResult | None] = []
@@ -163,6 +170,105 @@ class BatchedPowerFlow:
             except PowerFlowNotConverged:
                 results.append(None)
         return results
+
+    def _extract(
+        self, V: np.ndarray, S_int: np.ndarray, step: Any, iters: int
+    ) -> list[PowerFlowResult]:
+        """:meth:`ACPowerFlowSolver._extract` of every network at once: branch flows,
+        loadings, losses and slack powers on the concatenated arrays (block-diagonal
+        ``Yf``, ``Yt``, ``Ybus``), then one result per network made of read-only slices."""
+        solvers = self.solvers
+        key = tuple(id(s._f_bus) for s in solvers) + tuple(id(s._bus_int) for s in solvers)
+        if key != self._layout_key:
+            self._layout = _ResultLayout(solvers)
+            self._layout_key = key
+        lay = self._layout
+        assert lay is not None
+        b = self._blocks
+        Yf = b["yf"].of([s._Yf for s in solvers])
+        Yt = b["yt"].of([s._Yt for s in solvers])
+        Ybus = b["ybus"].of([s._Ybus for s in solvers])
+        vm = np.full(lay.n_bus, np.nan)
+        va = np.full(lay.n_bus, np.nan)
+        Vb = V[lay.bus_int]
+        vm[lay.bus_live] = np.abs(Vb)
+        va[lay.bus_live] = np.rad2deg(np.angle(Vb))
+        Vf, Vt = V[lay.f_bus], V[lay.t_bus]
+        Sf = Vf * np.conj(Yf @ V) * lay.branch_base
+        St = Vt * np.conj(Yt @ V) * lay.branch_base
+        i_f = np.abs(Sf) / (np.abs(Vf) * lay.kv_f * _SQRT3)
+        i_t = np.abs(St) / (np.abs(Vt) * lay.kv_t * _SQRT3)
+
+        def take(x: np.ndarray, rows: np.ndarray, on: np.ndarray) -> np.ndarray:
+            out = np.zeros(rows.size, dtype=x.dtype)
+            out[on] = x[rows[on]]
+            return out
+
+        lr, lon = lay.line_rows, lay.line_on
+        l_sf, l_st = take(Sf, lr, lon), take(St, lr, lon)
+        l_if, l_it = take(i_f, lr, lon), take(i_t, lr, lon)
+        l_i = np.maximum(l_if, l_it)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            l_load = np.where(lay.line_imax_ka > 0, l_i / lay.line_imax_ka * 100.0, np.inf)
+        l_load[~lon] = 0.0
+        tr, ton = lay.trafo_rows, lay.trafo_on
+        t_sf, t_st = take(Sf, tr, ton), take(St, tr, ton)
+        t_if, t_it = take(i_f, tr, ton), take(i_t, tr, ton)
+        ld = np.maximum(t_if * lay.trafo_vn_kv[:, 0], t_it * lay.trafo_vn_kv[:, 1])
+        t_load = ld * _SQRT3 / lay.trafo_sn_eff_mva * 100.0
+        s_br = Sf + St
+        n = len(solvers)
+        loss_p = np.bincount(lay.branch_owner, s_br.real, n)
+        loss_q = np.bincount(lay.branch_owner, s_br.imag, n)
+        S_calc = V[lay.eg_int] * np.conj((Ybus @ V)[lay.eg_int]) * lay.eg_base
+        s_eg = (S_calc - S_int[lay.eg_int]) / lay.n_eg_at
+        arrays = {
+            "vm": vm, "va": va, "l_sf": l_sf, "l_st": l_st, "l_if": l_if, "l_it": l_it,
+            "l_i": l_i, "l_load": l_load, "l_loss": l_sf.real + l_st.real, "t_sf": t_sf,
+            "t_st": t_st, "t_if": t_if, "t_it": t_it, "t_load": t_load,
+            "p_eg": s_eg.real.copy(), "q_eg": s_eg.imag.copy(),
+        }  # fmt: skip
+        for a in arrays.values():
+            a.setflags(write=False)
+        out = []
+        for k, s in enumerate(solvers):
+            bs, ls, ts, es = lay.bus_span[k], lay.line_span[k], lay.trafo_span[k], lay.eg_span[k]
+            ix = lay.index[k]
+            out.append(
+                PowerFlowResult(
+                    network=s.name,
+                    step=step,
+                    converged=True,
+                    iterations=iters,
+                    bus_index=ix[0],
+                    vm_pu=vm[bs],
+                    va_degree=va[bs],
+                    line_index=ix[1],
+                    line_p_from_mw=l_sf[ls].real,
+                    line_q_from_mvar=l_sf[ls].imag,
+                    line_p_to_mw=l_st[ls].real,
+                    line_q_to_mvar=l_st[ls].imag,
+                    line_i_from_ka=l_if[ls],
+                    line_i_to_ka=l_it[ls],
+                    line_i_ka=l_i[ls],
+                    line_loading_percent=l_load[ls],
+                    line_p_loss_mw=arrays["l_loss"][ls],
+                    trafo_index=ix[2],
+                    trafo_p_hv_mw=t_sf[ts].real,
+                    trafo_q_hv_mvar=t_sf[ts].imag,
+                    trafo_p_lv_mw=t_st[ts].real,
+                    trafo_q_lv_mvar=t_st[ts].imag,
+                    trafo_i_hv_ka=t_if[ts],
+                    trafo_i_lv_ka=t_it[ts],
+                    trafo_loading_percent=t_load[ts],
+                    p_loss_mw=float(loss_p[k]),
+                    q_loss_mvar=float(loss_q[k]),
+                    slack_bus=ix[3],
+                    p_slack_mw=arrays["p_eg"][es],
+                    q_slack_mvar=arrays["q_eg"][es],
+                )
+            )
+        return out
 
     def _newton(self, Sbus: np.ndarray, V0: np.ndarray) -> tuple[np.ndarray, bool, int]:
         Y = self._ybus()
@@ -186,6 +292,145 @@ class BatchedPowerFlow:
         return _newton_scipy(
             self._Y_csr, Sbus, V0, self._pv, self._pq, self._tol_pu, self._max_iteration
         )
+
+
+def _canonical(m: Any, fmt: str) -> Any:
+    """A copy of sparse ``m`` in format ``fmt`` with sorted, summed indices."""
+    c = m.asformat(fmt, copy=True)
+    c.sum_duplicates()
+    c.sort_indices()
+    return c
+
+
+class _BlockDiagonal:
+    """The block-diagonal matrix (``csr`` or ``csc``) of a list of sparse matrices, kept up
+    to date: when some of them are replaced (an OLTC moved: new ``Ybus``, ``Yf``, ``Yt``
+    with the same sparsity) only their values are copied into the block; otherwise it is
+    rebuilt. The same numbers as :func:`scipy.sparse.block_diag`."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self._ids: tuple[int, ...] | None = None
+        self._nnz_off = np.zeros(1, dtype=np.int64)
+        self._minor_off = np.zeros(1, dtype=np.int64)
+        self._major_off = np.zeros(1, dtype=np.int64)
+        self.matrix: Any = None
+
+    def of(self, mats: Sequence[Any]) -> Any:
+        ids = tuple(id(m) for m in mats)
+        if ids == self._ids:
+            return self.matrix
+        if self._ids is not None and len(ids) == len(self._ids) and self._update(mats, ids):
+            self._ids = ids
+            return self.matrix
+        self._build(mats)
+        self._ids = ids
+        return self.matrix
+
+    def _update(self, mats: Sequence[Any], ids: tuple[int, ...]) -> bool:
+        assert self._ids is not None
+        M = self.matrix
+        for k, (a, b) in enumerate(zip(ids, self._ids, strict=True)):
+            if a == b:
+                continue
+            c = _canonical(mats[k], self.fmt)
+            lo, hi = self._nnz_off[k], self._nnz_off[k + 1]
+            m0, m1 = self._major_off[k], self._major_off[k + 1]
+            if (
+                c.nnz != hi - lo
+                or not np.array_equal(c.indptr, M.indptr[m0 : m1 + 1] - lo)
+                or not np.array_equal(c.indices, M.indices[lo:hi] - self._minor_off[k])
+            ):
+                return False
+            M.data[lo:hi] = c.data
+        return True
+
+    def _build(self, mats: Sequence[Any]) -> None:
+        parts = [_canonical(m, self.fmt) for m in mats]
+        major = 0 if self.fmt == "csr" else 1
+        nnz = np.array([p.nnz for p in parts], dtype=np.int64)
+        n_major = np.array([p.shape[major] for p in parts], dtype=np.int64)
+        n_minor = np.array([p.shape[1 - major] for p in parts], dtype=np.int64)
+        self._nnz_off = np.r_[0, np.cumsum(nnz)]
+        self._major_off = np.r_[0, np.cumsum(n_major)]
+        self._minor_off = np.r_[0, np.cumsum(n_minor)]
+        indptr = np.concatenate(
+            [p.indptr[:-1] + o for p, o in zip(parts, self._nnz_off, strict=False)]
+            + [self._nnz_off[-1:]]
+        )
+        indices = np.concatenate(
+            [p.indices + o for p, o in zip(parts, self._minor_off, strict=False)]
+        )
+        data = np.concatenate([p.data for p in parts])
+        shape = (int(self._major_off[-1]), int(self._minor_off[-1]))
+        if self.fmt == "csc":
+            shape = shape[::-1]
+        cls = sp.csr_matrix if self.fmt == "csr" else sp.csc_matrix
+        index_dtype = np.int32 if self._nnz_off[-1] < 2**31 - 1 else np.int64
+        self.matrix = cls(
+            (data, indices.astype(index_dtype), indptr.astype(index_dtype)), shape=shape
+        )
+
+
+class _ResultLayout:
+    """Where each network's buses, branches and slacks are in the concatenated arrays of a
+    batched solve (static between compilations of the networks)."""
+
+    def __init__(self, solvers: Sequence[ACPowerFlowSolver]) -> None:
+        int_off = np.r_[0, np.cumsum([s._n_int for s in solvers])]
+        br_off = np.r_[0, np.cumsum([s._f_bus.size for s in solvers])]
+        bus_n = [s._bus_index.size for s in solvers]
+        bus_off = np.r_[0, np.cumsum(bus_n)]
+        self.n_bus = int(bus_off[-1])
+        live = [s._bus_live for s in solvers]
+        self.bus_live = np.concatenate(live)
+        self.bus_int = np.concatenate(
+            [s._bus_int[lv] + o for s, lv, o in zip(solvers, live, int_off, strict=False)]
+        )
+        self.f_bus = np.concatenate([s._f_bus + o for s, o in zip(solvers, int_off, strict=False)])
+        self.t_bus = np.concatenate([s._t_bus + o for s, o in zip(solvers, int_off, strict=False)])
+        kv = [s._base_kv for s in solvers]
+        self.kv_f = np.concatenate([k[s._f_bus] for k, s in zip(kv, solvers, strict=True)])
+        self.kv_t = np.concatenate([k[s._t_bus] for k, s in zip(kv, solvers, strict=True)])
+        self.branch_base = np.repeat([s._base_mva for s in solvers], np.diff(br_off))
+        self.branch_owner = np.repeat(np.arange(len(solvers)), np.diff(br_off))
+
+        def rows(name: str) -> tuple[np.ndarray, np.ndarray, list[slice]]:
+            parts = [getattr(s, name) for s in solvers]
+            on = np.concatenate([r >= 0 for r in parts])
+            r = np.concatenate(
+                [np.where(p >= 0, p + o, -1) for p, o in zip(parts, br_off, strict=False)]
+            ).astype(np.int64)
+            off = np.r_[0, np.cumsum([p.size for p in parts])]
+            return r, on, [slice(off[k], off[k + 1]) for k in range(len(parts))]
+
+        self.line_rows, self.line_on, self.line_span = rows("_line_rows")
+        self.trafo_rows, self.trafo_on, self.trafo_span = rows("_trafo_rows")
+        self.line_imax_ka = np.concatenate([s._line_imax_ka for s in solvers])
+        self.trafo_vn_kv = np.concatenate(
+            [np.asarray(s._trafo_vn_kv, dtype=float).reshape(-1, 2) for s in solvers]
+        )
+        self.trafo_sn_eff_mva = np.concatenate(
+            [np.asarray(s._trafo_sn_eff_mva, dtype=float).reshape(-1) for s in solvers]
+        )
+        eg = [s._eg_int for s in solvers]
+        eg_off = np.r_[0, np.cumsum([e.size for e in eg])]
+        self.eg_int = np.concatenate([e + o for e, o in zip(eg, int_off, strict=False)]).astype(
+            np.int64
+        )
+        self.n_eg_at = np.concatenate([s._n_eg_at for s in solvers]).astype(float)
+        self.eg_base = np.repeat([s._base_mva for s in solvers], np.diff(eg_off))
+        self.bus_span = [slice(bus_off[k], bus_off[k + 1]) for k in range(len(solvers))]
+        self.eg_span = [slice(eg_off[k], eg_off[k + 1]) for k in range(len(solvers))]
+        self.index = []
+        for s in solvers:
+            ix = (
+                s._bus_index.copy(), s._line_index.copy(), s._trafo_index.copy(),
+                s._eg_bus.copy(),
+            )  # fmt: skip
+            for a in ix:
+                a.setflags(write=False)
+            self.index.append(ix)
 
 
 @dataclass(frozen=True)
@@ -250,10 +495,57 @@ def band_violated(
     return out
 
 
+class OltcTable:
+    """The OLTCs of several networks as arrays (what :func:`needs_operation` checks): per
+    OLTC its network, transformer and regulated-bus positions, set-point, dead band, tap
+    step and range. Static between compilations of the networks."""
+
+    def __init__(
+        self, solvers: Sequence[ACPowerFlowSolver], limits: Sequence[OperationLimits]
+    ) -> None:
+        self._key = self._key_of(solvers, limits)
+        rows = [(k, o) for k, lim in enumerate(limits) for o in lim.oltcs]
+        n = len(rows)
+        self.net = np.array([k for k, _ in rows], dtype=np.int64)
+        self.trafo_pos = np.empty(n, dtype=np.int64)
+        self.bus_pos = np.empty(n, dtype=np.int64)
+        self.step_pct = np.empty(n)
+        self.hv = np.empty(n, dtype=bool)
+        self.lo = np.empty(n)
+        self.hi = np.empty(n)
+        self.v_set = np.empty(n)
+        self.dead = np.empty(n)
+        for j, (k, o) in enumerate(rows):
+            s = solvers[k]
+            t = int(np.flatnonzero(s._trafo_index == o.trafo)[0])
+            pos = np.flatnonzero(s._bus_index == o.controlled_bus)
+            if pos.size == 0:
+                raise KeyError(f"bus {o.controlled_bus} is not in network {s.name!r}")
+            self.trafo_pos[j] = t
+            self.bus_pos[j] = int(pos[0])
+            self.step_pct[j] = s._tap_step_percent[t]
+            self.hv[j] = s._tap_side[t] == "hv"
+            self.lo[j] = s._tap_min[t] if o.tap_min is None else o.tap_min
+            self.hi[j] = s._tap_max[t] if o.tap_max is None else o.tap_max
+            self.v_set[j] = o.vm_set_pu
+            self.dead[j] = o.deadband_pu
+
+    @staticmethod
+    def _key_of(solvers: Sequence[ACPowerFlowSolver], limits: Sequence[OperationLimits]) -> tuple:
+        return tuple(
+            (id(s._trafo_index), id(lim.oltcs)) for s, lim in zip(solvers, limits, strict=True)
+        )
+
+    def fits(self, solvers: Sequence[ACPowerFlowSolver], limits: Sequence[OperationLimits]) -> bool:
+        """True if the table was made for these networks (and they were not recompiled)."""
+        return self._key == self._key_of(solvers, limits)
+
+
 def needs_operation(
     solvers: Sequence[ACPowerFlowSolver],
     results: Sequence[PowerFlowResult | None],
     limits: Sequence[OperationLimits],
+    oltc_table: OltcTable | None = None,
 ) -> OperationFlags:
     """Flag the networks whose control path can act on ``results``.
 
@@ -269,7 +561,7 @@ def needs_operation(
 
     or if its power flow did not converge (``None``). An unflagged network's control path
     would re-solve the same point and change nothing: no tap, no reactive set-point, no
-    re-dispatch.
+    re-dispatch. ``oltc_table``: the :class:`OltcTable` of these networks, to reuse.
     """
     flagged = np.array([r is None for r in results], dtype=bool)
     oltc = np.zeros(flagged.size, dtype=bool)
@@ -280,7 +572,11 @@ def needs_operation(
     rd = [k for k in ok if limits[k].can_redispatch]
     if rd:
         load = np.concatenate(
-            [np.r_[results[k].line_loading_percent, results[k].trafo_loading_percent] for k in rd]
+            [
+                x
+                for k in rd
+                for x in (results[k].line_loading_percent, results[k].trafo_loading_percent)
+            ]
         )
         size = [
             results[k].line_loading_percent.size + results[k].trafo_loading_percent.size for k in rd
@@ -289,39 +585,29 @@ def needs_operation(
         over = load > cap + _VIOLATION_TOLERANCE
         flagged[np.repeat(rd, size)[over]] = True
     # OLTC set-point rule (grid_core.voltage_control._oltc_round), vectorised
-    rows = [(k, o) for k in ok if not flagged[k] for o in limits[k].oltcs]
-    if rows:
-        net = np.array([k for k, _ in rows], dtype=np.int64)
-        v = np.empty(len(rows))
-        step_pct = np.empty(len(rows))
-        hv = np.empty(len(rows), dtype=bool)
-        cur = np.empty(len(rows))
-        lo_t = np.empty(len(rows))
-        hi_t = np.empty(len(rows))
-        v_set = np.empty(len(rows))
-        dead = np.empty(len(rows))
-        for j, (k, o) in enumerate(rows):
-            s = solvers[k]
-            t = int(np.flatnonzero(s._trafo_index == o.trafo)[0])
-            v[j] = results[k].vm_at(o.controlled_bus)
-            step_pct[j] = s._tap_step_percent[t]
-            hv[j] = s._tap_side[t] == "hv"
-            cur[j] = s._tap_pos[t]
-            lo_t[j] = s._tap_min[t] if o.tap_min is None else o.tap_min
-            hi_t[j] = s._tap_max[t] if o.tap_max is None else o.tap_max
-            v_set[j] = o.vm_set_pu
-            dead[j] = o.deadband_pu
-        err = v_set - v
-        step_pu = step_pct / 100.0 * v
-        dv = np.where(hv, -step_pu, step_pu)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = err / dv
-        moves = np.isfinite(step_pu) & (step_pu != 0) & (np.abs(err) > dead)
-        n_tap = np.where(np.isfinite(ratio), np.round(ratio), 0.0)
-        n_tap = np.where(n_tap == 0, np.where(ratio > 0, 1.0, -1.0), n_tap)
-        new = np.minimum(np.maximum(np.trunc(cur) + n_tap, lo_t), hi_t)
-        act = moves & (new != np.trunc(cur))
-        oltc[net[act]] = True
+    if oltc_table is None or not oltc_table.fits(solvers, limits):
+        oltc_table = OltcTable(solvers, limits)
+    tab = oltc_table
+    if tab.net.size:
+        rows = np.flatnonzero(~flagged[tab.net])
+        if rows.size:
+            net = tab.net[rows]
+            v = np.array([results[k].vm_pu[b] for k, b in zip(net, tab.bus_pos[rows], strict=True)])
+            cur = np.array(
+                [solvers[k]._tap_pos[t] for k, t in zip(net, tab.trafo_pos[rows], strict=True)],
+                dtype=float,
+            )
+            err = tab.v_set[rows] - v
+            step_pu = tab.step_pct[rows] / 100.0 * v
+            dv = np.where(tab.hv[rows], -step_pu, step_pu)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = err / dv
+            moves = np.isfinite(step_pu) & (step_pu != 0) & (np.abs(err) > tab.dead[rows])
+            n_tap = np.where(np.isfinite(ratio), np.round(ratio), 0.0)
+            n_tap = np.where(n_tap == 0, np.where(ratio > 0, 1.0, -1.0), n_tap)
+            new = np.minimum(np.maximum(np.trunc(cur) + n_tap, tab.lo[rows]), tab.hi[rows])
+            act = moves & (new != np.trunc(cur))
+            oltc[net[act]] = True
     return OperationFlags(flagged, oltc & ~flagged)
 
 
@@ -333,6 +619,7 @@ def trial_oltc_moves(
     limits: Sequence[OperationLimits],
     *,
     step: Any = None,
+    batch: BatchedPowerFlow | None = None,
 ) -> np.ndarray:
     """First OLTC round of :func:`~grid_core.voltage_control.control_voltage` for networks
     with no violation, all in one batched power flow; True per network where it is kept.
@@ -343,7 +630,9 @@ def trial_oltc_moves(
     taps and the warm start go back, and ``results`` stays the network's step result. A kept
     move leaves the solver at its new taps, for the network's own control path to go on from
     (its next rounds). A network whose trial does not converge gets its taps back and is
-    reported as kept, so that its control path meets the failure itself.
+    reported as kept, so that its control path meets the failure itself. ``batch``: a
+    :class:`BatchedPowerFlow` over ``solvers`` to reuse (its block matrices are updated, not
+    rebuilt).
     """
     from grid_core.voltage_control import _oltc_round
 
@@ -353,7 +642,11 @@ def trial_oltc_moves(
         old_V.append(None if s._V is None else s._V.copy())
         moves = _oltc_round(s, r, lim.oltcs)
         s.set_tap_positions(moves)
-    trial = BatchedPowerFlow(solvers).solve(p_inj_mw, q_inj_mvar, step=step)
+    if batch is None:
+        batch = BatchedPowerFlow(solvers)
+    elif batch.solvers != list(solvers):
+        raise ValueError("trial_oltc_moves: batch is over other solvers")
+    trial = batch.solve(p_inj_mw, q_inj_mvar, step=step)
     ok = [k for k, r in enumerate(trial) if r is not None]
     kept = np.ones(len(solvers), dtype=bool)
     if ok:

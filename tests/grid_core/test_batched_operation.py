@@ -221,6 +221,20 @@ def test_block_diagonal_solve_equals_each_network_alone():
     # the system solved is the block-diagonal one of the networks' own matrices
     Y = batched._ybus()
     assert sp.issparse(Y) and Y.shape[0] == sum(s._n_int for s in batched.solvers)
+    # an OLTC moves on one feeder: its blocks are updated in place, and both the solution
+    # and the block matrix are those of the feeders' new matrices
+    for s in (alone[0], batched.solvers[0]):
+        s.set_tap_positions(s.tap_pos + 1)
+    ref = [s.solve(p, q, step=9) for s, (p, q) in zip(alone, inj, strict=True)]
+    got = batched.solve([p for p, _ in inj], [q for _, q in inj], step=9)
+    assert batched._ybus() is Y  # updated, not rebuilt
+    ref_Y = sp.block_diag([s._Ybus_csc for s in batched.solvers], format="csc")
+    assert abs(Y - ref_Y).max() == 0.0
+    for r, g in zip(ref, got, strict=True):
+        np.testing.assert_allclose(g.vm_pu, r.vm_pu, atol=1e-9, rtol=0)
+        np.testing.assert_allclose(g.trafo_loading_percent, r.trafo_loading_percent, atol=1e-7)
+        np.testing.assert_allclose(g.p_slack_mw, r.p_slack_mw, atol=1e-8)
+        assert not g.vm_pu.flags.writeable
 
 
 def test_reactive_limits_of_many_generators_equal_the_scalar_rule():
