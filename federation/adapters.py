@@ -1306,6 +1306,53 @@ class NetworkGroup:
         #: matrices are then only updated, not rebuilt)
         self._trial_batches: dict[tuple[int, ...], Any] = {}
         self._oltc_table: Any = None
+        # network injections of all networks (distribution: no scheduled generators)
+        self._plain_injections = all(not len(ph.tso_gen_rows) for ph in self.physics)
+        self._n_bus = np.array([ph.bus_index.size for ph in self.physics])
+        self._gen_p = np.concatenate([ph.gen_p for ph in self.physics])
+        self._gen_q = np.concatenate([ph.gen_q for ph in self.physics])
+        self._load_p = np.concatenate([ph.load_p for ph in self.physics])
+        self._load_q = np.concatenate([ph.load_q for ph in self.physics])
+        self._gen_total = [float(ph.gen_p.sum()) for ph in self.physics]
+
+    def _network_injections(
+        self,
+        t_s: float,
+        interface_pq: Sequence[Mapping[int, tuple[float, float]] | None],
+        slack_vm_pu: Sequence[float | None],
+    ) -> tuple[list[tuple[Any, Any, float, float, int]], np.ndarray, np.ndarray]:
+        """:meth:`NetworkPhysics._network_injections` of every network: per network
+        ``(p, q, load scale, generation [MW], product)`` and the concatenated injections.
+        Distribution networks (no scheduled generators, no interface exchanges) on the
+        concatenated arrays; otherwise network by network."""
+        phys = self.physics
+        if self._plain_injections and not any(interface_pq):
+            for ph, v in zip(phys, slack_vm_pu, strict=True):
+                if v is not None and v > 0:
+                    ph.solver.set_slack_voltage(v)
+            scales = [
+                float(ph.sc.profiles[ph.load_profile][min(int(t_s // 60), ph.sc.n_minutes - 1)])
+                for ph in phys
+            ]
+            scale_bus = np.repeat(scales, self._n_bus)
+            p_all = self._gen_p + self._load_p * scale_bus
+            q_all = self._gen_q + self._load_q * scale_bus
+            out = [
+                (
+                    None,
+                    None,
+                    scale,
+                    gen,
+                    min(int(t_s // ph.product_s), len(ph.scheduled_mw) - 1),
+                )
+                for ph, scale, gen in zip(phys, scales, self._gen_total, strict=True)
+            ]
+            return out, p_all, q_all
+        net = [
+            ph._network_injections(t_s, i, v)
+            for ph, i, v in zip(phys, interface_pq, slack_vm_pu, strict=True)
+        ]
+        return net, np.concatenate([x[0] for x in net]), np.concatenate([x[1] for x in net])
 
     def _merged_plans(self, t_s: float) -> dict[str, dict[str, np.ndarray]]:
         """The product plans of every network's devices (``_product_arrays``), merged."""
@@ -1337,12 +1384,7 @@ class NetworkGroup:
         phys = self.physics
         n = len(phys)
         dt_s = float(phys[0].sc.physical_step_s)
-        net = [
-            ph._network_injections(t_s, i, v)
-            for ph, i, v in zip(phys, interface_pq, slack_vm_pu, strict=True)
-        ]
-        p_all = np.concatenate([x[0] for x in net])
-        q_all = np.concatenate([x[1] for x in net])
+        net, p_all, q_all = self._network_injections(t_s, interface_pq, slack_vm_pu)
         share = np.array(
             [ph._afrr_share(t_s, a) for ph, a in zip(phys, afrr_setpoint_mw, strict=True)]
         ).reshape(n, 2)
