@@ -359,6 +359,48 @@ class StepOutcome:
     branch_loading_percent: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class _ResultStats:
+    """The extremes of one network's power flow that a step publishes."""
+
+    min_vm_pu: float  # of the banded buses [pu]
+    max_vm_pu: float
+    max_loading_percent: float  # of lines and transformers [%]
+    overload_mw: float  # :func:`grid_core.violations.overload_mw`
+    loading_percent: np.ndarray  # every line's then transformer's loading [%]
+
+
+@dataclass
+class _StepContext:
+    """A step between :meth:`NetworkPhysics.prepare_step` and ``operate_step``."""
+
+    t_s: float
+    interface_pq: Mapping[int, tuple[float, float]] | None
+    p_inj: np.ndarray  # bus injections of the step [MW]
+    q_inj: np.ndarray  # ... with every DG at its held Q set-point [Mvar]
+    units: list[Any] | None  # reactive capabilities of the DGs (None: not built)
+    scale: float
+    gen_total: float
+    dev_total: float
+    deviation: float
+    mfrr: float
+    afrr_alloc: float
+    product: int  # index of the product of the step
+    #: per category, the device state at the start of the step and the step's disturbances
+    #: (re-dispatch re-steps the devices from there)
+    prev: Mapping[str, tuple[Any, Any]]
+
+
+class _Unchanged:
+    """What :func:`~grid_core.voltage_control.control_voltage` returns where no rule acts:
+    the power flow at the entry point, no Q change."""
+
+    def __init__(self, result: Any, units: Sequence[Any]) -> None:
+        self.result = result
+        self.q_mvar = {u.unit_id: float(u.q_mvar) for u in units}
+        self.delta_q_mvar = dict.fromkeys(self.q_mvar, 0.0)
+
+
 @dataclass
 class _Plan:
     start_s: float
@@ -502,6 +544,8 @@ class NetworkPhysics:
         }
         #: (aggregator, product start) -> [requested, delivered, perimeter deviation] [MWh]
         self._metered: dict[tuple[str, float], np.ndarray] = {}
+        #: set by a :class:`NetworkGroup` stepping this network: hands over its metering
+        self._pending_metering: Any = None
 
     def _meter(
         self, cat: str, t_s: float, dt_s: float, plan: Mapping[str, np.ndarray], extra: Any, p: Any
@@ -530,6 +574,8 @@ class NetworkPhysics:
         """Metering items (schema ``metering``) of every product that ended by ``until_s``
         [s] (``final``: every product metered so far, the last one cut at ``until_s``), one
         per aggregator with devices here; those products are then forgotten."""
+        if self._pending_metering is not None:  # stepped in a group: its metering first
+            self._pending_metering(until_s, final)
         done = sorted(k for k in self._metered if final or k[1] + self.product_s <= until_s + 1e-9)
         items = []
         for key in done:
@@ -631,11 +677,20 @@ class NetworkPhysics:
         exchange ``(p_mw, q_mvar)`` drawn there; ``slack_vm_pu`` (DSOs) is the transmission
         voltage at the interface bus, applied to the network's slack from this step on.
         """
-        from grid_core.redispatch import redispatch
-        from grid_core.violations import find_violations, overload_mw
-        from grid_core.voltage_control import control_voltage
+        return self.operate_step(
+            self.prepare_step(t_s, afrr_setpoint_mw, interface_pq, slack_vm_pu)
+        )
 
-        dt_s = float(self.sc.physical_step_s)
+    def _network_injections(
+        self,
+        t_s: float,
+        interface_pq: Mapping[int, tuple[float, float]] | None,
+        slack_vm_pu: float | None,
+    ) -> tuple[np.ndarray, np.ndarray, float, float, int]:
+        """Bus injections of the step without the devices (loads at their profile, the
+        tables' and the scheduled generators, the DSO exchanges at the TSO's interface
+        buses); sets the slack voltage. Returns ``(p_inj, q_inj, load scale, generation
+        [MW], product)``."""
         if slack_vm_pu is not None and slack_vm_pu > 0:
             self.solver.set_slack_voltage(slack_vm_pu)
         minute = min(int(t_s // 60), self.sc.n_minutes - 1)
@@ -652,10 +707,36 @@ class NetworkPhysics:
                 p_inj[self.pos[bus]] -= p
                 q_inj[self.pos[bus]] -= q
                 self.last_interface_q_mvar[bus] = float(q)
-        mfrr = afrr_alloc = dev_total = 0.0
+        return p_inj, q_inj, scale, gen_total, product
+
+    def _afrr_share(self, t_s: float, afrr_setpoint_mw: float) -> tuple[float, float]:
+        """Direction (+1 up, -1 down) and the share of the reserved band activated."""
         direction = 1.0 if afrr_setpoint_mw >= 0 else -1.0
         band = self.afrr_band(t_s)[0 if direction > 0 else 1]
         factor = min(abs(afrr_setpoint_mw) / band, 1.0) if band > 1e-12 else 0.0
+        return direction, factor
+
+    def _deviation(self, scale: float, dev_total: float, product: int) -> float:
+        """Deviation of loads plus devices from the product's schedule [MW]."""
+        own = float((self.load_p * scale).sum()) + dev_total
+        return own - float(self.scheduled_mw[product])
+
+    def prepare_step(
+        self,
+        t_s: float,
+        afrr_setpoint_mw: float,
+        interface_pq: Mapping[int, tuple[float, float]] | None = None,
+        slack_vm_pu: float | None = None,
+    ) -> _StepContext:
+        """First half of :meth:`step`: devices over ``[t_s, t_s + step)`` and the bus
+        injections of the step (every DG at its held reactive set-point); the network's
+        slack voltage is set. :meth:`operate_step` solves and operates the network."""
+        dt_s = float(self.sc.physical_step_s)
+        p_inj, q_inj, scale, gen_total, product = self._network_injections(
+            t_s, interface_pq, slack_vm_pu
+        )
+        mfrr = afrr_alloc = dev_total = 0.0
+        direction, factor = self._afrr_share(t_s, afrr_setpoint_mw)
         arrays = self._product_arrays(t_s)
         #: per category, the state at the start of the step and its disturbances (re-dispatch)
         prev: dict[str, tuple[Any, Any]] = {}
@@ -678,26 +759,59 @@ class NetworkPhysics:
             self._meter(cat, t_s, dt_s, plan, extra, p)
             np.add.at(p_inj, self.device_bus[cat], p)
             dev_total += float(p.sum())
-        own = float((self.load_p * scale).sum()) + dev_total
-        deviation = own - float(self.scheduled_mw[product])
-
+        deviation = self._deviation(scale, dev_total, product)
         units = self._reactive_units()
         for u in units:
             q_inj[self.pos[u.bus]] += u.q_mvar
+        return _StepContext(
+            t_s, interface_pq, p_inj, q_inj, units, scale, gen_total, dev_total, deviation, mfrr,
+            afrr_alloc, product, prev,
+        )  # fmt: skip
+
+    def operate_step(
+        self, ctx: _StepContext, solved: Any = None, stats: _ResultStats | None = None
+    ) -> StepOutcome:
+        """Second half of :meth:`step`: AC power flow, voltage control, re-dispatch, outcome.
+
+        ``solved`` is the AC power flow of ``ctx``'s injections already solved on this
+        network's solver (:meth:`NetworkGroup.step`, batched) for a network whose control path
+        has nothing to act on (:func:`grid_core.operation.needs_operation`): it is then the
+        step's result, as :func:`~grid_core.voltage_control.control_voltage` would return it;
+        ``stats`` are then its extremes, computed with those of the other networks.
+        """
+        from grid_core.redispatch import redispatch
+        from grid_core.violations import find_violations, overload_mw
+        from grid_core.voltage_control import control_voltage
+
+        t_s, interface_pq, p_inj, q_inj, units = (
+            ctx.t_s, ctx.interface_pq, ctx.p_inj, ctx.q_inj, ctx.units,
+        )  # fmt: skip
+        scale, gen_total, dev_total, deviation, mfrr, afrr_alloc = (
+            ctx.scale, ctx.gen_total, ctx.dev_total, ctx.deviation, ctx.mfrr, ctx.afrr_alloc,
+        )  # fmt: skip
+        product, prev = ctx.product, ctx.prev
+        if units is None and solved is None:  # batched prepare: capabilities when needed
+            units = self._reactive_units()
+        units = units or []
+        dt_s = float(self.sc.physical_step_s)
         band = self.voltage_band()
         failures: list[str] = []
         fallback_mw = fallback_cost = 0.0
         taps = self.solver.tap_pos
         try:
-            vc = control_voltage(
-                self.solver,
-                p_inj,
-                q_inj,
-                oltcs=self.oltcs,
-                units=units,
-                max_loading_percent=self.max_loading_percent,
-                step=t_s,
-                **band,
+            vc = (
+                control_voltage(
+                    self.solver,
+                    p_inj,
+                    q_inj,
+                    oltcs=self.oltcs,
+                    units=units,
+                    max_loading_percent=self.max_loading_percent,
+                    step=t_s,
+                    **band,
+                )
+                if solved is None
+                else _Unchanged(solved, units)
             )
         except NUMERICAL_FAILURES as exc:
             # fallback: the last feasible set-points (taps and held DG Q of the last step)
@@ -712,7 +826,11 @@ class NetworkPhysics:
         else:
             res, shed_mw = self._solve_or_shed(t_s, p_inj, q_inj, failures)
             fallback_mw += shed_mw
-        before = find_violations(res, max_loading_percent=self.max_loading_percent, **band)
+        before = (
+            find_violations(res, max_loading_percent=self.max_loading_percent, **band)
+            if solved is None
+            else ()  # batched: needs_operation found none (same band, limit and tolerance)
+        )
         volume = cost = up_mw = curtail_mw = curtail_cost = 0.0
         after = before
         unresolved: tuple[Any, ...] = ()
@@ -763,15 +881,24 @@ class NetworkPhysics:
 
             unresolved = attribute_residuals(self.solver, [], np.zeros(0), before)
         reasons = [u.reason.value for u in unresolved]
-        loading = np.concatenate(
-            [np.asarray(res.line_loading_percent), np.asarray(res.trafo_loading_percent)]
-        )
-        vm_banded = np.asarray(res.vm_pu)[self.banded]
+        if stats is None or solved is None:
+            loading = np.concatenate(
+                [np.asarray(res.line_loading_percent), np.asarray(res.trafo_loading_percent)]
+            )
+            vm_banded = np.asarray(res.vm_pu)[self.banded]
+            stats = _ResultStats(
+                float(np.nanmin(vm_banded)),
+                float(np.nanmax(vm_banded)),
+                float(np.max(loading)) if loading.size else 0.0,
+                overload_mw(res, self.max_loading_percent),
+                loading,
+            )
+        loading = stats.loading_percent
         values = {
-            "voltage/min_vm_pu": float(np.nanmin(vm_banded)),
-            "voltage/max_vm_pu": float(np.nanmax(vm_banded)),
-            "lines/max_loading_percent": float(np.max(loading)) if loading.size else 0.0,
-            "lines/overload_mw": overload_mw(res, self.max_loading_percent),
+            "voltage/min_vm_pu": stats.min_vm_pu,
+            "voltage/max_vm_pu": stats.max_vm_pu,
+            "lines/max_loading_percent": stats.max_loading_percent,
+            "lines/overload_mw": stats.overload_mw,
             "violations/before_count": float(len(before)),
             "violations/after_count": float(len(after)),
             "violations/vm_excess_pu": _vm_excess_pu(after),
@@ -810,10 +937,16 @@ class NetworkPhysics:
     def voltage_band(self) -> dict[str, np.ndarray]:
         """Per-bus voltage band ``{"min_vm_pu", "max_vm_pu"}`` [pu]: the network's band on
         its banded buses (a DSO: every bus but the HV interface), unbounded elsewhere."""
-        return {
-            "min_vm_pu": np.where(self.banded, self.min_vm_pu, -np.inf),
-            "max_vm_pu": np.where(self.banded, self.max_vm_pu, np.inf),
-        }
+        key = (self.min_vm_pu, self.max_vm_pu, self.banded.tobytes())
+        if getattr(self, "_band_key", None) != key:
+            self._band_key = key
+            self._band_arrays = {
+                "min_vm_pu": np.where(self.banded, self.min_vm_pu, -np.inf),
+                "max_vm_pu": np.where(self.banded, self.max_vm_pu, np.inf),
+            }
+            for a in self._band_arrays.values():
+                a.setflags(write=False)
+        return dict(self._band_arrays)
 
     # -- numerical failures: the operator's fallback ------------------------------------
     def _failure(self, t_s: float, where: str, reason: Any, fallback: str) -> str:
@@ -1129,6 +1262,471 @@ class NetworkPhysics:
             **self.voltage_band(),
         )
         return lindistflow_at_operating_point(model, self.solver, p, q, taps).as_market_dict()
+
+
+class NetworkGroup:
+    """Several networks served by one process, stepped together (:meth:`step`).
+
+    Every step solves the AC power flow of all of them in one batched Newton
+    (:class:`grid_core.operation.BatchedPowerFlow`), checks all of them at once
+    (:func:`grid_core.operation.needs_operation`) and sends only the networks where a rule of
+    the operator can act through their own control path (voltage control, re-dispatch:
+    :meth:`NetworkPhysics.operate_step`). The outcome equals stepping each network alone.
+    """
+
+    def __init__(self, physics: Sequence[NetworkPhysics]) -> None:
+        from grid_core.flex.model import Technology
+        from grid_core.operation import BatchedPowerFlow, MergedFleets
+
+        self.physics = list(physics)
+        if len({ph.sc.physical_step_s for ph in self.physics}) != 1:
+            raise ValueError("the networks of a group must share the physical step")
+        self.batch = BatchedPowerFlow([ph.solver for ph in self.physics])
+        sizes = [ph.bus_index.size for ph in self.physics]
+        self._bus_offset = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        self.devices = MergedFleets(
+            [ph.fleets for ph in self.physics],
+            [ph.states for ph in self.physics],
+            [ph.device_bus for ph in self.physics],
+            self._bus_offset[:-1],
+        )
+        for k, ph in enumerate(self.physics):
+            ph.states = _GroupStates(self.devices, k, tuple(ph.fleets))
+        # DG reactive set-points of every network: (category, merged index), bus, rating
+        code = {Technology.PV: 0, Technology.WIND: 1, Technology.CHP: 2}
+        dg_cat, dg_row, dg_bus, dg_tech, dg_sn, dg_span = [], [], [], [], [], []
+        for k, ph in enumerate(self.physics):
+            a = len(dg_cat)
+            for cat, i, _dev, bus, tech, sn_mva in ph.dg:
+                dg_cat.append(cat)
+                dg_row.append(self.devices.span[cat][k][0] + i)
+                dg_bus.append(ph.pos[bus] + self._bus_offset[k])
+                dg_tech.append(code[tech])
+                dg_sn.append(sn_mva)
+            dg_span.append((a, len(dg_cat)))
+        self._dg_rows = {
+            cat: (
+                np.flatnonzero(np.array(dg_cat) == cat),
+                np.array(dg_row, dtype=np.int64)[np.array(dg_cat) == cat],
+            )
+            for cat in set(dg_cat)
+        }
+        self._dg_bus = np.array(dg_bus, dtype=np.int64)
+        self._dg_tech = np.array(dg_tech, dtype=np.int64)
+        self._dg_sn = np.array(dg_sn, dtype=float)
+        self._dg_span = dg_span
+        self._plans_of: tuple[int, ...] | None = None
+        self._plans: dict[str, dict[str, np.ndarray]] = {}
+        #: steps each network went through its control path, and steps in all
+        self.n_operated = dict.fromkeys((ph.network for ph in self.physics), 0)
+        self.n_steps = 0
+        #: OLTC set-point moves tried in the batch and rejected (no control path needed)
+        self.n_oltc_rejected = 0
+        self._limits = self.limits()
+        self._init_metering()
+        #: batched power flows of the OLTC trials, per set of networks tried (their block
+        #: matrices are then only updated, not rebuilt)
+        self._trial_batches: dict[tuple[int, ...], Any] = {}
+        self._oltc_table: Any = None
+        # network injections of all networks (distribution: no scheduled generators)
+        self._plain_injections = all(not len(ph.tso_gen_rows) for ph in self.physics)
+        self._n_bus = np.array([ph.bus_index.size for ph in self.physics])
+        self._gen_p = np.concatenate([ph.gen_p for ph in self.physics])
+        self._gen_q = np.concatenate([ph.gen_q for ph in self.physics])
+        self._load_p = np.concatenate([ph.load_p for ph in self.physics])
+        self._load_q = np.concatenate([ph.load_q for ph in self.physics])
+        self._gen_total = [float(ph.gen_p.sum()) for ph in self.physics]
+
+    def _network_injections(
+        self,
+        t_s: float,
+        interface_pq: Sequence[Mapping[int, tuple[float, float]] | None],
+        slack_vm_pu: Sequence[float | None],
+    ) -> tuple[list[tuple[Any, Any, float, float, int]], np.ndarray, np.ndarray]:
+        """:meth:`NetworkPhysics._network_injections` of every network: per network
+        ``(p, q, load scale, generation [MW], product)`` and the concatenated injections.
+        Distribution networks (no scheduled generators, no interface exchanges) on the
+        concatenated arrays; otherwise network by network."""
+        phys = self.physics
+        if self._plain_injections and not any(interface_pq):
+            for ph, v in zip(phys, slack_vm_pu, strict=True):
+                if v is not None and v > 0:
+                    ph.solver.set_slack_voltage(v)
+            scales = [
+                float(ph.sc.profiles[ph.load_profile][min(int(t_s // 60), ph.sc.n_minutes - 1)])
+                for ph in phys
+            ]
+            scale_bus = np.repeat(scales, self._n_bus)
+            p_all = self._gen_p + self._load_p * scale_bus
+            q_all = self._gen_q + self._load_q * scale_bus
+            out = [
+                (
+                    None,
+                    None,
+                    scale,
+                    gen,
+                    min(int(t_s // ph.product_s), len(ph.scheduled_mw) - 1),
+                )
+                for ph, scale, gen in zip(phys, scales, self._gen_total, strict=True)
+            ]
+            return out, p_all, q_all
+        net = [
+            ph._network_injections(t_s, i, v)
+            for ph, i, v in zip(phys, interface_pq, slack_vm_pu, strict=True)
+        ]
+        return net, np.concatenate([x[0] for x in net]), np.concatenate([x[1] for x in net])
+
+    def _merged_plans(self, t_s: float) -> dict[str, dict[str, np.ndarray]]:
+        """The product plans of every network's devices (``_product_arrays``), merged."""
+        arrays = [ph._product_arrays(t_s) for ph in self.physics]
+        key = tuple(id(a) for a in arrays)
+        if key != self._plans_of:
+            dev = self.devices
+            self._plans = {
+                cat: {
+                    name: np.concatenate([arrays[k][cat][name] for k in dev.span[cat]])
+                    for name in ("setpoint", "deviation", "baseline", "up", "down")
+                }
+                for cat in dev.categories
+            }
+            self._plans_of = key
+        return self._plans
+
+    def _prepare(
+        self,
+        t_s: float,
+        afrr_setpoint_mw: Sequence[float],
+        interface_pq: Sequence[Mapping[int, tuple[float, float]] | None],
+        slack_vm_pu: Sequence[float | None],
+    ) -> list[_StepContext]:
+        """:meth:`NetworkPhysics.prepare_step` of every network, the devices of all in one
+        update per category and the DG reactive set-points of all at once."""
+        from grid_core.operation import reactive_limits_mvar_array
+
+        phys = self.physics
+        n = len(phys)
+        dt_s = float(phys[0].sc.physical_step_s)
+        net, p_all, q_all = self._network_injections(t_s, interface_pq, slack_vm_pu)
+        share = np.array(
+            [ph._afrr_share(t_s, a) for ph, a in zip(phys, afrr_setpoint_mw, strict=True)]
+        ).reshape(n, 2)
+        mfrr = np.zeros(n)
+        afrr_alloc = np.zeros(n)
+        dev_total = np.zeros(n)
+        dev = self.devices
+        plans = self._merged_plans(t_s)
+        p_cat: dict[str, np.ndarray] = {}
+        #: per category, the merged state at the start of the step and its disturbances
+        start_state: dict[str, tuple[Any, Any]] = {}
+        #: per (network, aggregator) pair, [requested, delivered, deviation] of the step [MWh]
+        metered = np.zeros((self._meter_pairs.size, 3))
+        for cat in dev.categories:
+            plan, owner = plans[cat], dev.owner[cat]
+            direction = share[owner, 0]
+            extra = direction * share[owner, 1] * np.where(direction > 0, plan["up"], plan["down"])
+            has_sp = ~np.isnan(plan["setpoint"])
+            sp = np.where(
+                has_sp,
+                plan["setpoint"] + extra,
+                np.where(extra != 0.0, plan["baseline"] + extra, np.nan),
+            )
+            mfrr += np.bincount(owner[has_sp], plan["deviation"][has_sp], minlength=n)
+            afrr_alloc += np.bincount(owner, extra, minlength=n)
+            fleet = dev.fleet[cat]
+            dist = fleet.disturbances(phys[0].sc.profiles, t_s)
+            start_state[cat] = (dev.state[cat], dist)
+            p, dev.state[cat] = fleet.step(dev.state[cat], dt_s, sp, dist)
+            p = np.asarray(p, dtype=float)
+            p_cat[cat] = p
+            self._meter(cat, t_s, dt_s, plan, extra, p, metered)
+            np.add.at(p_all, dev.bus[cat], p)
+            dev_total += np.bincount(owner, p, minlength=n)
+            for k, (a, b) in dev.span[cat].items():
+                phys[k].p_last[cat] = p[a:b]
+        if self._dg_bus.size:  # held Q set-points, clipped into the range of the new output
+            p_dg = np.zeros(self._dg_bus.size)
+            for cat, (where, rows) in self._dg_rows.items():
+                p_dg[where] = p_cat[cat][rows]
+            lo, hi = reactive_limits_mvar_array(self._dg_tech, self._dg_sn, p_dg)
+            q_dg = np.concatenate([ph.dg_q_mvar for ph in phys])
+            q_dg = np.minimum(np.maximum(q_dg, lo), hi)
+            for ph, (a, b) in zip(phys, self._dg_span, strict=True):
+                ph.dg_q_mvar = q_dg[a:b].copy()
+            np.add.at(q_all, self._dg_bus, q_dg)
+        self._book_metering(t_s, metered)
+        off = self._bus_offset
+        ctxs = []
+        for k, (ph, (_p, _q, scale, gen_total, product)) in enumerate(zip(phys, net, strict=True)):
+            total = float(dev_total[k])
+            ctxs.append(
+                _StepContext(
+                    t_s,
+                    interface_pq[k],
+                    p_all[off[k] : off[k + 1]],
+                    q_all[off[k] : off[k + 1]],
+                    None,
+                    scale,
+                    gen_total,
+                    total,
+                    ph._deviation(scale, total, product),
+                    float(mfrr[k]),
+                    float(afrr_alloc[k]),
+                    product,
+                    _StartOfStep(dev, start_state, k, tuple(ph.fleets)),
+                )
+            )
+        return ctxs
+
+    # -- metering (NetworkPhysics._meter of every network, merged) -----------------------
+    def _init_metering(self) -> None:
+        """Merged metering tables: each device's (network, aggregator) pair and day-ahead
+        schedule, in the merged fleets' order (:meth:`NetworkPhysics._init_metering`)."""
+        dev = self.devices
+        pairs: list[tuple[int, str]] = []
+        first: list[int] = []  # each network's first pair
+        for k, ph in enumerate(self.physics):
+            first.append(len(pairs))
+            pairs += [(k, a) for a in ph.metered_aggregators]
+        self._meter_pair_list = pairs
+        #: product start [s] -> per pair, [requested, delivered, deviation] so far [MWh]
+        self._metered: dict[float, np.ndarray] = {}
+        products = {ph.product_s for ph in self.physics}
+        if len(products) != 1:
+            raise ValueError("the networks of a group must share the product length")
+        self._product_s = products.pop()
+        for ph in self.physics:
+            ph._pending_metering = self._flush_metering
+        self._meter_pairs = np.arange(len(pairs))
+        self._meter_pair = {
+            cat: np.concatenate(
+                [self.physics[k].device_aggregator[cat] + first[k] for k in dev.span[cat]]
+            ).astype(np.int64)
+            for cat in dev.categories
+        }
+        self._meter_schedule = {
+            cat: np.concatenate(
+                [self.physics[k].device_schedule_mw[cat] for k in dev.span[cat]], axis=0
+            )
+            for cat in dev.categories
+        }
+
+    def _meter(
+        self,
+        cat: str,
+        t_s: float,
+        dt_s: float,
+        plan: Mapping[str, np.ndarray],
+        extra: np.ndarray,
+        p: np.ndarray,
+        metered: np.ndarray,
+    ) -> None:
+        """:meth:`NetworkPhysics._meter` of one merged category, added to ``metered``."""
+        n_pairs = self._meter_pairs.size
+        if not n_pairs or not len(p):
+            return
+        pair = self._meter_pair[cat]
+        schedule = self._meter_schedule[cat]
+        has_sp = ~np.isnan(plan["setpoint"])
+        minute = min(int(t_s // 60), schedule.shape[1] - 1)
+        h = dt_s / 3600.0
+        metered[:, 0] += h * np.bincount(pair, np.where(has_sp, plan["deviation"], 0.0), n_pairs)
+        measured = np.where(has_sp, p - plan["baseline"] - extra, 0.0)
+        metered[:, 1] += h * np.bincount(pair, measured, n_pairs)
+        metered[:, 2] += h * np.bincount(pair, p - schedule[:, minute], n_pairs)
+
+    def _book_metering(self, t_s: float, metered: np.ndarray) -> None:
+        """Add the step's metering of every pair to the group's accumulator of its product
+        (handed to the networks by :meth:`_flush_metering` when one of them meters)."""
+        if not self._meter_pairs.size:
+            return
+        start = math.floor(t_s / self._product_s) * self._product_s
+        acc = self._metered.get(start)
+        if acc is None:
+            self._metered[start] = metered
+        else:
+            acc += metered
+
+    def _flush_metering(self, until_s: float, final: bool) -> None:
+        """Move the products that :meth:`NetworkPhysics.metering` would report at
+        ``until_s`` into every network's own accumulator (per aggregator and product)."""
+        phys = self.physics
+        for start in sorted(self._metered):
+            if not (final or start + self._product_s <= until_s + 1e-9):
+                continue
+            acc = self._metered.pop(start)
+            for (k, a), row in zip(self._meter_pair_list, acc, strict=True):
+                into = phys[k]._metered.setdefault((a, start), np.zeros(3))
+                into += row
+
+    def limits(self) -> list[Any]:
+        from grid_core.operation import OperationLimits
+
+        out = []
+        for ph in self.physics:
+            band = ph.voltage_band()
+            out.append(
+                OperationLimits(
+                    band["min_vm_pu"], band["max_vm_pu"], ph.max_loading_percent, ph.oltcs
+                )
+            )
+        return out
+
+    def step(
+        self,
+        t_s: float,
+        afrr_setpoint_mw: Sequence[float],
+        interface_pq: Sequence[Mapping[int, tuple[float, float]] | None] | None = None,
+        slack_vm_pu: Sequence[float | None] | None = None,
+    ) -> list[StepOutcome]:
+        """:meth:`NetworkPhysics.step` of every network (inputs and outcomes in the group's
+        order)."""
+        from grid_core.operation import (
+            BatchedPowerFlow,
+            OltcTable,
+            needs_operation,
+            trial_oltc_moves,
+        )
+
+        n = len(self.physics)
+        iface = interface_pq or [None] * n
+        slack = slack_vm_pu or [None] * n
+        ctxs = self._prepare(t_s, afrr_setpoint_mw, iface, slack)
+        solvers = self.batch.solvers
+        results = self.batch.solve([c.p_inj for c in ctxs], [c.q_inj for c in ctxs], step=t_s)
+        if self._oltc_table is None or not self._oltc_table.fits(solvers, self._limits):
+            self._oltc_table = OltcTable(solvers, self._limits)
+        flags = needs_operation(solvers, results, self._limits, self._oltc_table)
+        operate = flags.violation.copy()
+        trial = np.flatnonzero(flags.oltc)
+        if trial.size:  # OLTC set-point moves, all tried in one power flow
+            key = tuple(trial.tolist())
+            batch = self._trial_batches.pop(key, None)
+            if batch is None:
+                batch = BatchedPowerFlow([solvers[k] for k in trial])
+            self._trial_batches[key] = batch  # most recent last
+            while len(self._trial_batches) > 32:
+                del self._trial_batches[next(iter(self._trial_batches))]
+            kept = trial_oltc_moves(
+                [solvers[k] for k in trial],
+                [ctxs[k].p_inj for k in trial],
+                [ctxs[k].q_inj for k in trial],
+                [results[k] for k in trial],
+                [self._limits[k] for k in trial],
+                step=t_s,
+                batch=batch,
+            )
+            operate[trial[kept]] = True
+            self.n_oltc_rejected += int((~kept).sum())
+        fast = np.flatnonzero(~operate)
+        stats = dict(zip(fast.tolist(), self._stats([results[k] for k in fast], fast), strict=True))
+        out = []
+        for k, (ph, ctx, res, flag) in enumerate(
+            zip(self.physics, ctxs, results, operate, strict=True)
+        ):
+            if flag:
+                self.n_operated[ph.network] += 1
+                out.append(ph.operate_step(ctx))
+            else:
+                out.append(ph.operate_step(ctx, res, stats[k]))
+        self.n_steps += 1
+        return out
+
+    def _stats(self, results: Sequence[Any], which: np.ndarray) -> list[_ResultStats]:
+        """:class:`_ResultStats` of the networks ``which`` (their ``results``), computed on
+        the concatenated arrays (as ``operate_step`` computes one network's)."""
+        if not len(results):
+            return []
+        phys = [self.physics[k] for k in which]
+        vm = np.concatenate(
+            [np.where(ph.banded, r.vm_pu, np.nan) for ph, r in zip(phys, results, strict=True)]
+        )
+        n_bus = np.array([r.vm_pu.size for r in results])
+        bus_start = np.r_[0, np.cumsum(n_bus)[:-1]]
+        with np.errstate(invalid="ignore"):
+            vmin = np.fmin.reduceat(vm, bus_start)
+            vmax = np.fmax.reduceat(vm, bus_start)
+        loading = [
+            np.concatenate([r.line_loading_percent, r.trafo_loading_percent]) for r in results
+        ]
+        n_br = np.array([x.size for x in loading])
+        load = np.concatenate(loading)
+        p_a = np.concatenate([x for r in results for x in (r.line_p_from_mw, r.trafo_p_hv_mw)])
+        p_b = np.concatenate([x for r in results for x in (r.line_p_to_mw, r.trafo_p_lv_mw)])
+        cap = np.repeat([ph.max_loading_percent for ph in phys], n_br)
+        owner = np.repeat(np.arange(len(results)), n_br)
+        over = np.isfinite(load) & (load > cap)
+        p = np.maximum(np.abs(p_a[over]), np.abs(p_b[over]))
+        ov = np.bincount(owner[over], p * (1.0 - cap[over] / load[over]), len(results))
+        br_start = np.r_[0, np.cumsum(n_br)[:-1]]
+        has = n_br > 0
+        lmax = np.zeros(len(results))
+        if has.any():
+            lmax[has] = np.maximum.reduceat(load, br_start[has])
+        return [
+            _ResultStats(float(vmin[j]), float(vmax[j]), float(lmax[j]), float(ov[j]), loading[j])
+            for j in range(len(results))
+        ]
+
+
+class _StartOfStep(Mapping):
+    """A network's ``prev`` of a group step (:attr:`_StepContext.prev`): per category its
+    devices' state at the start of the step and their disturbances, sliced from the merged
+    ones only when read (re-dispatch)."""
+
+    def __init__(
+        self,
+        devices: Any,
+        merged: Mapping[str, tuple[Any, Any]],
+        k: int,
+        categories: tuple[str, ...],
+    ) -> None:
+        self._devices = devices
+        self._merged = merged
+        self._k = k
+        self._categories = categories
+
+    def __getitem__(self, cat: str) -> tuple[Any, Any]:
+        if cat not in self._categories:
+            raise KeyError(cat)
+        state, dist = self._merged[cat]
+        a, b = self._devices.span[cat][self._k]
+        n = len(self._devices.fleet[cat])
+        part = {
+            name: (v[a:b] if np.ndim(v) and np.shape(v)[0] == n else v) for name, v in dist.items()
+        }
+        return self._devices.slice_state(state, cat, self._k), part
+
+    def __iter__(self) -> Any:
+        return iter(self._categories)
+
+    def __len__(self) -> int:
+        return len(self._categories)
+
+
+class _GroupStates(Mapping):
+    """A network's device states while its group owns them (:class:`NetworkGroup`): read
+    and written through the merged fleets."""
+
+    def __init__(self, devices: Any, k: int, categories: tuple[str, ...]) -> None:
+        self._devices = devices
+        self._k = k
+        self._categories = categories
+
+    def __getitem__(self, cat: str) -> Any:
+        if cat not in self._categories:
+            raise KeyError(cat)
+        return self._devices.state_of(cat, self._k)
+
+    def __setitem__(self, cat: str, state: Any) -> None:
+        if cat not in self._categories:
+            raise KeyError(cat)
+        self._devices.set_state_of(cat, self._k, state)
+
+    def __iter__(self) -> Any:
+        return iter(self._categories)
+
+    def __len__(self) -> int:
+        return len(self._categories)
 
 
 # ----------------------------------------------------------------------------- DSO check

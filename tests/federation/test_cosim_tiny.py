@@ -161,6 +161,18 @@ def test_scheme_e_brps_buy_their_forecast_deviation(tiny_runs):
     assert kpis["brp_paid_eur"] >= 0.0
 
 
+def _assert_batched_steps_equal(steps1, steps2):
+    """Per-step values of a run with one DSO per process and of one whose DSOs share a
+    process: those are stepped together (``NetworkGroup``: one batched Newton over both
+    feeders, which stops when the mismatch of both is below the solver tolerance), so the
+    physical values agree to the solver's accuracy (1e-8 MVA mismatch; measured: 2.7e-9 MW and
+    1.4e-7 % of a line loading at the cold first step), not to the last bit: 1e-6 (pu, MW,
+    %), the batched core's tolerance."""
+    assert steps1.keys() == steps2.keys()
+    for key in steps1:
+        np.testing.assert_allclose(steps1[key], steps2[key], rtol=1e-9, atol=1e-6, err_msg=key)
+
+
 def test_same_scenario_scheme_seed_give_identical_results(tiny_runs):
     """Run A again, this time with the HELICS runner (``helics run --path runner.json``)."""
     r1, _ = _results(tiny_runs, "A")
@@ -179,7 +191,9 @@ def test_same_scenario_scheme_seed_give_identical_results(tiny_runs):
 def test_hosted_federates_give_identical_results(tiny_runs):
     """federates.host: dso_1 and dso_2 served by one HELICS federate ``dso_host_1``, and the
     aggregators by ``aggregator_host_1``, run the same federation as one process and one
-    HELICS federate per federate, to the last bit; the messages keep their senders."""
+    HELICS federate per federate: the same sessions and awards to the last bit, the same
+    physics to the solver's accuracy (the hosted DSOs are stepped together); the messages
+    keep their senders."""
     import json
 
     r1, _ = _results(tiny_runs, "A")
@@ -189,9 +203,7 @@ def test_hosted_federates_give_identical_results(tiny_runs):
     assert {"dso_host_1", "aggregator_host_1"} <= set(procs)
     assert not any(p.startswith(("dso_", "agg_")) and "_host_" not in p for p in procs)
     r2 = read_results(built2.results)
-    assert r1["steps"].keys() == r2["steps"].keys()
-    for key in r1["steps"]:
-        np.testing.assert_array_equal(r1["steps"][key], r2["steps"][key], err_msg=key)
+    _assert_batched_steps_equal(r1["steps"], r2["steps"])
     np.testing.assert_array_equal(r1["awards"], r2["awards"])
     for key in r1["sessions"]:
         np.testing.assert_array_equal(r1["sessions"][key], r2["sessions"][key], err_msg=key)
@@ -211,9 +223,7 @@ def test_inline_runner_with_hosts_gives_identical_results(tiny_runs, tmp_path):
     outcome = supervise(runner, wall_timeout_s=400.0)
     assert outcome.returncode == 0, (outcome.message, outcome.logs)
     r2 = read_results(tmp_path / "results" / "tiny_A.h5")
-    assert r1["steps"].keys() == r2["steps"].keys()
-    for key in r1["steps"]:
-        np.testing.assert_array_equal(r1["steps"][key], r2["steps"][key], err_msg=key)
+    _assert_batched_steps_equal(r1["steps"], r2["steps"])
     np.testing.assert_array_equal(r1["awards"], r2["awards"])
 
 
