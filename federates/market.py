@@ -16,8 +16,8 @@ One module serves both scopes (``params.scope``), the contract decides which exi
 Every market sends the aggregators their awards and the recorder its clearing, including the
 market document of what it cleared (``docs/market-json.md``). With the DSO check the red bids
 of the DSOs' verdicts are left out and the orange ones carry their extra cost in their price
-(:func:`federation.adapters.apply_dso_verdicts`). A bid that fails to parse is rejected with a
-logged reason; the rest of the market still clears.
+(:func:`market_core.prequalification.apply_dso_verdicts`). A bid that fails to parse is
+rejected with a logged reason; the rest of the market still clears.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import sys
 from typing import Any
 
 from federates.runtime import FederateRuntime, main
-from federation.adapters import apply_dso_verdicts
 from federation.contract import Stage, local_market
 from federation.results import pack_market_input
 from market_core.bids import Bid, BidFormatError, bid_from_dict, bid_to_dict
@@ -39,6 +38,7 @@ from market_core.clearing import (
 )
 from market_core.document import session_to_json
 from market_core.network import lindistflow_from_dict, ptdf_from_dict
+from market_core.prequalification import apply_dso_verdicts
 from market_core.scheme_spec import scheme_spec
 from market_core.schemes import (
     MarketSession,

@@ -7,7 +7,6 @@ cores) and publishes. Everything here is deterministic given the scenario seed.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -119,69 +118,51 @@ def merge_fleet_states(fleet: Any, records: Sequence[Mapping[str, Any]]) -> Any:
 
 
 class AggregatorLogic:
-    """What one aggregator does at a market session, without HELICS (``agg_<n>`` federate).
-
-    At gate closure ``t_s`` (the session time) it forecasts the profiles with the scenario's
-    horizon-dependent error model (:func:`federation.bids_cli.forecast_model`, issued at
-    ``t_s``: the error grows with the lead time), forecasts the arrivals of EVs that have not
-    arrived yet (:meth:`~market_core.aggregation.Portfolio.with_forecast_arrivals`) and calls
-    :func:`~market_core.aggregation.build_bids` with the previous session's dispatch, whose last
-    product still runs between the gate closure and the new delivery start. Awards become
-    device set-points with :func:`~market_core.aggregation.disaggregate`.
+    """The ``agg_<n>`` federate's session logic built from a scenario: unpacks the scenario
+    (portfolio, aggregation parameters, forecast-error model, profiles) into a
+    :class:`market_core.aggregation.session.AggregatorSession` and the contract timing into
+    each session's window. Forecasts are issued at the gate closure ``t_s`` with the
+    scenario's horizon-dependent error model (:func:`federation.bids_cli.forecast_model`).
     """
 
     def __init__(self, sc: Any, aggregator: str) -> None:
         from federation.bids_cli import aggregation_config, forecast_model
         from market_core.aggregation import Portfolio
+        from market_core.aggregation.session import AggregatorSession
 
         self.sc = sc
         self.aggregator = aggregator
-        self.portfolio = Portfolio.from_specs(aggregator, sc.devices)
-        self.config = aggregation_config(sc)
         self.model = forecast_model(sc)
-        self.book: Any = None  # BidBook of the last session
-        self.dispatch: Any = None  # Dispatch of the last session (None before the first)
+        self.session = AggregatorSession(
+            Portfolio.from_specs(aggregator, sc.devices),
+            aggregation_config(sc),
+            self.model,
+            sc.profiles,
+        )
+
+    @property
+    def portfolio(self) -> Any:
+        """The aggregator's :class:`~market_core.aggregation.Portfolio`."""
+        return self.session.portfolio
+
+    @property
+    def book(self) -> Any:
+        """Bid book of the last session (``None`` before the first)."""
+        return self.session.book
 
     def bid(self, observed: Mapping[str, Any], t_s: float, timing: Timing) -> Any:
         """Bid book of the session closing at ``t_s`` [s] from the measured fleet states."""
-        from market_core.aggregation import SessionWindow, build_bids
+        from market_core.aggregation.session import session_window
 
-        session = int(t_s // timing.session_period_s)
-        periods = timing.delivery_periods(t_s)
-        window = SessionWindow(session, periods[0][0], len(periods), timing.product_s)
-        forecast = self.model.forecast_profiles(self.sc.profiles, t_s)
-        seen = self.portfolio.with_forecast_arrivals(self.model, t_s)
-        self.book = build_bids(seen, observed, forecast, window, self.config, self.dispatch)
-        return self.book
+        window = session_window(
+            t_s, timing.session_period_s, timing.delivery_periods(t_s), timing.product_s
+        )
+        return self.session.bid(observed, t_s, window)
 
     def plans(self, awards: Mapping[str, Sequence[float]]) -> dict[str, list[dict[str, Any]]]:
-        """Per network, the ``setpoints`` message items of the last book given ``awards``
-        (bid id -> awarded quantity per period [MW]); remembers the dispatch for the next
-        session."""
-        from market_core.aggregation import disaggregate
-
-        book = self.book
-        n = book.window.n_periods
-        dispatch = disaggregate(book, awards)
-        self.dispatch = dispatch
-        per_net: dict[str, list[dict[str, Any]]] = {}
-        for i, dev in enumerate(book.device_ids):
-            net = book.afrr.networks[i]
-            for k in range(n):
-                sp = float(dispatch.setpoint_mw[i, k])
-                per_net.setdefault(net, []).append(
-                    {
-                        "device": dev,
-                        "start_s": book.window.delivery_start_s + k * book.window.period_s,
-                        "duration_s": book.window.period_s,
-                        "setpoint_mw": None if math.isnan(sp) else sp,
-                        "deviation_mw": float(dispatch.deviation_mw[i, k]),
-                        "baseline_mw": float(book.baseline_mw[i, k]),
-                        "afrr_up_mw": float(book.afrr.up_mw[i, k]),
-                        "afrr_down_mw": float(book.afrr.down_mw[i, k]),
-                    }
-                )
-        return per_net
+        """Per network, the ``setpoints`` items of the last book given ``awards``
+        (:meth:`~market_core.aggregation.session.AggregatorSession.plans`)."""
+        return self.session.plans(awards)
 
 
 # ----------------------------------------------------------------------------- physics
@@ -1779,101 +1760,36 @@ class DsoPrequalifier:
         return self._solver
 
     def base_injections(self, periods: Sequence[tuple[float, float]]) -> tuple[Any, Any]:
-        """Forecast bus injections ``(p [P, n_bus] MW, q [P, n_bus] Mvar)`` of the products."""
+        """Forecast bus injections ``(p [P, n_bus] MW, q [P, n_bus] Mvar)`` of the products
+        (:func:`market_core.prequalification.product_base_injections`)."""
+        from market_core.prequalification import product_base_injections
+
         ph = self.phys
-        da = np.asarray(ph.sc.day_ahead.bus_p_inj_mw[ph.network])
-        profile = np.asarray(ph.sc.profiles[ph.load_profile])
-        p_rows, q_rows = [], []
         q_dg = np.zeros(len(ph.pos))
         for u in ph._reactive_units():
             q_dg[ph.pos[u.bus]] += u.q_mvar
-        for start_s, duration_s in periods:
-            k = min(int(start_s // ph.product_s), da.shape[0] - 1)
-            m0 = min(int(start_s // 60), len(profile) - 1)
-            m1 = max(min(int((start_s + duration_s) // 60), len(profile)), m0 + 1)
-            scale = float(profile[m0:m1].mean())
-            p_rows.append(da[k])
-            q_rows.append(ph.gen_q + ph.load_q * scale + q_dg)
-        return np.array(p_rows), np.array(q_rows)
+        return product_base_injections(
+            ph.sc.day_ahead.bus_p_inj_mw[ph.network],
+            ph.sc.profiles[ph.load_profile],
+            ph.gen_q,
+            ph.load_q,
+            q_dg,
+            periods,
+            ph.product_s,
+        )
 
     def check(self, bids: Sequence[Any], periods: Sequence[tuple[float, float]]) -> list[dict]:
-        """``dso_verdicts`` items for the selling bids of ``bids`` located in this network."""
-        from grid_core.flex import BidToCheck, ReactiveProvider, prequalify_bids
-        from market_core.bids import Direction, Side
+        """``dso_verdicts`` items for the selling bids of ``bids`` located in this network
+        (:func:`market_core.prequalification.dso_verdicts`)."""
+        from market_core.prequalification import bids_to_check, dso_verdicts, reactive_providers
 
         ph = self.phys
-        n = len(periods)
-        mine = [b for b in bids if b.network_id == ph.network and b.side is Side.SELL]
-        if not mine:
+        to_check = bids_to_check(bids, ph.network, len(periods))
+        if not to_check:
             return []
-        to_check = []
-        for b in mine:
-            sign = 1.0 if b.direction is Direction.UP else -1.0
-            rebound = b.rebound_p_mw or (0.0,) * n
-            qty = b.max_quantity_mw[:n]
-            dp = tuple(sign * q + r for q, r in zip(qty, rebound[:n], strict=True))
-            dq = tuple(b.q_mvar_per_mw * x for x in dp)
-            price = float(np.mean(b.price_eur_per_mwh))
-            to_check.append(BidToCheck(b.bid_id, int(b.bus), dp, dq, price))
-        providers = [
-            ReactiveProvider(
-                u.unit_id,
-                u.bus,
-                u.min_q_mvar - u.q_mvar,
-                u.max_q_mvar - u.q_mvar,
-                self.q_price_eur_per_mvarh,
-            )
-            for u in ph._reactive_units()
-            if u.max_q_mvar - u.min_q_mvar > 1e-9
-        ]
+        providers = reactive_providers(ph._reactive_units(), self.q_price_eur_per_mvarh)
         p0, q0 = self.base_injections(periods)
-        verdicts = prequalify_bids(
-            self.solver,
-            p0,
-            q0,
-            to_check,
-            providers,
-            self.settings,
-            duration_h=periods[0][1] / 3600.0,
-        )
-        return [
-            {
-                "bid_id": v.bid_id,
-                "status": v.status.name.lower(),
-                "extra_cost_eur": float(v.extra_cost_eur),
-                "q_support_mvarh": float(v.q_support_mvarh),
-                "reason": v.reason,
-            }
-            for v in verdicts
-        ]
-
-
-def apply_dso_verdicts(
-    bids: Sequence[Any], verdicts: Sequence[Mapping[str, Any]], period_s: float
-) -> tuple[list[Any], dict[str, str], dict[str, float]]:
-    """The market's side of the DSO check.
-
-    Returns ``(bids kept, blocked bid id -> reason, orange bid id -> price adder
-    [EUR/MWh])``: red bids are left out; an orange bid's extra cost [EUR] is spread over its
-    energy at full acceptance (``sum(max_quantity_mw) * period_s / 3600`` [MWh]) and added to
-    its price in every period. Bids without a verdict (not in a checked network) are kept
-    unchanged.
-    """
-    by_id = {str(v["bid_id"]): v for v in verdicts}
-    kept, blocked, adders = [], {}, {}
-    for b in bids:
-        v = by_id.get(b.bid_id)
-        if v is None or v["status"] == "green":
-            kept.append(b)
-        elif v["status"] == "red":
-            blocked[b.bid_id] = f"DSO check: red ({v.get('reason', '')})"
-        else:
-            energy_mwh = float(sum(b.max_quantity_mw)) * period_s / 3600.0
-            add = float(v["extra_cost_eur"]) / energy_mwh if energy_mwh > 0 else 0.0
-            adders[b.bid_id] = add
-            price = tuple(float(x) + add for x in b.price_eur_per_mwh)
-            kept.append(dataclasses.replace(b, price_eur_per_mwh=price))
-    return kept, blocked, adders
+        return dso_verdicts(self.solver, p0, q0, to_check, providers, self.settings, periods)
 
 
 # ----------------------------------------------------------------------------- scenario cache

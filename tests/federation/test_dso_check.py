@@ -1,5 +1,6 @@
 """DSO check (``--dso-check``): the DSO's traffic light of the bids in its network
-(``DsoPrequalifier``), the market's use of the verdicts (``apply_dso_verdicts``) and the
+(``DsoPrequalifier`` over ``market_core.prequalification.dso_verdicts``), the market's use of
+the verdicts (``market_core.prequalification.apply_dso_verdicts``) and the
 contract wiring. The end-to-end run is in test_cosim_tiny.py."""
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from federation.adapters import (
     AggregatorLogic,
     DsoPrequalifier,
     NetworkPhysics,
-    apply_dso_verdicts,
     timing_from_scenario,
     topology_from_scenario,
 )
 from federation.contract import Stage, build_contract, make_message, validate_message
 from market_core.bids import Direction
+from market_core.prequalification import apply_dso_verdicts
 
 
 @pytest.fixture(scope="module")
