@@ -643,8 +643,9 @@ def trial_oltc_moves(
     Each network's set-point moves (``_oltc_round``) are applied and all networks are solved
     together. A move that brings a voltage out of the band or a branch over its limit is
     rejected as ``control_voltage`` rejects it (more violation than before, which was
-    none): the taps and the warm start go back, and ``results`` stays the network's step result. A kept
-    move leaves the solver at its new taps, for the network's own control path to go on from
+    none): the taps and the warm start go back, and ``results`` stays the network's step
+    result. A kept move leaves the solver at its new taps, for the network's own control path
+    to go on from
     (its next rounds). A network whose trial does not converge gets its taps back and is
     reported as kept, so that its control path meets the failure itself. ``batch``: a
     :class:`BatchedPowerFlow` over ``solvers`` to reuse (its block matrices are updated, not
