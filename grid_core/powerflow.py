@@ -1014,13 +1014,8 @@ class ACPowerFlowSolver:
         PowerFlowNotConverged
             As :meth:`solve`.
         """
-        # a copy: the lightsim2grid engine's voltage vector is a view of its own buffer,
-        # which the next solve overwrites
-        keep = None if self._V is None else self._V.copy()
-        try:
+        with self.what_if():
             return self.solve(p_inj_mw, q_inj_mvar, step=step)
-        finally:
-            self._V = keep
 
     @contextlib.contextmanager
     def what_if(self) -> Iterator[ACPowerFlowSolver]:
@@ -1029,6 +1024,8 @@ class ACPowerFlowSolver:
         (e.g. the OLTC's response to a forecast, :func:`grid_core.voltage_control.forecast_taps`).
         """
         taps = self._tap_pos.copy()
+        # a copy: the lightsim2grid engine's voltage vector is a view of its own buffer,
+        # which the next solve overwrites
         keep = None if self._V is None else self._V.copy()
         try:
             yield self

@@ -24,6 +24,16 @@ from grid_core.operation import BatchedPowerFlow
 TOL = 1e-6
 
 
+def _add_differences(diffs, ref, got):
+    """Largest differences so far of one network's step outcome, per-network vs batched:
+    voltages (``pu``, values and bus voltages) and everything else (``other``)."""
+    assert ref.values.keys() == got.values.keys()
+    for key, v in ref.values.items():
+        kind = "pu" if key.endswith("_pu") else "other"
+        diffs[kind] = max(diffs[kind], abs(v - got.values[key]))
+    diffs["pu"] = max(diffs["pu"], float(np.nanmax(np.abs(ref.bus_vm_pu - got.bus_vm_pu))))
+
+
 def _slack_sequence(n_steps: int, n_networks: int, swing_pu: float) -> np.ndarray:
     """Slack voltages [pu] swinging ``1 +- swing_pu`` over 30 steps with a different phase
     per network, so that taps move up and down, some moves are rejected and some buses
@@ -46,11 +56,7 @@ def _run_both(sc, networks, start_s: float, n_steps: int, swing_pu: float = 0.03
         ref = [ph.step(t_s, 0.0, None, float(v)) for ph, v in zip(alone, slack[k], strict=True)]
         got = group.step(t_s, [0.0] * len(networks), None, [float(v) for v in slack[k]])
         for r, g in zip(ref, got, strict=True):
-            assert r.values.keys() == g.values.keys()
-            for key, v in r.values.items():
-                kind = "pu" if key.endswith("_pu") else "other"
-                diffs[kind] = max(diffs[kind], abs(v - g.values[key]))
-            diffs["pu"] = max(diffs["pu"], float(np.nanmax(np.abs(r.bus_vm_pu - g.bus_vm_pu))))
+            _add_differences(diffs, r, g)
             before += int(r.values["violations/before_count"] > 0)
         for a, b in zip(alone, group.physics, strict=True):
             np.testing.assert_array_equal(a.solver.tap_pos, b.solver.tap_pos)
@@ -160,11 +166,7 @@ def test_batched_step_equals_per_network_step_with_setpoints_redispatch_and_mete
         ref = [ph.step(t_s, a, None, v) for ph, a, v in zip(alone, afrr, slack, strict=True)]
         got = group.step(t_s, afrr, None, slack)
         for r, g in zip(ref, got, strict=True):
-            assert r.values.keys() == g.values.keys()
-            for key, v in r.values.items():
-                kind = "pu" if key.endswith("_pu") else "other"
-                diffs[kind] = max(diffs[kind], abs(v - g.values[key]))
-            diffs["pu"] = max(diffs["pu"], float(np.nanmax(np.abs(r.bus_vm_pu - g.bus_vm_pu))))
+            _add_differences(diffs, r, g)
             for key in acted:
                 acted[key] += int(r.values[key] > 1e-9)
         until = t_s + dt
