@@ -32,3 +32,12 @@ def test_top_level_packages_import():
     import federation  # noqa: F401
     import grid_core  # noqa: F401
     import market_core  # noqa: F401
+
+
+def test_test_modules_have_unique_basenames():
+    # The test folders have no __init__.py, so pytest imports each test module
+    # by its basename: two files with one name abort the whole collection.
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
